@@ -1,0 +1,60 @@
+//! The command line. clap's types stay here; `main` turns them into a [`Command`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::Command;
+
+/// Keeps one long-running program alive, without root and without systemd.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// The service's config file.
+    #[arg(
+        short,
+        long,
+        env = "KEEPUP_CONFIG",
+        default_value = "cfg.toml",
+        global = true
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Start the service (or adopt the running one) and keep it up.
+    Start,
+    /// Stop the service and stop keeping it up.
+    Stop,
+    /// SIGKILL the service; it stays kept up, so the next restart revives it.
+    Kill,
+    /// Revive the service if it is kept up and not running (the timer's check).
+    Restart {
+        /// Stop it if it runs, then start it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show whether the service runs (exit 0 running, 1 dead, 3 stopped, 4 unknown).
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Verb {
+    #[must_use]
+    pub fn command(&self) -> Command {
+        match *self {
+            Verb::Start => Command::Start,
+            Verb::Stop => Command::Stop,
+            Verb::Kill => Command::Kill,
+            Verb::Restart { force } => Command::Restart { force },
+            Verb::Status { json } => Command::Status { json },
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Starting a new instance, shared by `start` and `restart`'s revival.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::ExitStatus;
+
+use crate::error::{Error, Result};
+use crate::pidfile::PidLock;
+use crate::process::{Finder, Instance, Started};
+use crate::service::Service;
+
+/// How many of the log's newest lines a failed start shows.
+const LOG_TAIL_LINES: usize = 10;
+
+/// Spawns the service and waits until it is recognised; on success the instance is recorded
+/// and the pid lock points at it. On failure nothing started is left running; the pid lock is
+/// left as it was, for the caller to decide.
+pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<Instance> {
+    let config = &service.config;
+    if service.pid_file.is_dir() {
+        return Err(Error::Failed(format!(
+            "pid lock {} is a directory: remove it, then start again",
+            service.pid_file.display()
+        )));
+    }
+    let log_start = std::fs::metadata(&config.log).map_or(0, |m| m.len());
+    let mut child = finder.spawn()?;
+    let failure = match finder.wait_recognised(&mut child) {
+        Ok(Started::Running(instance)) => match service.remember(&instance, lock) {
+            Ok(()) => return Ok(instance),
+            // Running but untracked is worse than not running: end it.
+            Err(e) => e.to_string(),
+        },
+        Ok(Started::Exited(status)) => describe_exit(status),
+        Ok(Started::TimedOut) => format!(
+            "its process was not recognised within {} (search = \"{}\"): does startup run the entry?",
+            humantime::format_duration(config.start_timeout),
+            config.search.name()
+        ),
+        Err(e) => e.to_string(),
+    };
+    finder.abandon(&mut child);
+    Err(Error::Failed(format!(
+        "{} failed to start: {failure}{}",
+        config.name,
+        log_tail(&config.log, log_start)
+    )))
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("it exited at once with code {code}"),
+        (None, Some(signal)) => format!("it was killed at once by signal {signal}"),
+        (None, None) => format!("it ended at once ({status})"),
+    }
+}
+
+/// The last lines the service wrote since `from`, ready to follow an error line.
+fn log_tail(log: &Path, from: u64) -> String {
+    let mut text = String::new();
+    let read = std::fs::File::open(log).and_then(|mut f| {
+        f.seek(SeekFrom::Start(from))?;
+        f.take(64 * 1024).read_to_string(&mut text)
+    });
+    if read.is_err() || !log.is_file() {
+        return String::new();
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return format!("\n(it wrote nothing to {})", log.display());
+    }
+    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+    format!("\nlast lines of {}:\n{}", log.display(), tail.join("\n"))
+}

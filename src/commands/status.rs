@@ -1,0 +1,41 @@
+//! `status`: is it running? Reads only; takes no lock, so it answers even while a `stop` waits.
+
+use crate::error::{Error, Result};
+use crate::output::{State, Status};
+use crate::pidfile::PidLock;
+use crate::process::Instance;
+use crate::service::Service;
+
+pub fn run(service: &Service, json: bool) -> Result<u8> {
+    let finder = service.finder();
+    let pid_lock = service.pid_lock()?;
+    let lookup = service.locate(&finder, &pid_lock)?;
+    let state = match (&lookup.instance, &pid_lock) {
+        (Some(_), _) => State::Running,
+        (None, PidLock::Absent) => State::Stopped,
+        (None, _) => State::Dead,
+    };
+    let instance = lookup.instance.as_ref();
+    let (started_at, uptime_seconds) = Status::new_started(instance.and_then(Instance::started_at));
+    let status = Status {
+        name: service.config.name.clone(),
+        state,
+        pid: instance.map(|i| i.pid().get()),
+        started_at,
+        uptime_seconds,
+        memory_bytes: instance.and_then(Instance::memory_bytes),
+        kept_up: pid_lock.exists(),
+        pid_lock: service.pid_file.clone(),
+        pid_lock_problem: lookup.stale,
+        log: service.config.log.clone(),
+        config: service.config.file.clone(),
+    };
+    if json {
+        let text = serde_json::to_string(&status)
+            .map_err(|e| Error::Failed(format!("encoding status: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", status.render());
+    }
+    Ok(state.exit_code())
+}

@@ -1,0 +1,67 @@
+//! `stop`: remove the pid lock, then stop the service and wait until nothing of it is left.
+
+use std::time::Duration;
+
+use super::note;
+use crate::error::{Error, Result};
+use crate::exit_code;
+use crate::pidfile;
+use crate::process::{Finder, Instance};
+use crate::service::Service;
+use crate::signal::Signal;
+
+/// How long to wait for the kernel to finish a group sent SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+pub fn run(service: &Service) -> Result<u8> {
+    let _lock = service.lock()?;
+    let finder = service.finder();
+    let pid_lock = service.pid_lock()?;
+    // The lock goes first: from here on, no revival.
+    let removed = pidfile::remove(&service.pid_file);
+    let lookup = service.locate(&finder, &pid_lock)?;
+    let name = &service.config.name;
+    match lookup.instance {
+        None => println!("{name} is not running"),
+        Some(instance) => {
+            stop_instance(service, &finder, &instance)?;
+            println!("{name} ({}) stopped", instance.pid());
+        }
+    }
+    service.forget()?;
+    removed?;
+    Ok(exit_code::OK)
+}
+
+/// `stop_signal`, up to `stop_timeout` for it to end, then SIGKILL.
+pub fn stop_instance(service: &Service, finder: &Finder<'_>, instance: &Instance) -> Result<()> {
+    let config = &service.config;
+    finder.signal(instance, config.stop_signal)?;
+    if finder.wait_gone(instance, config.stop_timeout) {
+        return Ok(());
+    }
+    note(&format!(
+        "{} ({}) still running {} after {}: sending SIGKILL",
+        config.name,
+        instance.pid(),
+        humantime::format_duration(config.stop_timeout),
+        config.stop_signal
+    ));
+    kill_instance(service, finder, instance)
+}
+
+/// SIGKILL to the instance and whatever is left of its group; waits until it is gone.
+pub fn kill_instance(service: &Service, finder: &Finder<'_>, instance: &Instance) -> Result<()> {
+    finder.signal(instance, Signal::Kill)?;
+    finder.kill_leftovers(instance)?;
+    if finder.wait_gone(instance, KILL_GRACE) {
+        Ok(())
+    } else {
+        Err(Error::Failed(format!(
+            "{} ({}) is still running {} after SIGKILL",
+            service.config.name,
+            instance.pid(),
+            humantime::format_duration(KILL_GRACE)
+        )))
+    }
+}

@@ -1,0 +1,490 @@
+//! The config file: read with serde, every value checked at once by [`RawConfig::validate`],
+//! and turned into a [`Config`] whose paths are absolute and whose values are typed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::signal::Signal;
+use crate::startup::{self, Pattern};
+
+/// How the running process is recognised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Search {
+    /// `proc_exe` or `proc_cwd` where `/proc` exists; the OS process API, then `lsof`, on macOS.
+    Auto,
+    /// One argv word, resolved against the process's cwd from `/proc`, is the entry.
+    ProcCwd,
+    /// The process's executable (`/proc/<pid>/exe`) is the entry.
+    ProcExe,
+    /// As `proc_cwd`, with the working directory read from `lsof`.
+    LsofCwd,
+}
+
+impl Search {
+    const NAMES: [(Search, &'static str); 4] = [
+        (Search::Auto, "auto"),
+        (Search::ProcCwd, "proc_cwd"),
+        (Search::ProcExe, "proc_exe"),
+        (Search::LsofCwd, "lsof_cwd"),
+    ];
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(s, _)| *s == self)
+            .map_or("?", |(_, n)| n)
+    }
+
+    fn parse(text: &str) -> Option<Search> {
+        Self::NAMES
+            .iter()
+            .find(|(_, n)| *n == text)
+            .map(|(s, _)| *s)
+    }
+
+    /// Whether this mode recognises a process by its argv (and so needs `startup` to name the
+    /// entry), rather than by its executable.
+    fn needs_argv_pattern(self) -> bool {
+        matches!(self, Search::ProcCwd | Search::LsofCwd)
+    }
+}
+
+/// The config file as written. Every field is optional here so that `validate` can report all
+/// missing and bad values in one go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The service's entry program (script or binary), relative to the config's folder.
+    pub entry: Option<String>,
+    /// The command line that starts the service, split like a shell and run without one.
+    pub startup: Option<String>,
+    /// How the running process is recognised: `auto`, `proc_cwd`, `proc_exe`, `lsof_cwd`.
+    pub search: Option<String>,
+    /// Where the service's stdout and stderr are appended.
+    pub log: Option<String>,
+    /// Added to the service's environment.
+    pub env: Option<BTreeMap<String, String>>,
+    /// The first signal `stop` sends.
+    pub stop_signal: Option<String>,
+    /// How long `stop` waits before SIGKILL.
+    pub stop_timeout: Option<String>,
+    /// How long `start` waits for the process to be recognised.
+    pub start_timeout: Option<String>,
+}
+
+/// A checked config: absolute paths, typed values, defaults filled in.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The config file, absolute.
+    pub file: PathBuf,
+    /// The entry, canonical.
+    pub entry: PathBuf,
+    /// The service's name in messages: the entry's file name.
+    pub name: String,
+    /// The startup words, `{entry}` and `{dir}` substituted.
+    pub startup: Vec<String>,
+    /// What the started process looks like, when `startup` names the entry.
+    pub pattern: Option<Pattern>,
+    pub search: Search,
+    pub log: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+    pub start_timeout: Duration,
+}
+
+impl Config {
+    /// The folder that holds the entry: the service's working directory and keepup's state.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        self.entry.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// A file beside the entry named `<entry><suffix>`.
+    #[must_use]
+    pub fn beside_entry(&self, suffix: &str) -> PathBuf {
+        let mut name = self.entry.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    }
+}
+
+/// Reads and checks the config at `path`.
+pub fn load(path: &Path) -> Result<Config> {
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let config_error = |message: String| Error::Config {
+        file: file.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        config_error(match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "no such config file (pass --config PATH or set KEEPUP_CONFIG)".to_owned()
+            }
+            _ => format!("cannot read: {e}"),
+        })
+    })?;
+    let raw: RawConfig =
+        toml::from_str(&text).map_err(|e| config_error(toml_message(&text, &e)))?;
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    raw.validate(&file, dir)
+        .map_err(|problems| config_error(problems.join("; ")))
+}
+
+/// One line for a TOML error: `line:column: key `k`: what is wrong`.
+fn toml_message(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim().replace('\n', " ");
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    match key_at(text, span.start) {
+        Some(key) if !message.contains(&format!("`{key}`")) => {
+            format!("{line}:{column}: key `{key}`: {message}")
+        }
+        _ => format!("{line}:{column}: {message}"),
+    }
+}
+
+/// The dotted key assigned on the line holding `offset`, for errors that name only a value.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
+impl RawConfig {
+    /// Checks every value, resolving paths against `dir`; reports every problem found.
+    // One place that checks every key, in the order of the reference table.
+    #[allow(clippy::too_many_lines)]
+    pub fn validate(self, file: &Path, dir: &Path) -> Result<Config, Vec<String>> {
+        let mut problems = Vec::new();
+        let problems = &mut problems;
+
+        let entry = check(
+            problems,
+            match self.entry.as_deref() {
+                None => Err("missing key `entry` (the service's entry program)".to_owned()),
+                Some(entry) => resolve_entry(entry, dir),
+            },
+        );
+        let search = check(
+            problems,
+            match self.search.as_deref() {
+                None => Ok(Search::Auto),
+                Some(text) => Search::parse(text).ok_or_else(|| {
+                    let names: Vec<&str> = Search::NAMES.iter().map(|(_, n)| *n).collect();
+                    format!(
+                        "key `search`: unknown value \"{text}\" (expected one of {})",
+                        names.join(", ")
+                    )
+                }),
+            },
+        )
+        .and_then(|search| check(problems, platform_supports(search).map(|()| search)));
+        let stop_signal = check(
+            problems,
+            self.stop_signal
+                .as_deref()
+                .unwrap_or("TERM")
+                .parse::<Signal>()
+                .map_err(|e| format!("key `stop_signal`: {e}")),
+        );
+        let stop_timeout = check(
+            problems,
+            duration("stop_timeout", self.stop_timeout.as_deref(), "10s"),
+        );
+        let start_timeout = check(
+            problems,
+            duration("start_timeout", self.start_timeout.as_deref(), "5s"),
+        )
+        .and_then(|d| {
+            check(
+                problems,
+                if d.is_zero() {
+                    Err("key `start_timeout`: must be more than 0s".to_owned())
+                } else {
+                    Ok(d)
+                },
+            )
+        });
+        let env = self.env.unwrap_or_default();
+        for name in env.keys() {
+            if name.is_empty() || name.contains(['=', '\0']) {
+                check(
+                    problems,
+                    Err::<(), _>(format!("key `env`: \"{name}\" is not a variable name")),
+                );
+            }
+        }
+        let startup_and_pattern = entry.as_ref().and_then(|entry| {
+            let startup = check(
+                problems,
+                startup::split(
+                    self.startup.as_deref().unwrap_or("{entry}"),
+                    entry,
+                    dir_of(entry),
+                )
+                .map_err(|e| format!("key `startup`: {e}")),
+            )?;
+            let pattern = Pattern::derive(&startup, entry, dir_of(entry), read_shebang);
+            if pattern.is_none() && search.is_some_and(Search::needs_argv_pattern) {
+                check(
+                    problems,
+                    Err::<(), _>(format!(
+                        "key `startup`: never names the entry, so search = \"{}\" cannot recognise \
+                     its process; name it with {{entry}}, or use search = \"proc_exe\"",
+                        search.map_or("", Search::name)
+                    )),
+                );
+            }
+            Some((startup, pattern))
+        });
+
+        match (
+            entry,
+            search,
+            stop_signal,
+            stop_timeout,
+            start_timeout,
+            startup_and_pattern,
+        ) {
+            (
+                Some(entry),
+                Some(search),
+                Some(stop_signal),
+                Some(stop_timeout),
+                Some(start_timeout),
+                Some((startup, pattern)),
+            ) if problems.is_empty() => {
+                let log = match self.log.as_deref() {
+                    Some(log) => dir.join(log),
+                    None => PathBuf::from(format!("{}.log", entry.display())),
+                };
+                Ok(Config {
+                    file: file.to_path_buf(),
+                    name: entry
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                    entry,
+                    startup,
+                    pattern,
+                    search,
+                    log,
+                    env,
+                    stop_signal,
+                    stop_timeout,
+                    start_timeout,
+                })
+            }
+            _ => Err(std::mem::take(problems)),
+        }
+    }
+}
+
+/// Keeps a problem for the report and goes on with the next value.
+fn check<T>(problems: &mut Vec<String>, result: Result<T, String>) -> Option<T> {
+    result.map_err(|p| problems.push(p)).ok()
+}
+
+fn dir_of(entry: &Path) -> &Path {
+    entry.parent().unwrap_or(Path::new("/"))
+}
+
+fn resolve_entry(entry: &str, dir: &Path) -> Result<PathBuf, String> {
+    let path = dir.join(entry);
+    let canonical = path
+        .canonicalize()
+        .map_err(|e| format!("key `entry`: {}: {}", path.display(), io_reason(&e)))?;
+    if canonical.is_dir() {
+        return Err(format!(
+            "key `entry`: {} is a directory, not a program",
+            path.display()
+        ));
+    }
+    Ok(canonical)
+}
+
+fn io_reason(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
+fn duration(key: &str, text: Option<&str>, default: &str) -> Result<Duration, String> {
+    let text = text.unwrap_or(default);
+    humantime::parse_duration(text).map_err(|e| {
+        format!(
+            "key `{key}`: \"{text}\" is not a duration ({e}; write e.g. \"500ms\", \"10s\", \"2m\")"
+        )
+    })
+}
+
+fn read_shebang(entry: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(entry)
+        .and_then(|mut f| f.read(&mut head))
+        .ok()?;
+    startup::parse_shebang(&head[..n])
+}
+
+// Same signature as on macOS, where some modes are refused.
+#[cfg(target_os = "linux")]
+#[allow(clippy::unnecessary_wraps)]
+fn platform_supports(_: Search) -> Result<(), String> {
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn platform_supports(search: Search) -> Result<(), String> {
+    match search {
+        Search::ProcCwd | Search::ProcExe => Err(format!(
+            "key `search`: \"{}\" needs /proc, which this system lacks; use \"auto\" or \"lsof_cwd\"",
+            search.name()
+        )),
+        Search::Auto | Search::LsofCwd => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> (tempfile::TempDir, Result<Config>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bot.py"), "#!/usr/bin/env python3\n").unwrap();
+        let file = dir.path().join("cfg.toml");
+        std::fs::write(&file, text).unwrap();
+        let config = load(&file);
+        (dir, config)
+    }
+
+    fn error(text: &str) -> String {
+        match load_text(text).1 {
+            Err(Error::Config { message, .. }) => message,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let (dir, config) = load_text("entry = \"bot.py\"\n");
+        let config = config.unwrap();
+        let entry = dir.path().canonicalize().unwrap().join("bot.py");
+        assert_eq!(config.entry, entry);
+        assert_eq!(config.name, "bot.py");
+        assert_eq!(config.startup, [entry.to_str().unwrap()]);
+        assert_eq!(config.search, Search::Auto);
+        assert_eq!(
+            config.log,
+            dir.path().canonicalize().unwrap().join("bot.py.log")
+        );
+        assert_eq!(config.stop_signal, Signal::Term);
+        assert_eq!(config.stop_timeout, Duration::from_secs(10));
+        assert_eq!(config.start_timeout, Duration::from_secs(5));
+        assert_eq!(
+            config.pattern.as_ref().unwrap().interpreter.as_deref(),
+            Some("python3")
+        );
+        assert_eq!(config.beside_entry(".pid"), entry.with_extension("py.pid"));
+    }
+
+    #[test]
+    fn syntax_error_names_line_and_column() {
+        let message = error("entry = \"bot.py\"\nsearch = \n");
+        assert!(message.starts_with("2:"), "{message}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let message = error("entry = \"bot.py\"\nentyr = 1\n");
+        assert!(message.contains("`entyr`"), "{message}");
+        assert!(message.starts_with("2:1:"), "{message}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let message = error("entry = \"bot.py\"\nstop_timeout = 5\n");
+        assert!(message.contains("key `stop_timeout`"), "{message}");
+        assert!(message.starts_with("2:"), "{message}");
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let message = error(
+            "entry = \"nope.py\"\nsearch = \"ps\"\nstop_signal = \"TERMINATE\"\nstop_timeout = \"ten\"\n",
+        );
+        for key in ["`entry`", "`search`", "`stop_signal`", "`stop_timeout`"] {
+            assert!(message.contains(key), "{key} missing from {message}");
+        }
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn missing_entry() {
+        assert!(error("search = \"auto\"\n").contains("missing key `entry`"));
+    }
+
+    #[test]
+    fn startup_must_name_entry_for_argv_modes() {
+        let message =
+            error("entry = \"bot.py\"\nstartup = \"python3 other.py\"\nsearch = \"proc_cwd\"\n");
+        assert!(message.contains("never names the entry"), "{message}");
+        let (_dir, config) = load_text(
+            "entry = \"bot.py\"\nstartup = \"python3 other.py\"\nsearch = \"proc_exe\"\n",
+        );
+        assert!(config.is_ok());
+    }
+
+    #[test]
+    fn shell_syntax_in_startup() {
+        let message = error("entry = \"bot.py\"\nstartup = \"python3 bot.py &\"\n");
+        assert!(
+            message.contains("key `startup`") && message.contains("without a shell"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_config() {
+        let (dir, config) = load_text("entry = \"./bot.py\"\nlog = \"logs/out.log\"\n");
+        assert_eq!(config.unwrap().log, dir.path().join("logs/out.log"));
+    }
+
+    #[test]
+    fn table_key_is_dotted() {
+        assert_eq!(key_at("[a]\nb = 1\n", 4).as_deref(), Some("a.b"));
+        assert_eq!(key_at("b = 1\n", 0).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn shipped_config_parses() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("cfg.toml");
+        let config = load(&shipped).unwrap();
+        assert_eq!(config.name, "runserver.py");
+    }
+}

@@ -1,0 +1,17 @@
+//! keepup keeps one long-running program alive: a pid lock says "keep it up", every command
+//! recognises the running process exactly before touching it, and a timer revives it.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod error;
+pub mod exit_code;
+pub mod files;
+pub mod oplock;
+pub mod output;
+pub mod pid;
+pub mod pidfile;
+pub mod process;
+pub mod service;
+pub mod signal;
+pub mod startup;

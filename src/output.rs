@@ -1,0 +1,161 @@
+//! What `status` shows, as text for people and as one JSON object for scripts. The facts are
+//! gathered once into [`Status`], so both forms always say the same.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::exit_code;
+
+/// The service's state, as LSB init scripts name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Running,
+    /// The pid lock exists but nothing runs: the timer will revive it.
+    Dead,
+    /// No pid lock and nothing runs.
+    Stopped,
+}
+
+impl State {
+    #[must_use]
+    pub fn exit_code(self) -> u8 {
+        match self {
+            State::Running => exit_code::status::RUNNING,
+            State::Dead => exit_code::status::DEAD,
+            State::Stopped => exit_code::status::STOPPED,
+        }
+    }
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Dead => "dead",
+            State::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub name: String,
+    pub state: State,
+    pub pid: Option<i32>,
+    /// RFC 3339, UTC.
+    pub started_at: Option<String>,
+    pub uptime_seconds: Option<u64>,
+    pub memory_bytes: Option<u64>,
+    /// Whether the pid lock exists (the service is to be kept up).
+    pub kept_up: bool,
+    pub pid_lock: PathBuf,
+    /// What was wrong with the pid lock, if anything.
+    pub pid_lock_problem: Option<String>,
+    pub log: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Status {
+    #[must_use]
+    pub fn new_started(started: Option<SystemTime>) -> (Option<String>, Option<u64>) {
+        let Some(started) = started else {
+            return (None, None);
+        };
+        let uptime = SystemTime::now()
+            .duration_since(started)
+            .unwrap_or(Duration::ZERO);
+        (
+            Some(humantime::format_rfc3339_seconds(started).to_string()),
+            Some(uptime.as_secs()),
+        )
+    }
+
+    /// The text form: a headline, then one fact a line.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = format!("{}: {}\n", self.name, self.state.name());
+        let mut line = |label: &str, value: &str| {
+            let _ = writeln!(out, "  {label:<9} {value}");
+        };
+        if let Some(pid) = self.pid {
+            let mut value = pid.to_string();
+            if let (Some(up), Some(since)) = (self.uptime_seconds, &self.started_at) {
+                let up = humantime::format_duration(Duration::from_secs(up));
+                let _ = write!(value, ", up {up} (since {since})");
+            }
+            line("pid:", &value);
+        }
+        if let Some(bytes) = self.memory_bytes {
+            line("memory:", &format_bytes(bytes));
+        }
+        let lock = if self.kept_up {
+            self.pid_lock.display().to_string()
+        } else {
+            format!("{} (absent: not kept up)", self.pid_lock.display())
+        };
+        line("pid lock:", &lock);
+        if let Some(problem) = &self.pid_lock_problem {
+            line("problem:", problem);
+        }
+        line("log:", &self.log.display().to_string());
+        line("config:", &self.config.display().to_string());
+        out
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn format_bytes(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    format!("{:.1} MiB", bytes as f64 / MIB)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: State, pid: Option<i32>) -> Status {
+        Status {
+            name: "bot.py".into(),
+            state,
+            pid,
+            started_at: pid.map(|_| "2026-11-24T09:00:00Z".into()),
+            uptime_seconds: pid.map(|_| 65),
+            memory_bytes: pid.map(|_| 3 * 1024 * 1024),
+            kept_up: pid.is_some(),
+            pid_lock: "/srv/bot.py.pid".into(),
+            pid_lock_problem: None,
+            log: "/srv/bot.py.log".into(),
+            config: "/srv/cfg.toml".into(),
+        }
+    }
+
+    #[test]
+    fn renders_running() {
+        let text = status(State::Running, Some(42)).render();
+        assert!(text.starts_with("bot.py: running\n"), "{text}");
+        assert!(
+            text.contains("pid:      42, up 1m 5s (since 2026-11-24T09:00:00Z)"),
+            "{text}"
+        );
+        assert!(text.contains("memory:   3.0 MiB"), "{text}");
+    }
+
+    #[test]
+    fn renders_stopped_without_pid() {
+        let text = status(State::Stopped, None).render();
+        assert!(text.starts_with("bot.py: stopped\n"));
+        assert!(!text.contains("pid:  "));
+        assert!(text.contains("absent: not kept up"));
+    }
+
+    #[test]
+    fn json_has_the_same_facts() {
+        let json = serde_json::to_value(status(State::Dead, None)).unwrap();
+        assert_eq!(json["state"], "dead");
+        assert_eq!(json["pid"], serde_json::Value::Null);
+        assert_eq!(json["pid_lock"], "/srv/bot.py.pid");
+    }
+}

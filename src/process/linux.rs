@@ -1,0 +1,137 @@
+//! Process facts from Linux's `/proc`. Each function reads only the one file it needs, so a
+//! check of one pid costs a few small reads, and a full scan reads `cmdline` only for
+//! processes of our own user.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use super::Facts;
+
+fn path(pid: i32, file: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/{file}"))
+}
+
+/// Every pid in the table (ours to filter).
+pub fn pids() -> std::io::Result<Vec<i32>> {
+    Ok(std::fs::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// The effective uid a process runs as, from its `/proc` folder's owner (one `stat`).
+pub fn uid(pid: i32) -> Option<u32> {
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
+}
+
+pub fn facts(pid: i32) -> Option<Facts> {
+    let stat = std::fs::read_to_string(path(pid, "stat")).ok()?;
+    let mut facts = parse_stat(&stat)?;
+    facts.uid = uid(pid)?;
+    Some(facts)
+}
+
+/// Parses `/proc/<pid>/stat`. The command name may hold spaces and parentheses, so fields are
+/// counted from the last `)`.
+fn parse_stat(stat: &str) -> Option<Facts> {
+    let pid = stat.split_once(' ')?.0.parse().ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let number = |i: usize| fields.get(i)?.parse::<i64>().ok();
+    Some(Facts {
+        pid,
+        zombie: matches!(fields.first(), Some(&("Z" | "X" | "x"))),
+        ppid: i32::try_from(number(1)?).ok()?,
+        pgid: i32::try_from(number(2)?).ok()?,
+        uid: 0,
+        start: format!("{}:{}", boot_id(), number(19)?),
+        start_ticks: u64::try_from(number(19)?).ok()?,
+        rss_pages: u64::try_from(number(21)?).unwrap_or(0),
+    })
+}
+
+/// Differs on every boot, so a start time from before a reboot never matches one after it.
+fn boot_id() -> &'static str {
+    static BOOT_ID: OnceLock<String> = OnceLock::new();
+    BOOT_ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    })
+}
+
+pub fn cmdline(pid: i32) -> Option<Vec<u8>> {
+    std::fs::read(path(pid, "cmdline")).ok()
+}
+
+pub fn cwd(pid: i32) -> Option<PathBuf> {
+    std::fs::read_link(path(pid, "cwd")).ok()
+}
+
+/// The executable; a binary replaced on disk (rebuilt) still counts as its path.
+pub fn exe(pid: i32) -> Option<PathBuf> {
+    let link = std::fs::read_link(path(pid, "exe")).ok()?.into_os_string();
+    let bytes = link.into_vec();
+    let bytes = bytes
+        .strip_suffix(b" (deleted)")
+        .map_or_else(|| bytes.clone(), <[u8]>::to_vec);
+    Some(PathBuf::from(OsString::from_vec(bytes)))
+}
+
+/// When the process started, from its start in clock ticks since boot.
+pub fn started_at(facts: &Facts) -> Option<SystemTime> {
+    let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    #[allow(clippy::cast_precision_loss)]
+    let since_boot = facts.start_ticks as f64 / ticks_per_second as f64;
+    let ago = Duration::try_from_secs_f64((uptime - since_boot).max(0.0)).ok()?;
+    SystemTime::now().checked_sub(ago)
+}
+
+pub fn rss_bytes(facts: &Facts) -> Option<u64> {
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+    Some(facts.rss_pages * u64::try_from(page).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_awkward_command_names() {
+        let stat = "4242 (we ird) (name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 \
+                    987654 1000 321 18446744073709551615";
+        let facts = parse_stat(stat).unwrap();
+        assert_eq!((facts.pid, facts.ppid, facts.pgid), (4242, 1, 4242));
+        assert_eq!(facts.start_ticks, 987_654);
+        assert_eq!(facts.rss_pages, 321);
+        assert!(!facts.zombie);
+        assert!(
+            parse_stat("12 (z) Z 1 12 12 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0")
+                .unwrap()
+                .zombie
+        );
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn reads_our_own_process() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let facts = facts(me).unwrap();
+        assert_eq!(facts.pid, me);
+        assert!(started_at(&facts).unwrap() <= SystemTime::now());
+        assert!(exe(me).unwrap().is_absolute());
+        assert!(cmdline(me).unwrap().len() > 1);
+    }
+}

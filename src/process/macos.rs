@@ -1,0 +1,101 @@
+//! Process facts from macOS's process API, through `sysinfo`. macOS has no `/proc`; sysinfo
+//! reads argv, cwd and executable with `sysctl` and `proc_pidinfo`.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sysinfo::{
+    Pid as SysPid, Process, ProcessRefreshKind, ProcessStatus, ProcessesToUpdate, System,
+    UpdateKind,
+};
+
+use super::Facts;
+
+fn with_process<T>(pid: i32, kind: ProcessRefreshKind, f: impl FnOnce(&Process) -> T) -> Option<T> {
+    let mut system = System::new().ok()?;
+    let pid = SysPid::from_u32(u32::try_from(pid).ok()?);
+    system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), true, kind);
+    system.process(pid).map(f)
+}
+
+pub fn pids() -> std::io::Result<Vec<i32>> {
+    let mut system = System::new().map_err(|e| std::io::Error::other(e.to_string()))?;
+    system.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing());
+    Ok(system
+        .processes()
+        .keys()
+        .filter_map(|p| i32::try_from(p.as_u32()).ok())
+        .collect())
+}
+
+pub fn uid(pid: i32) -> Option<u32> {
+    with_process(
+        pid,
+        ProcessRefreshKind::nothing().with_user(UpdateKind::Always),
+        |p| p.user_id().map(|u| **u),
+    )
+    .flatten()
+}
+
+pub fn facts(pid: i32) -> Option<Facts> {
+    let kind = ProcessRefreshKind::nothing()
+        .with_user(UpdateKind::Always)
+        .with_memory();
+    let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok()?;
+    with_process(pid, kind, |p| Facts {
+        pid,
+        ppid: p
+            .parent()
+            .and_then(|pp| i32::try_from(pp.as_u32()).ok())
+            .unwrap_or(0),
+        pgid: pgid.as_raw(),
+        uid: p.user_id().map_or(u32::MAX, |u| **u),
+        zombie: p.status() == ProcessStatus::Zombie,
+        // Seconds since the epoch: unique with the pid, across reboots too.
+        start: p.start_time().to_string(),
+        start_ticks: p.start_time(),
+        rss_pages: p.memory(),
+    })
+}
+
+pub fn cmdline(pid: i32) -> Option<Vec<u8>> {
+    with_process(
+        pid,
+        ProcessRefreshKind::nothing().with_cmd(UpdateKind::Always),
+        |p| {
+            let mut line = Vec::new();
+            for word in p.cmd() {
+                line.extend_from_slice(word.as_encoded_bytes());
+                line.push(0);
+            }
+            line
+        },
+    )
+}
+
+pub fn cwd(pid: i32) -> Option<PathBuf> {
+    with_process(
+        pid,
+        ProcessRefreshKind::nothing().with_cwd(UpdateKind::Always),
+        |p| p.cwd().map(PathBuf::from),
+    )
+    .flatten()
+}
+
+pub fn exe(pid: i32) -> Option<PathBuf> {
+    with_process(
+        pid,
+        ProcessRefreshKind::nothing().with_exe(UpdateKind::Always),
+        |p| p.exe().map(PathBuf::from),
+    )
+    .flatten()
+}
+
+pub fn started_at(facts: &Facts) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(facts.start_ticks))
+}
+
+/// sysinfo reports memory in bytes already.
+pub fn rss_bytes(facts: &Facts) -> Option<u64> {
+    Some(facts.rss_pages)
+}

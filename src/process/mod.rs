@@ -1,0 +1,460 @@
+//! Recognising the service among running processes, starting it, and signalling it.
+//!
+//! This is the only module that asks the OS about processes or sends signals. Platform code
+//! (how to read a process's facts) sits in `linux.rs` (`/proc`) and `macos.rs` (sysinfo),
+//! behind the same few functions; the rules for what counts as the service are here, once.
+//!
+//! Safety rules kept here:
+//! - a signal goes only to an [`Instance`], made by recognising a live process, and its identity
+//!   (pid and start time) is checked again right before each signal;
+//! - keepup itself, its ancestors, zombies and other users' processes are never recognised;
+//! - a process group is signalled only when the service leads it and keepup is not in it.
+
+use std::cell::OnceCell;
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::errno::Errno;
+use nix::sys::signal as nix_signal;
+use nix::unistd::Pid as NixPid;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Search};
+use crate::error::{Error, Result};
+use crate::pid::Pid;
+use crate::signal::Signal;
+
+#[cfg(target_os = "linux")]
+mod linux;
+pub mod lsof;
+#[cfg(target_os = "linux")]
+use linux as os;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as os;
+
+/// What the platform tells of one process.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    pub pid: i32,
+    pub ppid: i32,
+    pub pgid: i32,
+    pub uid: u32,
+    pub zombie: bool,
+    /// Unique for this process across pid reuse and reboots (boot id and start tick on Linux).
+    pub start: String,
+    /// The start in the platform's unit (clock ticks since boot on Linux, epoch seconds on macOS).
+    start_ticks: u64,
+    /// Resident memory in the platform's unit (pages on Linux, bytes on macOS).
+    rss_pages: u64,
+}
+
+/// What makes a started process unique: recorded when keepup starts or adopts it, compared
+/// before every signal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub pid: Pid,
+    pub start: String,
+}
+
+/// A running process recognised as the service.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    pub identity: Identity,
+    facts: Facts,
+}
+
+impl Instance {
+    #[must_use]
+    pub fn pid(&self) -> Pid {
+        self.identity.pid
+    }
+
+    #[must_use]
+    pub fn started_at(&self) -> Option<SystemTime> {
+        os::started_at(&self.facts)
+    }
+
+    #[must_use]
+    pub fn memory_bytes(&self) -> Option<u64> {
+        os::rss_bytes(&self.facts)
+    }
+
+    /// The group to signal: the service's own, when it leads one that keepup is not in.
+    fn group(&self) -> Option<Pid> {
+        let own = nix::unistd::getpgrp().as_raw();
+        (self.facts.pgid == self.facts.pid && self.facts.pgid != own).then_some(self.identity.pid)
+    }
+}
+
+/// Finds the service's processes for one config.
+pub struct Finder<'a> {
+    config: &'a Config,
+    me: i32,
+    uid: u32,
+    ancestors: OnceCell<HashSet<i32>>,
+}
+
+impl<'a> Finder<'a> {
+    #[must_use]
+    pub fn new(config: &'a Config) -> Self {
+        Finder {
+            config,
+            me: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+            uid: nix::unistd::geteuid().as_raw(),
+            ancestors: OnceCell::new(),
+        }
+    }
+
+    /// keepup's parent chain: a `sh -c "keepup restart"` above us must never be taken for
+    /// the service, whatever its argv says.
+    fn ancestors(&self) -> &HashSet<i32> {
+        self.ancestors.get_or_init(|| {
+            let mut chain = HashSet::new();
+            let mut pid = self.me;
+            while let Some(facts) = os::facts(pid) {
+                if facts.ppid <= 1 || !chain.insert(facts.ppid) {
+                    break;
+                }
+                pid = facts.ppid;
+            }
+            chain
+        })
+    }
+
+    /// The facts of `pid` if it may be the service at all: alive, ours, not a zombie, not
+    /// keepup or one of its ancestors.
+    fn eligible(&self, pid: Pid) -> Option<Facts> {
+        let pid = pid.get();
+        if pid == self.me {
+            return None;
+        }
+        let facts = os::facts(pid)?;
+        (!facts.zombie && facts.uid == self.uid && !self.ancestors().contains(&pid))
+            .then_some(facts)
+    }
+
+    /// The process recorded as `identity`, if it still runs: same pid, same start.
+    #[must_use]
+    pub fn by_identity(&self, identity: &Identity) -> Option<Instance> {
+        let facts = self.eligible(identity.pid)?;
+        (facts.start == identity.start).then(|| Instance {
+            identity: identity.clone(),
+            facts,
+        })
+    }
+
+    /// `pid`, if the search rule recognises it as the service.
+    pub fn by_rule(&self, pid: Pid) -> Result<Option<Instance>> {
+        let Some(facts) = self.eligible(pid) else {
+            return Ok(None);
+        };
+        let cmdline = os::cmdline(pid.get()).unwrap_or_default();
+        Ok(self
+            .matches(pid.get(), &cmdline)?
+            .then(|| instance(pid, facts)))
+    }
+
+    /// Every running instance of the service, oldest first. A process whose parent is also an
+    /// instance (a worker forked by the service) is part of its parent, not another instance.
+    pub fn scan(&self) -> Result<Vec<Instance>> {
+        let pids = os::pids().map_err(Error::io("listing processes in", "/proc"))?;
+        let mut found = Vec::new();
+        for pid in pids.into_iter().filter_map(|p| Pid::new(p.into())) {
+            if pid.get() == self.me || os::uid(pid.get()) != Some(self.uid) {
+                continue;
+            }
+            let cmdline = os::cmdline(pid.get()).unwrap_or_default();
+            if self.config.search != Search::ProcExe
+                && !self
+                    .config
+                    .pattern
+                    .as_ref()
+                    .is_some_and(|p| p.may_match(&cmdline))
+                && !self.may_match_exe()
+            {
+                continue;
+            }
+            let Some(facts) = self.eligible(pid) else {
+                continue;
+            };
+            if self.matches(pid.get(), &cmdline)? {
+                found.push(instance(pid, facts));
+            }
+        }
+        let pids: HashSet<i32> = found.iter().map(|i| i.facts.pid).collect();
+        found.retain(|i| !pids.contains(&i.facts.ppid));
+        found.sort_by_key(|i| (i.facts.start_ticks, i.facts.pid));
+        Ok(found)
+    }
+
+    /// Under `auto`, a native entry is recognised by its executable, whatever its argv.
+    fn may_match_exe(&self) -> bool {
+        self.config.search == Search::Auto
+            && self
+                .config
+                .pattern
+                .as_ref()
+                .is_none_or(|p| p.interpreter.is_none())
+    }
+
+    /// The search rule, on one process.
+    fn matches(&self, pid: i32, cmdline: &[u8]) -> Result<bool> {
+        let entry = &self.config.entry;
+        let by_exe = || os::exe(pid).is_some_and(|exe| &exe == entry);
+        let by_argv = |cwd: &mut dyn FnMut() -> Option<std::path::PathBuf>| {
+            let argv: Vec<&OsStr> = cmdline
+                .split(|b| *b == 0)
+                .filter(|w| !w.is_empty())
+                .map(os_str)
+                .collect();
+            self.config
+                .pattern
+                .as_ref()
+                .is_some_and(|p| p.matches_argv(&argv, cwd))
+        };
+        let mut lsof_failure = None;
+        let mut cwd_from_lsof = || match lsof::cwds(&[pid]) {
+            Ok(mut cwds) => cwds.remove(&pid),
+            Err(e) => {
+                lsof_failure = Some(e);
+                None
+            }
+        };
+        let matched = match self.config.search {
+            Search::ProcExe => by_exe(),
+            Search::LsofCwd => by_argv(&mut cwd_from_lsof),
+            Search::ProcCwd => by_argv(&mut || os::cwd(pid)),
+            // Where the platform cannot tell a cwd (macOS without permission), ask lsof.
+            Search::Auto => by_exe() || by_argv(&mut || os::cwd(pid).or_else(&mut cwd_from_lsof)),
+        };
+        // A failed lsof must not read as "not running": that would start a duplicate.
+        match lsof_failure {
+            Some(e) => Err(e),
+            None => Ok(matched),
+        }
+    }
+
+    /// Sends `signal` to the instance's group (or only to it, when it leads no group of its
+    /// own). Returns false when the instance is already gone, so nothing was sent.
+    pub fn signal(&self, instance: &Instance, signal: Signal) -> Result<bool> {
+        if self.by_identity(&instance.identity).is_none() {
+            return Ok(false);
+        }
+        let result = match instance.group() {
+            Some(group) => nix_signal::killpg(NixPid::from_raw(group.get()), to_nix(signal)),
+            None => nix_signal::kill(NixPid::from_raw(instance.pid().get()), to_nix(signal)),
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(Errno::ESRCH) => Ok(false),
+            Err(e) => Err(Error::Failed(format!(
+                "sending {signal} to {} ({}): {}",
+                self.config.name,
+                instance.pid(),
+                e.desc()
+            ))),
+        }
+    }
+
+    /// SIGKILL for what is left of the instance's group after its leader has gone.
+    pub fn kill_leftovers(&self, instance: &Instance) -> Result<()> {
+        match instance.group() {
+            // A pgid is never reused while any member lives, so a group that still has live
+            // members is still the service's.
+            Some(group) if group_alive(group) => {
+                match nix_signal::killpg(NixPid::from_raw(group.get()), nix_signal::Signal::SIGKILL)
+                {
+                    Ok(()) | Err(Errno::ESRCH) => Ok(()),
+                    Err(e) => Err(Error::Failed(format!(
+                        "sending SIGKILL to group {group}: {}",
+                        e.desc()
+                    ))),
+                }
+            }
+            Some(_) => Ok(()),
+            None => self.signal(instance, Signal::Kill).map(drop),
+        }
+    }
+
+    /// Whether anything of the instance is left: its group's live members, or itself.
+    #[must_use]
+    pub fn alive(&self, instance: &Instance) -> bool {
+        match instance.group() {
+            Some(group) => group_alive(group),
+            None => self.by_identity(&instance.identity).is_some(),
+        }
+    }
+
+    /// Waits until nothing of the instance is left, or `timeout` passes; true if it is gone.
+    #[must_use]
+    pub fn wait_gone(&self, instance: &Instance, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        poll_until(deadline, || !self.alive(instance))
+    }
+
+    /// Starts the service detached: a new session (so a terminal's hangup does not reach it and
+    /// its group is its own), stdin from /dev/null, output appended to the log, cwd = the
+    /// entry's folder.
+    pub fn spawn(&self) -> Result<Child> {
+        let config = self.config;
+        let log = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&config.log)
+            .map_err(Error::io("opening log", &config.log))?;
+        let log_err = log
+            .try_clone()
+            .map_err(Error::io("opening log", &config.log))?;
+        let (program, args) = config
+            .startup
+            .split_first()
+            .ok_or_else(|| Error::Failed("startup is empty".into()))?;
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .current_dir(config.dir())
+            .envs(&config.env)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        // SAFETY: between fork and exec only async-signal-safe calls are allowed; setsid,
+        // sigprocmask and sigaction are, and nothing here allocates.
+        unsafe {
+            command.pre_exec(|| {
+                nix::unistd::setsid()?;
+                reset_signals();
+                Ok(())
+            });
+        }
+        command.spawn().map_err(|e| {
+            Error::Failed(format!(
+                "{}: cannot run {}: {}",
+                config.name,
+                Path::new(program).display(),
+                e
+            ))
+        })
+    }
+
+    /// Waits until the child just spawned is recognised as the service, exits, or
+    /// `start_timeout` passes.
+    pub fn wait_recognised(&self, child: &mut Child) -> Result<Started> {
+        let deadline = Instant::now() + self.config.start_timeout;
+        let pid = Pid::new(child.id().into())
+            .ok_or_else(|| Error::Failed(format!("spawned an impossible pid {}", child.id())))?;
+        let mut outcome = Ok(Started::TimedOut);
+        poll_until(deadline, || {
+            outcome = match child.try_wait() {
+                Ok(Some(status)) => Ok(Started::Exited(status)),
+                Ok(None) => self
+                    .by_rule(pid)
+                    .map(|found| found.map_or(Started::TimedOut, Started::Running)),
+                Err(e) => Err(Error::io("waiting for", "the started process")(e)),
+            };
+            !matches!(outcome, Ok(Started::TimedOut))
+        });
+        outcome
+    }
+
+    /// Ends a child that was never recognised: its group, which it leads and which cannot be
+    /// reused while the child is not reaped.
+    pub fn abandon(&self, child: &mut Child) {
+        if let Some(pid) = Pid::new(child.id().into()) {
+            let _ = nix_signal::killpg(NixPid::from_raw(pid.get()), nix_signal::Signal::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The outcome of waiting for a just-started service.
+#[derive(Debug)]
+pub enum Started {
+    Running(Instance),
+    Exited(ExitStatus),
+    TimedOut,
+}
+
+fn instance(pid: Pid, facts: Facts) -> Instance {
+    Instance {
+        identity: Identity {
+            pid,
+            start: facts.start.clone(),
+        },
+        facts,
+    }
+}
+
+/// Whether any live (non-zombie) process is in `group`.
+fn group_alive(group: Pid) -> bool {
+    match nix_signal::killpg(NixPid::from_raw(group.get()), None) {
+        Err(Errno::ESRCH) => false,
+        // Members may all be zombies that nobody has reaped yet: those are gone for us.
+        _ => os::pids()
+            .unwrap_or_default()
+            .into_iter()
+            .any(|pid| os::facts(pid).is_some_and(|f| f.pgid == group.get() && !f.zombie)),
+    }
+}
+
+/// Calls `done` until it says true or `deadline` passes; short sleeps first, so a prompt
+/// process is seen within a millisecond or two, and never more than 10 ms between looks.
+fn poll_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    let mut pause = Duration::from_micros(500);
+    loop {
+        if done() {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(10));
+    }
+}
+
+fn to_nix(signal: Signal) -> nix_signal::Signal {
+    use nix_signal::Signal as S;
+    match signal {
+        Signal::Hup => S::SIGHUP,
+        Signal::Int => S::SIGINT,
+        Signal::Quit => S::SIGQUIT,
+        Signal::Kill => S::SIGKILL,
+        Signal::Usr1 => S::SIGUSR1,
+        Signal::Usr2 => S::SIGUSR2,
+        Signal::Term => S::SIGTERM,
+    }
+}
+
+/// The service should not inherit keepup's caller's ignored or blocked signals (cron, nohup),
+/// or `stop` could not stop it.
+fn reset_signals() {
+    use nix_signal::{SigHandler, SigSet, SigmaskHow, Signal as S};
+    let _ = nix_signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    for signal in [
+        S::SIGHUP,
+        S::SIGINT,
+        S::SIGQUIT,
+        S::SIGTERM,
+        S::SIGUSR1,
+        S::SIGUSR2,
+        S::SIGPIPE,
+    ] {
+        // SAFETY: restoring the default disposition installs no handler.
+        let _ = unsafe { nix_signal::signal(signal, SigHandler::SigDfl) };
+    }
+}
+
+#[cfg(unix)]
+fn os_str(bytes: &[u8]) -> &OsStr {
+    use std::os::unix::ffi::OsStrExt;
+    OsStr::from_bytes(bytes)
+}

@@ -1,0 +1,118 @@
+//! One configured service: its files beside the entry, and the lookup that says whether (and
+//! where) it runs: the pid lock's pid first, then the recorded instance, and only then a scan
+//! of the whole process table.
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::files;
+use crate::oplock::{self, OpLock};
+use crate::pidfile::{self, PidLock};
+use crate::process::{Finder, Identity, Instance};
+
+pub struct Service {
+    pub config: Config,
+    /// `<entry>.pid`: the pid lock.
+    pub pid_file: PathBuf,
+    /// `<entry>.instance`: the identity (pid and start) of the instance keepup started or
+    /// adopted, so a reused pid is never taken for it.
+    pub record_file: PathBuf,
+    /// `<entry>.lock`: the operation lock.
+    pub lock_file: PathBuf,
+}
+
+/// Where the service runs, and what was wrong with the pid lock on the way.
+#[derive(Debug)]
+pub struct Lookup {
+    pub instance: Option<Instance>,
+    /// Why the pid lock's pid was not used, when it was not.
+    pub stale: Option<String>,
+}
+
+impl Service {
+    #[must_use]
+    pub fn new(config: Config) -> Service {
+        Service {
+            pid_file: config.beside_entry(".pid"),
+            record_file: config.beside_entry(".instance"),
+            lock_file: config.beside_entry(".lock"),
+            config,
+        }
+    }
+
+    #[must_use]
+    pub fn finder(&self) -> Finder<'_> {
+        Finder::new(&self.config)
+    }
+
+    pub fn lock(&self) -> Result<OpLock> {
+        oplock::acquire(&self.lock_file)
+    }
+
+    pub fn pid_lock(&self) -> Result<PidLock> {
+        pidfile::read(&self.pid_file)
+    }
+
+    /// The recorded instance; a missing or unreadable record is no record.
+    fn record(&self) -> Option<Identity> {
+        let text = std::fs::read(&self.record_file).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Finds the running service, trying the cheapest sure answer first.
+    pub fn locate(&self, finder: &Finder<'_>, lock: &PidLock) -> Result<Lookup> {
+        let record = self.record();
+        let mut stale = match lock {
+            PidLock::Stale(why) => Some(format!("pid lock {} {why}", self.pid_file.display())),
+            PidLock::Absent | PidLock::Held(_) => None,
+        };
+        if let PidLock::Held(pid) = lock {
+            let found = match &record {
+                // keepup started this pid: only that very process will do.
+                Some(record) if record.pid == *pid => finder.by_identity(record),
+                // A lock keepup did not write (or an older record): the search rule decides.
+                _ => finder.by_rule(*pid)?,
+            };
+            if found.is_some() {
+                return Ok(Lookup {
+                    instance: found,
+                    stale,
+                });
+            }
+            stale = Some(format!(
+                "pid lock {} holds {pid}, which is not {} (it has ended, or its pid was reused)",
+                self.pid_file.display(),
+                self.config.name
+            ));
+        }
+        // The recorded instance may still run with the lock gone or garbled, or after a chdir.
+        let recorded = record
+            .filter(|r| lock.pid() != Some(r.pid))
+            .and_then(|r| finder.by_identity(&r));
+        let instance = match recorded {
+            Some(instance) => Some(instance),
+            None => finder.scan()?.into_iter().next(),
+        };
+        Ok(Lookup { instance, stale })
+    }
+
+    /// Records `instance` as the service and points the pid lock at it, writing only what
+    /// differs (the timer's every-minute check then writes nothing).
+    pub fn remember(&self, instance: &Instance, lock: &PidLock) -> Result<()> {
+        if self.record().as_ref() != Some(&instance.identity) {
+            let json = serde_json::to_vec(&instance.identity)
+                .map_err(|e| Error::Failed(format!("encoding instance record: {e}")))?;
+            files::write_atomic(&self.record_file, &json)?;
+        }
+        if lock.pid() != Some(instance.pid()) {
+            pidfile::write(&self.pid_file, instance.pid())?;
+        }
+        Ok(())
+    }
+
+    /// Drops the record of an instance that has ended.
+    pub fn forget(&self) -> Result<()> {
+        files::remove(&self.record_file).map(drop)
+    }
+}

@@ -1,0 +1,368 @@
+//! The `startup` command line, and the pattern its process will show.
+//!
+//! keepup runs `startup` without a shell, so it refuses shell syntax that would silently become
+//! literal arguments. From the same words it derives how the started process will look in the
+//! process table (which program is its `argv[0]`, and that one of its words is the entry), which
+//! is what tells the service apart from `tail -f runserver.py` run in the same folder.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+const SHELLS: [&str; 5] = ["sh", "bash", "dash", "zsh", "ksh"];
+
+/// Splits `raw` like a shell would, refusing shell operators, and substitutes `{entry}` and
+/// `{dir}` in each word (so paths with spaces stay one word).
+pub fn split(raw: &str, entry: &Path, dir: &Path) -> Result<Vec<String>, String> {
+    check_shell_syntax(raw)?;
+    let words = shell_words::split(raw).map_err(|e| format!("cannot be split into words: {e}"))?;
+    if words.is_empty() {
+        return Err("is empty".into());
+    }
+    if let Some(word) = words.iter().find(|w| *w == "nohup" || *w == "setsid") {
+        return Err(no_shell_message(word));
+    }
+    let (entry, dir) = (entry.to_string_lossy(), dir.to_string_lossy());
+    Ok(words
+        .into_iter()
+        .map(|w| w.replace("{entry}", &entry).replace("{dir}", &dir))
+        .collect())
+}
+
+fn no_shell_message(what: &str) -> String {
+    format!(
+        "contains shell syntax `{what}`: keepup runs the command without a shell, detaches it \
+         and logs its output by itself; for a shell, write sh -c '…'"
+    )
+}
+
+/// Refuses unquoted `& | ; < >`, backticks and `$(`: without a shell they would be passed to
+/// the program as arguments, which is never what the writer meant.
+fn check_shell_syntax(raw: &str) -> Result<(), String> {
+    #[derive(PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let mut quote = Quote::None;
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (&quote, c) {
+            (Quote::Single, '\'') | (Quote::Double, '"') => quote = Quote::None,
+            (Quote::None | Quote::Double, '\\') => {
+                chars.next();
+            }
+            (Quote::None, '\'') => quote = Quote::Single,
+            (Quote::None, '"') => quote = Quote::Double,
+            (Quote::None, '&' | '|' | ';' | '<' | '>' | '`') => {
+                let mut op = c.to_string();
+                if chars.peek() == Some(&c) {
+                    op.push(c);
+                }
+                return Err(no_shell_message(&op));
+            }
+            (Quote::None | Quote::Double, '$') if chars.peek() == Some(&'(') => {
+                return Err(no_shell_message("$("));
+            }
+            (Quote::Double, '`') => return Err(no_shell_message("`")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// How a process started by `startup` shows in the process table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pattern {
+    /// The entry's canonical path.
+    pub entry: PathBuf,
+    /// The program expected as `argv[0]` (compared by file name), with the entry among the
+    /// arguments; `None` when the entry itself is the program.
+    pub interpreter: Option<String>,
+}
+
+impl Pattern {
+    /// Derives the pattern from the startup words, or `None` when they never name the entry.
+    /// `shebang` reads the interpreter named by a script's `#!` line.
+    pub fn derive(
+        argv: &[String],
+        entry: &Path,
+        dir: &Path,
+        shebang: impl Fn(&Path) -> Option<String>,
+    ) -> Option<Pattern> {
+        let words = unwrap_shell(argv);
+        let (program, arguments) = words.split_first()?;
+        let names_entry = |word: &String| resolve(Path::new(word), dir).as_deref() == Some(entry);
+        let interpreter = if names_entry(program) {
+            shebang(entry)
+        } else if arguments.iter().any(names_entry) {
+            Some(file_name(program).to_owned())
+        } else {
+            return None;
+        };
+        Some(Pattern {
+            entry: entry.to_path_buf(),
+            interpreter,
+        })
+    }
+
+    /// Whether a command line may be the service at all: cheap enough to run on every process.
+    #[must_use]
+    pub fn may_match(&self, cmdline: &[u8]) -> bool {
+        let name = self
+            .entry
+            .file_name()
+            .map_or(&b""[..], |n| n.as_encoded_bytes());
+        !name.is_empty() && cmdline.windows(name.len()).any(|w| w == name)
+    }
+
+    /// The `proc_cwd` rule: `argv[0]` is the expected program and one word, resolved against the
+    /// process's working directory when relative, is the entry. `cwd` is asked only when needed.
+    pub fn matches_argv(&self, argv: &[&OsStr], cwd: &mut dyn FnMut() -> Option<PathBuf>) -> bool {
+        let Some((first, rest)) = argv.split_first() else {
+            return false;
+        };
+        let mut names_entry = |word: &OsStr| {
+            let path = Path::new(word);
+            if path.file_name() != self.entry.file_name() {
+                return false;
+            }
+            let full = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                match cwd() {
+                    Some(dir) => dir.join(path),
+                    None => return false,
+                }
+            };
+            full.canonicalize().is_ok_and(|p| p == self.entry)
+        };
+        match &self.interpreter {
+            None => names_entry(first),
+            Some(program) => {
+                file_name(&first.to_string_lossy()) == program
+                    && rest.iter().any(|w| names_entry(w))
+            }
+        }
+    }
+}
+
+/// `sh -c 'exec prog args'` runs `prog args` in the end: look through the shell for the pattern.
+fn unwrap_shell(argv: &[String]) -> Vec<String> {
+    match argv {
+        [shell, flag, script, ..] if SHELLS.contains(&file_name(shell)) && flag == "-c" => {
+            let words = shell_words::split(script).unwrap_or_default();
+            words
+                .into_iter()
+                .skip_while(|w| w == "exec" || is_assignment(w))
+                .collect()
+        }
+        _ => argv.to_vec(),
+    }
+}
+
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+fn resolve(word: &Path, dir: &Path) -> Option<PathBuf> {
+    dir.join(word).canonicalize().ok()
+}
+
+fn file_name(word: &str) -> &str {
+    word.rsplit('/').next().unwrap_or(word)
+}
+
+/// The program a `#!` line runs, by file name; through `env`, the program env looks up.
+#[must_use]
+pub fn parse_shebang(head: &[u8]) -> Option<String> {
+    let line = head.strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next()?;
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let interpreter = file_name(words.next()?);
+    if interpreter == "env" {
+        words
+            .find(|w| !w.starts_with('-') && !is_assignment(w))
+            .map(|w| file_name(w).to_owned())
+    } else {
+        Some(interpreter.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    #[test]
+    fn refuses_shell_syntax_outside_quotes() {
+        for raw in [
+            "python3 x.py &",
+            "python3 x.py > out.log",
+            "python3 x.py 2>&1",
+            "a | b",
+            "a && b",
+            "a; b",
+            "a < in",
+            "echo `date`",
+            "echo $(date)",
+            "echo \"$(date)\"",
+            "nohup python3 x.py",
+            "python3 x.py>log",
+        ] {
+            let err = split(raw, Path::new("/e"), Path::new("/")).unwrap_err();
+            assert!(err.contains("without a shell"), "{raw}: {err}");
+            assert!(err.contains("sh -c"), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn allows_operators_inside_quotes() {
+        let words = split(
+            "sh -c 'a && b > c' \"x|y\" z\\&",
+            Path::new("/e"),
+            Path::new("/"),
+        );
+        assert_eq!(words.unwrap(), ["sh", "-c", "a && b > c", "x|y", "z&"]);
+    }
+
+    #[test]
+    fn substitutes_entry_and_dir_within_words() {
+        let words = split(
+            "python3 -u {entry} --root={dir}/static",
+            Path::new("/srv/my bot/bot.py"),
+            Path::new("/srv/my bot"),
+        );
+        assert_eq!(
+            words.unwrap(),
+            [
+                "python3",
+                "-u",
+                "/srv/my bot/bot.py",
+                "--root=/srv/my bot/static"
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_empty_and_unbalanced() {
+        assert!(split("  ", Path::new("/e"), Path::new("/")).is_err());
+        assert!(split("python3 'x", Path::new("/e"), Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn shebang_names_the_program() {
+        assert_eq!(
+            parse_shebang(b"#!/usr/bin/python3\nx"),
+            Some("python3".into())
+        );
+        assert_eq!(
+            parse_shebang(b"#! /usr/bin/env python3\n"),
+            Some("python3".into())
+        );
+        assert_eq!(
+            parse_shebang(b"#!/usr/bin/env -S python3 -u\n"),
+            Some("python3".into())
+        );
+        assert_eq!(parse_shebang(b"#!/bin/sh -e\n"), Some("sh".into()));
+        assert_eq!(parse_shebang(b"\x7fELF\x02\x01"), None);
+        assert_eq!(parse_shebang(b"#!\n"), None);
+    }
+
+    fn pattern(interpreter: Option<&str>) -> (tempfile::TempDir, Pattern) {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = dir.path().join("bot.py");
+        std::fs::write(&entry, "#!/usr/bin/env python3\n").unwrap();
+        let entry = entry.canonicalize().unwrap();
+        let pattern = Pattern {
+            entry,
+            interpreter: interpreter.map(str::to_owned),
+        };
+        (dir, pattern)
+    }
+
+    fn os(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    fn matches(pattern: &Pattern, argv: &[&str], cwd: &Path) -> bool {
+        let argv = os(argv);
+        let argv: Vec<&OsStr> = argv.iter().map(OsString::as_os_str).collect();
+        pattern.matches_argv(&argv, &mut || Some(cwd.to_path_buf()))
+    }
+
+    #[test]
+    fn derives_interpreter_from_shebang_or_first_word() {
+        let (dir, p) = pattern(None);
+        let d = p.entry.parent().unwrap();
+        let shebang = |_: &Path| Some("python3".to_owned());
+        let words = |s: &str| split(s, &p.entry, d).unwrap();
+        let derived = |s: &str| Pattern::derive(&words(s), &p.entry, d, shebang);
+        assert_eq!(
+            derived("{entry}").unwrap().interpreter.as_deref(),
+            Some("python3")
+        );
+        assert_eq!(
+            derived("./bot.py --x").unwrap().interpreter.as_deref(),
+            Some("python3")
+        );
+        let via_path = derived("/usr/bin/python3.11 -u bot.py").unwrap();
+        assert_eq!(via_path.interpreter.as_deref(), Some("python3.11"));
+        let via_sh = derived("sh -c 'exec FOO=1 python3 {entry}'").unwrap();
+        assert_eq!(via_sh.interpreter.as_deref(), Some("python3"));
+        assert_eq!(derived("python3 -m http.server"), None);
+        assert_eq!(derived("python3 other.py"), None);
+        let native = Pattern::derive(&words("{entry} --port 1"), &p.entry, d, |_| None).unwrap();
+        assert_eq!(native.interpreter, None);
+        drop(dir);
+    }
+
+    #[test]
+    fn tail_or_editor_naming_the_entry_is_not_the_service() {
+        let (dir, p) = pattern(Some("python3"));
+        let d = dir.path();
+        assert!(!matches(&p, &["tail", "-f", "bot.py"], d));
+        assert!(!matches(&p, &["less", "bot.py"], d));
+        assert!(!matches(&p, &["vim", "bot.py"], d));
+        assert!(!matches(
+            &p,
+            &["/usr/bin/tail", "-f", p.entry.to_str().unwrap()],
+            d
+        ));
+    }
+
+    #[test]
+    fn interpreter_running_the_entry_is_the_service() {
+        let (dir, p) = pattern(Some("python3"));
+        let d = dir.path();
+        assert!(matches(&p, &["python3", "bot.py"], d));
+        assert!(matches(&p, &["/usr/bin/python3", "./bot.py"], d));
+        assert!(matches(
+            &p,
+            &["python3", p.entry.to_str().unwrap()],
+            Path::new("/")
+        ));
+        // Relative from another folder: another file of the same name, not the entry.
+        assert!(!matches(&p, &["python3", "bot.py"], Path::new("/")));
+        assert!(!matches(&p, &["python3.11", "bot.py"], d));
+        assert!(!matches(&p, &[], d));
+    }
+
+    #[test]
+    fn native_entry_must_be_argv0() {
+        let (dir, p) = pattern(None);
+        let d = dir.path();
+        assert!(matches(&p, &["./bot.py", "--port"], d));
+        assert!(!matches(&p, &["cat", "bot.py"], d));
+    }
+
+    #[test]
+    fn quick_filter_looks_for_the_file_name() {
+        let (_dir, p) = pattern(None);
+        assert!(p.may_match(b"python3\0/x/bot.py\0"));
+        assert!(!p.may_match(b"python3\0/x/other.py\0"));
+    }
+}
