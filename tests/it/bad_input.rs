@@ -1,0 +1,154 @@
+//! Bad input: each config mistake exits 78 with one line naming the file and the key, and
+//! nothing is started, written or removed, whatever the command.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::testenv::TestEnv;
+
+/// Every file under `dir` with its content (symlinks and folders by name).
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(folder) = todo.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.strip_prefix(dir).unwrap().display().to_string();
+            if path.is_dir() {
+                todo.push(path);
+                files.insert(name, Vec::new());
+            } else {
+                files.insert(name, std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    files
+}
+
+const VERBS: [&[&str]; 6] = [
+    &["start"],
+    &["stop"],
+    &["kill"],
+    &["restart"],
+    &["restart", "--force"],
+    &["status"],
+];
+
+/// Runs every verb on `config` and checks the contract for a config error.
+fn refused(env: &TestEnv, config: &Path, expected: &[&str]) {
+    let before = snapshot(&env.root);
+    for verb in VERBS {
+        let run = env.keepup_with(config, verb);
+        run.expect(78);
+        assert_eq!(run.stderr.lines().count(), 1, "not one line: {run:#?}");
+        assert!(run.stdout.is_empty(), "{run:#?}");
+        assert!(
+            run.stderr.contains(&config.display().to_string()),
+            "file not named: {run:#?}"
+        );
+        for text in expected {
+            assert!(run.stderr.contains(text), "{text:?} not named: {run:#?}");
+        }
+    }
+    assert_eq!(snapshot(&env.root), before, "a config error changed files");
+    assert!(
+        env.own_processes().is_empty(),
+        "a config error started something"
+    );
+}
+
+fn case(body: &str, expected: &[&str]) {
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    // A pid lock that stop must not remove, and a log nothing may touch.
+    env.write("svc.py.pid", "4242\n");
+    env.write("svc.py.log", "old line\n");
+    let config = env.config(body);
+    refused(&env, &config, expected);
+}
+
+#[test]
+fn missing_config_file() {
+    let env = TestEnv::new();
+    refused(
+        &env,
+        &env.path("nowhere/cfg.toml"),
+        &["no such config file"],
+    );
+}
+
+#[test]
+fn toml_syntax_error_names_line_and_column() {
+    case(
+        "entry = \"svc.py\"\nstop_timeout = \"10s\n",
+        &["cfg.toml: 2:"],
+    );
+}
+
+#[test]
+fn unknown_key() {
+    case(
+        "entry = \"svc.py\"\nstop_timout = \"10s\"\n",
+        &["`stop_timout`", "2:1"],
+    );
+}
+
+#[test]
+fn missing_entry_key() {
+    case("startup = \"{entry}\"\n", &["missing key `entry`"]);
+}
+
+#[test]
+fn entry_that_does_not_exist() {
+    case(
+        "entry = \"nope.py\"\n",
+        &["key `entry`", "nope.py", "does not exist"],
+    );
+}
+
+#[test]
+fn shell_syntax_in_startup() {
+    case(
+        "entry = \"svc.py\"\nstartup = \"nohup python3 svc.py > out.log 2>&1 &\"\n",
+        &["key `startup`", "without a shell", "sh -c"],
+    );
+}
+
+#[test]
+fn bad_duration() {
+    case(
+        "entry = \"svc.py\"\nstop_timeout = \"ten seconds\"\n",
+        &["key `stop_timeout`", "ten seconds"],
+    );
+}
+
+#[test]
+fn bad_signal_name() {
+    case(
+        "entry = \"svc.py\"\nstop_signal = \"SIGTERMINATE\"\n",
+        &["key `stop_signal`", "SIGTERMINATE"],
+    );
+}
+
+#[test]
+fn bad_search_value() {
+    case(
+        "entry = \"svc.py\"\nsearch = \"ps_grep\"\n",
+        &["key `search`", "ps_grep", "proc_cwd"],
+    );
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    case(
+        "entry = \"svc.py\"\nstart_timeout = 5\n",
+        &["key `start_timeout`", "2:"],
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = TestEnv::new();
+    assert_eq!(env.keepup(&["frobnicate"]).code, 2);
+    assert_eq!(env.keepup(&["status", "--jsn"]).code, 2);
+}

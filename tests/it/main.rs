@@ -1,0 +1,10 @@
+//! Integration tests: the real `keepup` binary against real processes, signals, `/proc` and
+//! `lsof`. One test binary, so cargo links once; see `testenv.rs` for the harness.
+
+mod bad_input;
+mod concurrency;
+mod identity;
+mod lifecycle;
+mod search;
+mod testenv;
+mod walkthrough;

@@ -1,0 +1,89 @@
+//! Each `search` mode recognises a real running service by the process table alone: after
+//! `start`, the pid lock and the instance record are removed, so only the search rule is left
+//! to find it.
+
+use std::path::Path;
+
+use crate::testenv::{TestEnv, locked_pid};
+
+/// Starts the service, forgets keepup's files about it, and checks that `status` and `start`
+/// still find that very process.
+fn recognised_by_scan(env: &TestEnv, entry: &Path) {
+    let pid = env.keepup(&["start"]).expect(0).stdout_has("started").pid();
+    assert_eq!(env.instances(entry), [pid]);
+    for file in [".pid", ".instance"] {
+        std::fs::remove_file(format!("{}{file}", entry.display())).unwrap();
+    }
+    let status = env.keepup(&["status", "--json"]);
+    status.expect(0);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json["state"], "running");
+    assert_eq!(json["pid"], pid);
+    assert_eq!(json["kept_up"], false);
+    env.keepup(&["start"])
+        .expect(0)
+        .stdout_has(&format!("({pid}) is running"));
+    assert_eq!(locked_pid(entry), Some(pid), "start must adopt and lock it");
+    assert_eq!(
+        env.instances(entry),
+        [pid],
+        "start must not start a second instance"
+    );
+    env.keepup(&["stop"]).expect(0).stdout_has("stopped");
+    assert!(env.instances(entry).is_empty());
+}
+
+fn interpreted(search: &str) {
+    let env = TestEnv::new();
+    let entry = env.python_service("app/svc.py", "");
+    // A relative word, so the process's working directory is really needed.
+    env.config(&format!(
+        "entry = \"app/svc.py\"\nstartup = \"python3 svc.py\"\nsearch = \"{search}\"\n"
+    ));
+    recognised_by_scan(&env, &entry);
+}
+
+#[test]
+fn proc_cwd_recognises_a_python_script() {
+    interpreted("proc_cwd");
+}
+
+#[test]
+fn lsof_cwd_recognises_a_python_script() {
+    interpreted("lsof_cwd");
+}
+
+#[test]
+fn auto_recognises_a_python_script() {
+    interpreted("auto");
+}
+
+#[test]
+fn auto_recognises_a_python_script_started_by_its_shebang() {
+    let env = TestEnv::new();
+    let entry = env.python_service("app/svc.py", "");
+    env.config("entry = \"app/svc.py\"\n");
+    recognised_by_scan(&env, &entry);
+}
+
+fn native(search: &str) {
+    let env = TestEnv::new();
+    // A real compiled program under a name of its own.
+    let entry = env.path("bin/worker");
+    std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
+    std::fs::copy("/bin/sleep", &entry).unwrap();
+    env.config(&format!(
+        "entry = \"bin/worker\"\nstartup = \"{{entry}} 1000\"\nsearch = \"{search}\"\n"
+    ));
+    recognised_by_scan(&env, &entry);
+}
+
+#[test]
+fn proc_exe_recognises_a_native_binary() {
+    native("proc_exe");
+}
+
+#[test]
+fn auto_recognises_a_native_binary() {
+    native("auto");
+}

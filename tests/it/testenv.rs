@@ -1,0 +1,298 @@
+//! One test environment: a temp dir, configs and scripts in it, the real `keepup` binary, a
+//! deadline on every wait, and a `Drop` that kills exactly the processes this test caused.
+//!
+//! Every process a test causes carries `KEEPUP_TEST_ROOT=<its temp dir>` in its environment
+//! (keepup's services inherit it from the keepup the test runs), so a test can count its own
+//! instances by scanning `/proc`, and clean up by pid without touching anyone else's.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid as NixPid;
+
+pub const MARK: &str = "KEEPUP_TEST_ROOT";
+/// Generous: the tests run in parallel on a loaded 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub struct TestEnv {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    children: Vec<Child>,
+}
+
+/// What one keepup invocation did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from_output(output: &Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Run {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}: {self:#?}"
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Run {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}: {self:#?}"
+        );
+        self
+    }
+
+    /// The pid in a `NAME (PID) verb` line.
+    #[track_caller]
+    pub fn pid(&self) -> i32 {
+        let open = self.stdout.find('(').expect("no pid in output");
+        let close = self.stdout[open..].find(')').expect("no pid in output") + open;
+        self.stdout[open + 1..close]
+            .parse()
+            .expect("pid is not a number")
+    }
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::Builder::new()
+            .prefix("keepup-test")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        TestEnv {
+            _dir: dir,
+            root,
+            children: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    pub fn write(&self, relative: &str, content: &str) -> PathBuf {
+        let path = self.path(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    pub fn script(&self, relative: &str, content: &str) -> PathBuf {
+        let path = self.write(relative, content);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// A Python service that prints a line and sleeps; `prelude` runs first.
+    pub fn python_service(&self, relative: &str, prelude: &str) -> PathBuf {
+        self.script(
+            relative,
+            &format!(
+                "#!/usr/bin/env python3\nimport os, signal, sys, time\n{prelude}\n\
+                 print('up', os.getpid(), flush=True)\nwhile True:\n    time.sleep(1)\n"
+            ),
+        )
+    }
+
+    /// Writes `cfg.toml` (or another config file) in the temp dir.
+    pub fn config(&self, body: &str) -> PathBuf {
+        self.write("cfg.toml", body)
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        command
+            .current_dir(&self.root)
+            .env(MARK, &self.root)
+            .env_remove("KEEPUP_CONFIG")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// `keepup -c cfg.toml ARGS`.
+    pub fn keepup(&self, args: &[&str]) -> Run {
+        self.keepup_with(&self.path("cfg.toml"), args)
+    }
+
+    pub fn keepup_with(&self, config: &Path, args: &[&str]) -> Run {
+        let output = self
+            .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .output()
+            .unwrap();
+        Run::from_output(&output)
+    }
+
+    /// `keepup -c cfg.toml ARGS` in the background, for races.
+    pub fn keepup_spawn(&self, args: &[&str]) -> Child {
+        self.command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+            .arg("--config")
+            .arg(self.path("cfg.toml"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Runs any program marked as this test's, in `cwd`; killed on drop.
+    pub fn spawn(&mut self, cwd: &Path, program: &str, args: &[&str]) -> i32 {
+        let child = self
+            .command(Path::new(program))
+            .current_dir(cwd)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        self.children.push(child);
+        pid
+    }
+
+    /// Live processes of this test whose argv names `entry`'s file name (the services, by
+    /// the process table, not by what keepup says).
+    pub fn instances(&self, entry: &Path) -> Vec<i32> {
+        let name = entry.file_name().unwrap().to_str().unwrap();
+        self.own_processes()
+            .into_iter()
+            .filter(|p| {
+                let argv = cmdline(*p);
+                !argv.is_empty()
+                    && !argv[0].ends_with("keepup")
+                    && !["tail", "less", "sleep"]
+                        .iter()
+                        .any(|t| argv[0].ends_with(t))
+                    && argv.iter().any(|w| w.ends_with(name))
+            })
+            .collect()
+    }
+
+    /// Every live, non-zombie process carrying this test's mark.
+    pub fn own_processes(&self) -> Vec<i32> {
+        let me = std::process::id();
+        let mark = format!("{MARK}={}", self.root.display());
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| u32::try_from(*p).ok() != Some(me) && alive(*p))
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == mark.as_bytes()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // By pid, each one found carrying this test's mark: nothing else is touched.
+        for pid in self.own_processes() {
+            if pid > 1 {
+                let _ = kill(NixPid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+pub fn lock_path(entry: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.pid", entry.display()))
+}
+
+pub fn cmdline(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect()
+}
+
+/// Alive and not a zombie.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        !matches!(state, Some("Z" | "X") | None)
+    })
+}
+
+pub fn cwd(pid: i32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The body of `GET /` on `port`, if it answers.
+pub fn http_get(port: u16) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+}
+
+/// The pid in a pid lock, if it holds one.
+pub fn locked_pid(entry: &Path) -> Option<i32> {
+    let content = std::fs::read_to_string(lock_path(entry)).ok()?;
+    content.trim_end().parse().ok()
+}
+
+/// Waits until `condition` holds, or panics with `what` after [`PATIENCE`].
+#[track_caller]
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

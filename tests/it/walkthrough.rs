@@ -1,0 +1,110 @@
+//! The README's walk-through, end to end: the real `sbin/` wrappers, the shipped `cfg.toml`
+//! and the example server, in a copy of the checkout (so the test owns its port and files).
+
+use std::path::Path;
+
+use crate::testenv::{TestEnv, free_port, http_get, locked_pid, wait_for};
+
+/// Copies what a user's checkout has: `sbin/`, `cfg.toml`, `server/runserver.py`, and the
+/// built binary where the wrappers look for it.
+fn checkout(env: &TestEnv, port: u16) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(repo.join("sbin")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        env.script(
+            &format!("sbin/{name}"),
+            &std::fs::read_to_string(entry.path()).unwrap(),
+        );
+    }
+    env.script(
+        "server/runserver.py",
+        &std::fs::read_to_string(repo.join("server/runserver.py")).unwrap(),
+    );
+    let config = std::fs::read_to_string(repo.join("cfg.toml")).unwrap();
+    assert!(
+        config.contains("PORT = \"8000\""),
+        "cfg.toml no longer sets PORT"
+    );
+    env.write(
+        "cfg.toml",
+        &config.replace("\"8000\"", &format!("\"{port}\"")),
+    );
+    let bin = env.path("target/release/keepup");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_keepup"), &bin).unwrap();
+}
+
+fn sbin(env: &TestEnv, verb: &str) -> crate::testenv::Run {
+    // From another folder: the wrappers must not depend on the caller's cwd.
+    let output = std::process::Command::new(env.path(&format!("sbin/{verb}")))
+        .current_dir("/")
+        .env(crate::testenv::MARK, &env.root)
+        .env_remove("KEEPUP_CONFIG")
+        .output()
+        .unwrap();
+    crate::testenv::Run::from_output(&output)
+}
+
+#[test]
+fn readme_walkthrough_on_the_example_server() {
+    let env = TestEnv::new();
+    let port = free_port();
+    checkout(&env, port);
+    let entry = env.path("server/runserver.py");
+    let running = r#"{"msg":"running"}"#;
+
+    let first = sbin(&env, "start")
+        .expect(0)
+        .stdout_has("runserver.py (")
+        .stdout_has("started")
+        .pid();
+    wait_for("the server to answer", || {
+        http_get(port).as_deref() == Some(running)
+    });
+    assert_eq!(locked_pid(&entry), Some(first));
+
+    let status = sbin(&env, "status");
+    status
+        .expect(0)
+        .stdout_has("runserver.py: running")
+        .stdout_has(&first.to_string());
+
+    sbin(&env, "kill").expect(0).stdout_has("killed");
+    assert!(
+        env.instances(&entry).is_empty(),
+        "kill left the server running"
+    );
+    assert_eq!(
+        locked_pid(&entry),
+        Some(first),
+        "kill must keep the pid lock"
+    );
+    sbin(&env, "status")
+        .expect(1)
+        .stdout_has("runserver.py: dead");
+
+    let revived = sbin(&env, "restart").expect(0).stdout_has("revived").pid();
+    assert_ne!(revived, first);
+    wait_for("the revived server to answer", || {
+        http_get(port).as_deref() == Some(running)
+    });
+    sbin(&env, "restart").expect(0).stdout_has("is running");
+    assert_eq!(env.instances(&entry), [revived]);
+
+    sbin(&env, "stop").expect(0).stdout_has("stopped");
+    assert!(
+        env.instances(&entry).is_empty(),
+        "stop left the server running"
+    );
+    assert!(http_get(port).is_none());
+    assert_eq!(locked_pid(&entry), None);
+    sbin(&env, "status")
+        .expect(3)
+        .stdout_has("runserver.py: stopped");
+    sbin(&env, "restart").expect(0).stdout_has("not reviving");
+    assert!(
+        env.instances(&entry).is_empty(),
+        "restart revived a stopped service"
+    );
+}
