@@ -1,16 +1,11 @@
 //! The pid lock `<entry>.pid`: its existence means "keep this service up"; its content is the
 //! pid and a newline.
-//!
-//! It is read without following symlinks and, when keepup runs as root, only trusted if root
-//! owns it and nobody else may write it: otherwise any user could make root signal any pid.
+//! It is read with [`files::read_trusted`]: no symlinks, and as root only root's own file.
 
-use std::fs::{File, OpenOptions};
-use std::io::Read;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
-use crate::error::{Error, Result};
-use crate::files;
+use crate::error::Result;
+use crate::files::{self, Trusted};
 use crate::pid::{Pid, parse_pid_file};
 
 /// What the pid lock says.
@@ -40,62 +35,14 @@ impl PidLock {
 }
 
 pub fn read(path: &Path) -> Result<PidLock> {
-    let opened = OpenOptions::new()
-        .read(true)
-        // Never follow a symlink; never block on a FIFO someone put there.
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path);
-    let file = match opened {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PidLock::Absent),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
-            return Ok(PidLock::Stale("is a symlink: refused as unsafe".into()));
-        }
-        Err(e) => return Err(Error::io("reading pid lock", path)(e)),
-    };
-    Ok(check(&file, path)?.map_or_else(
-        || {
-            let mut content = Vec::new();
-            let read = file.take(64).read_to_end(&mut content);
-            match read {
-                Ok(_) => match parse_pid_file(&content) {
-                    Ok(pid) => PidLock::Held(pid),
-                    Err(bad) => PidLock::Stale(bad.to_string()),
-                },
-                Err(e) => PidLock::Stale(format!("cannot be read: {e}")),
-            }
+    Ok(match files::read_trusted(path, 64)? {
+        Trusted::Absent => PidLock::Absent,
+        Trusted::Refused(why) => PidLock::Stale(why),
+        Trusted::Content(content) => match parse_pid_file(&content) {
+            Ok(pid) => PidLock::Held(pid),
+            Err(bad) => PidLock::Stale(bad.to_string()),
         },
-        PidLock::Stale,
-    ))
-}
-
-/// Why an opened lock must not be trusted, if it must not.
-fn check(file: &File, path: &Path) -> Result<Option<String>> {
-    let meta = file
-        .metadata()
-        .map_err(Error::io("reading pid lock", path))?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file"
-        };
-        return Ok(Some(format!("is {kind}: refused as unsafe")));
-    }
-    if nix::unistd::geteuid().is_root() {
-        if meta.uid() != 0 {
-            return Ok(Some(format!(
-                "is owned by uid {}, and keepup runs as root: refused as unsafe",
-                meta.uid()
-            )));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Ok(Some(
-                "is writable by group or others, and keepup runs as root: refused as unsafe".into(),
-            ));
-        }
-    }
-    Ok(None)
+    })
 }
 
 /// Writes `pid` and a newline, atomically.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::files;
+use crate::files::{self, Trusted};
 use crate::oplock::{self, OpLock};
 use crate::pidfile::{self, PidLock};
 use crate::process::{Finder, Identity, Instance};
@@ -54,10 +54,12 @@ impl Service {
         pidfile::read(&self.pid_file)
     }
 
-    /// The recorded instance; a missing or unreadable record is no record.
+    /// The recorded instance; a missing, unsafe or garbled record is no record.
     fn record(&self) -> Option<Identity> {
-        let text = std::fs::read(&self.record_file).ok()?;
-        serde_json::from_slice(&text).ok()
+        match files::read_trusted(&self.record_file, 4096) {
+            Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok(),
+            _ => None,
+        }
     }
 
     /// Finds the running service, trying the cheapest sure answer first.

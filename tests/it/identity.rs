@@ -224,3 +224,38 @@ fn keepups_own_ancestor_naming_the_entry_is_not_the_service() {
     assert_eq!(output.status.code(), Some(3), "{stdout}");
     assert!(stdout.contains("stopped"), "{stdout}");
 }
+
+#[test]
+fn forged_instance_record_others_can_write_is_not_trusted_by_root() {
+    if !nix::unistd::geteuid().is_root() {
+        return; // The rule is root's: a user's own files are theirs to trust.
+    }
+    let (env, entry, bystander) = service_and_bystander();
+    // The bystander's true identity, as anyone can read it from /proc.
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{bystander}/stat")).unwrap();
+    let ticks = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_owned();
+    let record = env.write(
+        "app/svc.py.instance",
+        &format!(
+            "{{\"pid\":{bystander},\"start\":\"{}:{ticks}\"}}",
+            boot.trim()
+        ),
+    );
+    std::fs::set_permissions(&record, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    env.keepup(&["status"]).expect(3).stdout_has("stopped");
+    env.keepup(&["kill"]).expect(0).stdout_has("not running");
+    env.keepup(&["stop"]).expect(0).stdout_has("not running");
+    assert!(
+        alive(bystander),
+        "a forged record made root signal the bystander"
+    );
+    assert!(env.instances(&entry).is_empty());
+}
