@@ -6,6 +6,9 @@ use std::path::Path;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::exit_code;
+use crate::oplock::OpLock;
+use crate::pidfile::PidLock;
+use crate::process::{Finder, Instance};
 use crate::service::Service;
 
 mod kill;
@@ -47,4 +50,33 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
 /// A message for the user on stderr, one line.
 fn note(message: &str) {
     eprintln!("keepup: {message}");
+}
+
+/// What every verb that may act holds: the operation lock, and the pid lock as read under it.
+struct Locked<'a> {
+    service: &'a Service,
+    _lock: OpLock,
+    finder: Finder<'a>,
+    pid_lock: PidLock,
+}
+
+impl<'a> Locked<'a> {
+    fn acquire(service: &'a Service) -> Result<Locked<'a>> {
+        let lock = service.lock()?;
+        Ok(Locked {
+            service,
+            _lock: lock,
+            finder: service.finder(),
+            pid_lock: service.pid_lock()?,
+        })
+    }
+
+    /// The running instance, saying on stderr what was wrong with the pid lock, if anything.
+    fn locate(&self) -> Result<Option<Instance>> {
+        let lookup = self.service.locate(&self.finder, &self.pid_lock)?;
+        if let Some(stale) = &lookup.stale {
+            note(stale);
+        }
+        Ok(lookup.instance)
+    }
 }

@@ -2,34 +2,28 @@
 //! `--force`: stop it if it runs, then start it (systemctl restart).
 
 use super::launch::launch;
-use super::note;
 use super::stop::stop_instance;
+use super::{Locked, note};
 use crate::error::Result;
 use crate::exit_code;
 use crate::pidfile::PidLock;
 use crate::service::Service;
 
 pub fn run(service: &Service, force: bool) -> Result<u8> {
-    let _lock = service.lock()?;
-    let finder = service.finder();
-    let pid_lock = service.pid_lock()?;
+    let locked = Locked::acquire(service)?;
     let name = &service.config.name;
-    if !force && !pid_lock.exists() {
+    if !force && !locked.pid_lock.exists() {
         println!("{name} has no pid lock: not reviving (start keeps it up)");
         return Ok(exit_code::OK);
     }
-    let lookup = service.locate(&finder, &pid_lock)?;
-    if let Some(stale) = &lookup.stale {
-        note(stale);
-    }
-    let verb = match (lookup.instance, force) {
+    let verb = match (locked.locate()?, force) {
         (Some(instance), false) => {
-            service.remember(&instance, &pid_lock)?;
+            service.remember(&instance, &locked.pid_lock)?;
             println!("{name} ({}) is running", instance.pid());
             return Ok(exit_code::OK);
         }
         (Some(instance), true) => {
-            stop_instance(service, &finder, &instance)?;
+            stop_instance(service, &locked.finder, &instance)?;
             note(&format!("{name} ({}) stopped", instance.pid()));
             "restarted"
         }
@@ -37,8 +31,12 @@ pub fn run(service: &Service, force: bool) -> Result<u8> {
         (None, false) => "revived",
     };
     // After a forced stop the old pid is gone: whatever the lock says, rewrite it.
-    let lock = if force { PidLock::Absent } else { pid_lock };
-    let instance = launch(service, &finder, &lock)?;
+    let lock = if force {
+        PidLock::Absent
+    } else {
+        locked.pid_lock.clone()
+    };
+    let instance = launch(service, &locked.finder, &lock)?;
     println!("{name} ({}) {verb}", instance.pid());
     Ok(exit_code::OK)
 }

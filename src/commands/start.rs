@@ -1,27 +1,21 @@
 //! `start`: make sure the service runs and is kept up.
 
+use super::Locked;
 use super::launch::launch;
-use super::note;
 use crate::error::Result;
 use crate::exit_code;
 use crate::pidfile;
 use crate::service::Service;
 
 pub fn run(service: &Service) -> Result<u8> {
-    let _lock = service.lock()?;
-    let finder = service.finder();
-    let pid_lock = service.pid_lock()?;
-    let lookup = service.locate(&finder, &pid_lock)?;
-    if let Some(stale) = &lookup.stale {
-        note(stale);
-    }
+    let locked = Locked::acquire(service)?;
     let name = &service.config.name;
-    if let Some(instance) = lookup.instance {
-        service.remember(&instance, &pid_lock)?;
+    if let Some(instance) = locked.locate()? {
+        service.remember(&instance, &locked.pid_lock)?;
         println!("{name} ({}) is running", instance.pid());
         return Ok(exit_code::OK);
     }
-    match launch(service, &finder, &pid_lock) {
+    match launch(service, &locked.finder, &locked.pid_lock) {
         Ok(instance) => {
             println!("{name} ({}) started", instance.pid());
             Ok(exit_code::OK)

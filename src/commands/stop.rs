@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::note;
+use super::{Locked, note};
 use crate::error::{Error, Result};
 use crate::exit_code;
 use crate::pidfile;
@@ -14,17 +14,14 @@ use crate::signal::Signal;
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(service: &Service) -> Result<u8> {
-    let _lock = service.lock()?;
-    let finder = service.finder();
-    let pid_lock = service.pid_lock()?;
-    // The lock goes first: from here on, no revival.
+    let locked = Locked::acquire(service)?;
+    // The pid lock goes first: from here on, no revival.
     let removed = pidfile::remove(&service.pid_file);
-    let lookup = service.locate(&finder, &pid_lock)?;
     let name = &service.config.name;
-    match lookup.instance {
+    match locked.locate()? {
         None => println!("{name} is not running"),
         Some(instance) => {
-            stop_instance(service, &finder, &instance)?;
+            stop_instance(service, &locked.finder, &instance)?;
             println!("{name} ({}) stopped", instance.pid());
         }
     }

@@ -2,6 +2,7 @@
 //! `lsof`. One test binary, so cargo links once; see `testenv.rs` for the harness.
 
 mod bad_input;
+mod cli;
 mod concurrency;
 mod identity;
 mod lifecycle;
