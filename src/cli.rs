@@ -37,6 +37,9 @@ pub enum Verb {
         /// Stop it if it runs, then start it.
         #[arg(long)]
         force: bool,
+        /// Run as the timer (the crontab line passes it): print only what was done.
+        #[arg(long, conflicts_with = "force")]
+        timer: bool,
     },
     /// Show whether the service runs (exit 0 running, 1 dead, 3 stopped, 4 unknown).
     Status {
@@ -44,6 +47,10 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// Add a line to your crontab that runs restart for this config every minute.
+    InstallTimer,
+    /// Remove exactly that line from your crontab.
+    UninstallTimer,
 }
 
 impl Verb {
@@ -53,8 +60,10 @@ impl Verb {
             Verb::Start => Command::Start,
             Verb::Stop => Command::Stop,
             Verb::Kill => Command::Kill,
-            Verb::Restart { force } => Command::Restart { force },
+            Verb::Restart { force, timer } => Command::Restart { force, timer },
             Verb::Status { json } => Command::Status { json },
+            Verb::InstallTimer => Command::InstallTimer,
+            Verb::UninstallTimer => Command::UninstallTimer,
         }
     }
 }

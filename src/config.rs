@@ -117,12 +117,8 @@ impl Config {
 /// Reads and checks the config at `path`.
 pub fn load(path: &Path) -> Result<Config> {
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let config_error = |message: String| Error::Config {
-        file: file.clone(),
-        message,
-    };
     let text = std::fs::read_to_string(&file).map_err(|e| {
-        config_error(match e.kind() {
+        config_error(&file)(match e.kind() {
             std::io::ErrorKind::NotFound => {
                 "no such config file (pass --config PATH or set KEEPUP_CONFIG)".to_owned()
             }
@@ -130,13 +126,23 @@ pub fn load(path: &Path) -> Result<Config> {
         })
     })?;
     let raw: RawConfig =
-        toml::from_str(&text).map_err(|e| config_error(toml_message(&text, &e)))?;
+        toml::from_str(&text).map_err(|e| config_error(&file)(toml_message(&text, &e)))?;
+    // Canonical, so `-c cfg.toml` and `-c ./cfg.toml` name the same service (and timer line).
+    let file = file.canonicalize().unwrap_or(file);
     let dir = file.parent().unwrap_or(Path::new("/"));
     raw.validate(&file, dir)
-        .map_err(|problems| config_error(problems.join("; ")))
+        .map_err(|problems| config_error(&file)(problems.join("; ")))
 }
 
 /// One line for a TOML error: `line:column: key `k`: what is wrong`.
+fn config_error(file: &Path) -> impl Fn(String) -> Error {
+    let file = file.to_path_buf();
+    move |message| Error::Config {
+        file: file.clone(),
+        message,
+    }
+}
+
 fn toml_message(text: &str, error: &toml::de::Error) -> String {
     let message = error.message().trim().replace('\n', " ");
     let Some(span) = error.span() else {

@@ -15,3 +15,4 @@ pub mod process;
 pub mod service;
 pub mod signal;
 pub mod startup;
+pub mod timer;

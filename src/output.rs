@@ -56,6 +56,10 @@ pub struct Status {
     pub pid_lock_problem: Option<String>,
     pub log: PathBuf,
     pub config: PathBuf,
+    /// Whether this config's timer line is in the crontab; `None` when it cannot be read.
+    pub timer_installed: Option<bool>,
+    /// Why the crontab could not be read.
+    pub timer_problem: Option<String>,
 }
 
 impl Status {
@@ -102,6 +106,13 @@ impl Status {
         }
         line("log:", &self.log.display().to_string());
         line("config:", &self.config.display().to_string());
+        let timer = match (self.timer_installed, &self.timer_problem) {
+            (Some(true), _) => "installed: restart runs every minute".to_owned(),
+            (Some(false), _) => "not installed (install-timer adds it)".to_owned(),
+            (None, Some(problem)) => format!("unknown: {problem}"),
+            (None, None) => "unknown".to_owned(),
+        };
+        line("timer:", &timer);
         out
     }
 }
@@ -129,6 +140,8 @@ mod tests {
             pid_lock_problem: None,
             log: "/srv/bot.py.log".into(),
             config: "/srv/cfg.toml".into(),
+            timer_installed: pid.map(|_| true),
+            timer_problem: None,
         }
     }
 
@@ -141,6 +154,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("memory:   3.0 MiB"), "{text}");
+        assert!(text.contains("timer:    installed"), "{text}");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct Service {
     pub record_file: PathBuf,
     /// `<entry>.lock`: the operation lock.
     pub lock_file: PathBuf,
+    /// `<entry>.timer.log`: what the timer's `restart` did.
+    pub timer_log: PathBuf,
 }
 
 /// Where the service runs, and what was wrong with the pid lock on the way.
@@ -37,6 +39,7 @@ impl Service {
             pid_file: config.beside_entry(".pid"),
             record_file: config.beside_entry(".instance"),
             lock_file: config.beside_entry(".lock"),
+            timer_log: config.beside_entry(".timer.log"),
             config,
         }
     }

@@ -17,6 +17,7 @@ mod restart;
 mod start;
 mod status;
 mod stop;
+mod timer;
 
 /// What the user asked for, free of the command-line parser's types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,8 +25,10 @@ pub enum Command {
     Start,
     Stop,
     Kill,
-    Restart { force: bool },
+    Restart { force: bool, timer: bool },
     Status { json: bool },
+    InstallTimer,
+    UninstallTimer,
 }
 
 /// Loads the config and runs `command`. A config error comes back before anything is done.
@@ -35,7 +38,9 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
         Command::Start => start::run(&service),
         Command::Stop => stop::run(&service),
         Command::Kill => kill::run(&service),
-        Command::Restart { force } => restart::run(&service, force),
+        Command::Restart { force, timer } => restart::run(&service, force, timer),
+        Command::InstallTimer => timer::install(&service),
+        Command::UninstallTimer => timer::uninstall(&service),
         // status answers "unknown" (LSB 4) when it cannot tell, rather than "failed".
         Command::Status { json } => status::run(&service, json).or_else(|e| match e {
             Error::Config { .. } => Err(e),

@@ -9,17 +9,23 @@ use crate::exit_code;
 use crate::pidfile::PidLock;
 use crate::service::Service;
 
-pub fn run(service: &Service, force: bool) -> Result<u8> {
+/// `timer`: run by the crontab line; says nothing when there is nothing to do, so the timer's
+/// log holds only what happened.
+pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
     let locked = Locked::acquire(service)?;
     let name = &service.config.name;
     if !force && !locked.pid_lock.exists() {
-        println!("{name} has no pid lock: not reviving (start keeps it up)");
+        if !timer {
+            println!("{name} has no pid lock: not reviving (start keeps it up)");
+        }
         return Ok(exit_code::OK);
     }
     let verb = match (locked.locate()?, force) {
         (Some(instance), false) => {
             service.remember(&instance, &locked.pid_lock)?;
-            println!("{name} ({}) is running", instance.pid());
+            if !timer {
+                println!("{name} ({}) is running", instance.pid());
+            }
             return Ok(exit_code::OK);
         }
         (Some(instance), true) => {
@@ -37,6 +43,14 @@ pub fn run(service: &Service, force: bool) -> Result<u8> {
         locked.pid_lock.clone()
     };
     let instance = launch(service, &locked.finder, &lock)?;
-    println!("{name} ({}) {verb}", instance.pid());
+    let when = if timer {
+        format!(
+            "{} ",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        )
+    } else {
+        String::new()
+    };
+    println!("{when}{name} ({}) {verb}", instance.pid());
     Ok(exit_code::OK)
 }

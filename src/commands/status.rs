@@ -15,6 +15,7 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
         (None, PidLock::Absent) => State::Stopped,
         (None, _) => State::Dead,
     };
+    let timer = super::timer::installed(service);
     let instance = lookup.instance.as_ref();
     let (started_at, uptime_seconds) = Status::new_started(instance.and_then(Instance::started_at));
     let status = Status {
@@ -29,6 +30,8 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
         pid_lock_problem: lookup.stale,
         log: service.config.log.clone(),
         config: service.config.file.clone(),
+        timer_installed: timer.as_ref().ok().copied(),
+        timer_problem: timer.err().map(|e| e.to_string()),
     };
     if json {
         let text = serde_json::to_string(&status)

@@ -1,16 +1,10 @@
 //! Where the config comes from: `--config`, else env `KEEPUP_CONFIG`, else `./cfg.toml`.
 
-use std::process::Command;
-
-use crate::testenv::{MARK, Run, TestEnv};
+use crate::testenv::{Run, TestEnv};
 
 fn keepup(env: &TestEnv, cwd: &str, config_env: Option<&str>, args: &[&str]) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_keepup"));
-    command
-        .current_dir(env.path(cwd))
-        .env(MARK, &env.root)
-        .env_remove("KEEPUP_CONFIG")
-        .args(args);
+    let mut command = env.command(std::path::Path::new(env!("CARGO_BIN_EXE_keepup")));
+    command.current_dir(env.path(cwd)).args(args);
     if let Some(path) = config_env {
         command.env("KEEPUP_CONFIG", path);
     }

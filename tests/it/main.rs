@@ -4,8 +4,10 @@
 mod bad_input;
 mod cli;
 mod concurrency;
+mod cron;
 mod identity;
 mod lifecycle;
 mod search;
 mod testenv;
+mod timer;
 mod walkthrough;

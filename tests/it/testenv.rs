@@ -25,6 +25,9 @@ pub struct TestEnv {
     _dir: tempfile::TempDir,
     pub root: PathBuf,
     children: Vec<Child>,
+    /// Whether keepup uses the real `crontab`; otherwise `tests/fake-crontab` on `crontab`
+    /// in the temp dir, so no test touches the user's crontab by accident.
+    real_crontab: bool,
 }
 
 /// What one keepup invocation did.
@@ -90,7 +93,20 @@ impl TestEnv {
             _dir: dir,
             root,
             children: Vec::new(),
+            real_crontab: false,
         }
+    }
+
+    /// For the one test that must use the real `crontab` and cron daemon.
+    pub fn with_real_crontab() -> TestEnv {
+        let mut env = TestEnv::new();
+        env.real_crontab = true;
+        env
+    }
+
+    /// The fake crontab's file (absent: "no crontab").
+    pub fn crontab_file(&self) -> PathBuf {
+        self.path("crontab")
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -126,13 +142,22 @@ impl TestEnv {
         self.write("cfg.toml", body)
     }
 
-    fn command(&self, program: &Path) -> Command {
+    /// A command marked as this test's, run in the temp dir, with the fake crontab.
+    pub fn command(&self, program: &Path) -> Command {
         let mut command = Command::new(program);
         command
             .current_dir(&self.root)
             .env(MARK, &self.root)
             .env_remove("KEEPUP_CONFIG")
             .stdin(Stdio::null());
+        if self.real_crontab {
+            command.env_remove("KEEPUP_CRONTAB");
+        } else {
+            let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-crontab");
+            command
+                .env("KEEPUP_CRONTAB", fake)
+                .env("FAKE_CRONTAB_FILE", self.crontab_file());
+        }
         command
     }
 

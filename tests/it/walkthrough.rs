@@ -37,10 +37,9 @@ fn checkout(env: &TestEnv, port: u16) {
 
 fn sbin(env: &TestEnv, verb: &str) -> crate::testenv::Run {
     // From another folder: the wrappers must not depend on the caller's cwd.
-    let output = std::process::Command::new(env.path(&format!("sbin/{verb}")))
+    let output = env
+        .command(&env.path(&format!("sbin/{verb}")))
         .current_dir("/")
-        .env(crate::testenv::MARK, &env.root)
-        .env_remove("KEEPUP_CONFIG")
         .output()
         .unwrap();
     crate::testenv::Run::from_output(&output)

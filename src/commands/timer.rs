@@ -1,0 +1,58 @@
+//! `install-timer` and `uninstall-timer`: keepup's one line in the user's crontab.
+
+use crate::error::{Error, Result};
+use crate::exit_code;
+use crate::service::Service;
+use crate::timer::{self, Crontab, Installed, TimerSpec};
+
+pub fn install(service: &Service) -> Result<u8> {
+    let _lock = service.lock()?;
+    let keepup = std::env::current_exe()
+        .and_then(std::fs::canonicalize)
+        .map_err(Error::io("finding", "keepup's own path"))?;
+    let path_env = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    let spec = TimerSpec {
+        keepup: &keepup,
+        config: &service.config.file,
+        log: &service.timer_log,
+        path_env: &path_env,
+    };
+    let line =
+        timer::line(&spec).map_err(|e| Error::Failed(format!("cannot install the timer: {e}")))?;
+    let crontab = Crontab::from_env();
+    let current = crontab.read()?;
+    let name = &service.config.name;
+    match timer::install(&current, &line, &service.config.file) {
+        Installed::Already => println!("timer for {name} is already installed"),
+        Installed::Added(text) => {
+            crontab.write(&text)?;
+            println!("timer for {name} installed: restart runs every minute");
+        }
+        Installed::Replaced(text) => {
+            crontab.write(&text)?;
+            println!("timer for {name} updated: restart runs every minute");
+        }
+    }
+    Ok(exit_code::OK)
+}
+
+pub fn uninstall(service: &Service) -> Result<u8> {
+    let _lock = service.lock()?;
+    let crontab = Crontab::from_env();
+    let current = crontab.read()?;
+    let name = &service.config.name;
+    match timer::uninstall(&current, &service.config.file) {
+        None => println!("timer for {name} is not installed"),
+        Some(text) => {
+            crontab.write(&text)?;
+            println!("timer for {name} removed");
+        }
+    }
+    Ok(exit_code::OK)
+}
+
+/// Whether the timer line for this config is in the crontab; the error, if it cannot be read.
+pub fn installed(service: &Service) -> Result<bool> {
+    let current = Crontab::from_env().read()?;
+    Ok(timer::find(&current, &service.config.file).is_some())
+}
