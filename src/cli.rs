@@ -51,6 +51,24 @@ pub enum Verb {
     InstallTimer,
     /// Remove exactly that line from your crontab.
     UninstallTimer,
+    /// Show the history: starts, stops, kills, revivals, guard trips, stale locks.
+    Events {
+        /// How many of the newest events.
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        lines: usize,
+        /// A JSON array instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the service log's tail.
+    Logs {
+        /// How many of the newest lines.
+        #[arg(short = 'n', long = "lines", default_value_t = 20)]
+        lines: usize,
+        /// Keep printing what the service writes.
+        #[arg(short, long)]
+        follow: bool,
+    },
 }
 
 impl Verb {
@@ -64,6 +82,8 @@ impl Verb {
             Verb::Status { json } => Command::Status { json },
             Verb::InstallTimer => Command::InstallTimer,
             Verb::UninstallTimer => Command::UninstallTimer,
+            Verb::Events { lines, json } => Command::Events { lines, json },
+            Verb::Logs { lines, follow } => Command::Logs { lines, follow },
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::ready::Ready;
 use crate::signal::Signal;
 use crate::startup::{self, Pattern};
 
@@ -73,8 +74,38 @@ pub struct RawConfig {
     pub stop_signal: Option<String>,
     /// How long `stop` waits before SIGKILL.
     pub stop_timeout: Option<String>,
-    /// How long `start` waits for the process to be recognised.
+    /// How long `start` waits for the process to be recognised (and ready).
     pub start_timeout: Option<String>,
+    /// The crash-loop guard.
+    pub restart_limit: Option<RawRestartLimit>,
+    /// A check that says the service is up: `tcp:HOST:PORT`, `http://HOST:PORT/PATH`, `cmd:COMMAND`.
+    pub ready: Option<String>,
+    /// The log is rotated past this size, e.g. "10MB".
+    pub log_max_size: Option<String>,
+    /// How many rotated logs are kept.
+    pub log_keep: Option<u32>,
+}
+
+/// `[restart_limit]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRestartLimit {
+    /// Revivals allowed within `interval` before the guard trips.
+    pub burst: Option<u32>,
+    pub interval: Option<String>,
+    /// After a trip, how long until one more revival is tried (default: `interval`).
+    pub cooldown: Option<String>,
+    /// The least wait between revivals, doubled for each one in a row.
+    pub backoff: Option<String>,
+}
+
+/// The crash-loop guard's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestartLimit {
+    pub burst: u32,
+    pub interval: Duration,
+    pub cooldown: Duration,
+    pub backoff: Duration,
 }
 
 /// A checked config: absolute paths, typed values, defaults filled in.
@@ -96,6 +127,10 @@ pub struct Config {
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub start_timeout: Duration,
+    pub restart_limit: RestartLimit,
+    pub ready: Option<Ready>,
+    pub log_max_size: u64,
+    pub log_keep: u32,
 }
 
 impl Config {
@@ -269,6 +304,20 @@ impl RawConfig {
             Some((startup, pattern))
         });
 
+        let restart_limit = restart_limit(problems, &self.restart_limit.unwrap_or_default());
+        let ready = match (&self.ready, &entry) {
+            (Some(text), Some(entry)) => check(
+                problems,
+                Ready::parse(text, entry, dir_of(entry)).map_err(|e| format!("key `ready`: {e}")),
+            ),
+            _ => None,
+        };
+        let log_max_size = check(
+            problems,
+            parse_size(self.log_max_size.as_deref().unwrap_or("10MB"))
+                .map_err(|e| format!("key `log_max_size`: {e}")),
+        );
+
         match (
             entry,
             search,
@@ -303,11 +352,81 @@ impl RawConfig {
                     stop_signal,
                     stop_timeout,
                     start_timeout,
+                    restart_limit: restart_limit.unwrap_or(DEFAULT_RESTART_LIMIT),
+                    ready,
+                    log_max_size: log_max_size.unwrap_or(0),
+                    log_keep: self.log_keep.unwrap_or(3),
                 })
             }
             _ => Err(std::mem::take(problems)),
         }
     }
+}
+
+const DEFAULT_RESTART_LIMIT: RestartLimit = RestartLimit {
+    burst: 5,
+    interval: Duration::from_secs(600),
+    cooldown: Duration::from_secs(600),
+    backoff: Duration::ZERO,
+};
+
+fn restart_limit(problems: &mut Vec<String>, raw: &RawRestartLimit) -> Option<RestartLimit> {
+    let key = |k: &str| format!("restart_limit.{k}");
+    let burst = match raw.burst.unwrap_or(DEFAULT_RESTART_LIMIT.burst) {
+        0 => check(
+            problems,
+            Err::<u32, _>("key `restart_limit.burst`: must be at least 1".to_owned()),
+        ),
+        burst => Some(burst),
+    };
+    let interval = check(
+        problems,
+        duration(&key("interval"), raw.interval.as_deref(), "10m"),
+    );
+    let interval = match interval {
+        Some(d) if d.is_zero() => check(
+            problems,
+            Err::<Duration, _>("key `restart_limit.interval`: must be more than 0s".to_owned()),
+        ),
+        other => other,
+    };
+    let cooldown = match raw.cooldown.as_deref() {
+        Some(text) => check(problems, duration(&key("cooldown"), Some(text), "")),
+        None => interval,
+    };
+    let backoff = check(
+        problems,
+        duration(&key("backoff"), raw.backoff.as_deref(), "0s"),
+    );
+    Some(RestartLimit {
+        burst: burst?,
+        interval: interval?,
+        cooldown: cooldown?,
+        backoff: backoff?,
+    })
+}
+
+/// Parses a size like "512KB", "10MB", "1GB" or "4096" (bytes). K, M and G are powers of 1024.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("\"{text}\" is not a size (write e.g. \"512KB\", \"10MB\")");
+    let trimmed = text.trim();
+    let digits_end = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(digits_end);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(bad()),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .filter(|n| *n > 0)
+        .ok_or_else(bad)
 }
 
 /// Keeps a problem for the report and goes on with the next value.
@@ -417,6 +536,68 @@ mod tests {
             Some("python3")
         );
         assert_eq!(config.beside_entry(".pid"), entry.with_extension("py.pid"));
+        assert_eq!(config.restart_limit, DEFAULT_RESTART_LIMIT);
+        assert_eq!(config.ready, None);
+        assert_eq!((config.log_max_size, config.log_keep), (10 << 20, 3));
+    }
+
+    #[test]
+    fn restart_limit_and_ready() {
+        let (_dir, config) = load_text(
+            "entry = \"bot.py\"\nready = \"tcp:127.0.0.1:9\"\nlog_max_size = \"512KB\"\nlog_keep = 0\n\
+             [restart_limit]\nburst = 2\ninterval = \"1m\"\nbackoff = \"5s\"\n",
+        );
+        let config = config.unwrap();
+        let limit = config.restart_limit;
+        assert_eq!(
+            (limit.burst, limit.interval, limit.cooldown),
+            (2, Duration::from_secs(60), Duration::from_secs(60))
+        );
+        assert_eq!(limit.backoff, Duration::from_secs(5));
+        assert_eq!(
+            config.ready,
+            Some(Ready::Tcp {
+                host: "127.0.0.1".into(),
+                port: 9
+            })
+        );
+        assert_eq!((config.log_max_size, config.log_keep), (512 << 10, 0));
+    }
+
+    #[test]
+    fn bad_limits_are_named() {
+        let message = error(
+            "entry = \"bot.py\"\nready = \"ping\"\nlog_max_size = \"big\"\n[restart_limit]\nburst = 0\ncooldown = \"soon\"\n",
+        );
+        for key in [
+            "`ready`",
+            "`log_max_size`",
+            "`restart_limit.burst`",
+            "`restart_limit.cooldown`",
+        ] {
+            assert!(message.contains(key), "{key} missing from {message}");
+        }
+        let message = error("entry = \"bot.py\"\n[restart_limit]\nbrust = 1\n");
+        assert!(message.contains("`brust`"), "{message}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10MB"), Ok(10 << 20));
+        assert_eq!(parse_size("512kb"), Ok(512 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("1 GiB"), Ok(1 << 30));
+        for bad in [
+            "",
+            "MB",
+            "0",
+            "-1MB",
+            "10TB",
+            "1.5MB",
+            "99999999999999999999GB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::events::Event;
 use crate::exit_code;
 
 /// The service's state, as LSB init scripts name them.
@@ -60,6 +61,19 @@ pub struct Status {
     pub timer_installed: Option<bool>,
     /// Why the crontab could not be read.
     pub timer_problem: Option<String>,
+    pub guard: Guard,
+    pub revivals_24h: usize,
+    /// The newest few events, oldest first.
+    pub recent_events: Vec<Event>,
+}
+
+/// The crash-loop guard, as `status` tells it.
+#[derive(Debug, Serialize)]
+pub struct Guard {
+    /// `ok`, `backoff` (next revival waits) or `tripped` (no revival until `until`).
+    pub state: &'static str,
+    /// RFC 3339, UTC.
+    pub until: Option<String>,
 }
 
 impl Status {
@@ -113,6 +127,23 @@ impl Status {
             (None, None) => "unknown".to_owned(),
         };
         line("timer:", &timer);
+        let guard = match &self.guard.until {
+            Some(until) if self.guard.state == "tripped" => {
+                format!("tripped: no revival before {until} (start clears it)")
+            }
+            Some(until) => format!("backing off: next revival at {until}"),
+            None => "ok".to_owned(),
+        };
+        line(
+            "guard:",
+            &format!("{guard}; {} revivals in the last 24 h", self.revivals_24h),
+        );
+        if !self.recent_events.is_empty() {
+            line("events:", "");
+            for event in &self.recent_events {
+                let _ = writeln!(out, "    {}", event.render());
+            }
+        }
         out
     }
 }
@@ -142,6 +173,12 @@ mod tests {
             config: "/srv/cfg.toml".into(),
             timer_installed: pid.map(|_| true),
             timer_problem: None,
+            guard: Guard {
+                state: "ok",
+                until: None,
+            },
+            revivals_24h: 2,
+            recent_events: Vec::new(),
         }
     }
 
@@ -155,6 +192,10 @@ mod tests {
         );
         assert!(text.contains("memory:   3.0 MiB"), "{text}");
         assert!(text.contains("timer:    installed"), "{text}");
+        assert!(
+            text.contains("guard:    ok; 2 revivals in the last 24 h"),
+            "{text}"
+        );
     }
 
     #[test]

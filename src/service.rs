@@ -22,6 +22,8 @@ pub struct Service {
     pub lock_file: PathBuf,
     /// `<entry>.timer.log`: what the timer's `restart` did.
     pub timer_log: PathBuf,
+    /// `<entry>.events`: the event history.
+    pub events_file: PathBuf,
 }
 
 /// Where the service runs, and what was wrong with the pid lock on the way.
@@ -40,6 +42,7 @@ impl Service {
             record_file: config.beside_entry(".instance"),
             lock_file: config.beside_entry(".lock"),
             timer_log: config.beside_entry(".timer.log"),
+            events_file: config.beside_entry(".events"),
             config,
         }
     }

@@ -3,19 +3,28 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::ExitStatus;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::pidfile::PidLock;
-use crate::process::{Finder, Instance, Started};
+use crate::process::{Finder, Instance, Started, poll_until};
 use crate::service::Service;
 
 /// How many of the log's newest lines a failed start shows.
 const LOG_TAIL_LINES: usize = 10;
 
-/// Spawns the service and waits until it is recognised; on success the instance is recorded
-/// and the pid lock points at it. On failure nothing started is left running; the pid lock is
-/// left as it was, for the caller to decide.
+/// Without a `ready` check, how long a just-recognised service must stay up to count as
+/// started (supervisord's `startsecs` has the same default).
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// Between readiness probes.
+const PROBE_PAUSE: Duration = Duration::from_millis(50);
+
+/// Spawns the service and waits until it is recognised and then ready (or, with no `ready`
+/// check, still up after [`SETTLE`]); on success the instance is recorded and the pid lock
+/// points at it. On failure nothing started is left running; the pid lock is left as it was,
+/// for the caller to decide.
 pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<Instance> {
     let config = &service.config;
     if service.pid_file.is_dir() {
@@ -26,11 +35,15 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
     }
     let log_start = std::fs::metadata(&config.log).map_or(0, |m| m.len());
     let mut child = finder.spawn()?;
-    let failure = match finder.wait_recognised(&mut child) {
-        Ok(Started::Running(instance)) => match service.remember(&instance, lock) {
-            Ok(()) => return Ok(instance),
-            // Running but untracked is worse than not running: end it.
-            Err(e) => e.to_string(),
+    let deadline = Instant::now() + config.start_timeout;
+    let failure = match finder.wait_recognised(&mut child, deadline) {
+        Ok(Started::Running(instance)) => match confirm(service, &mut child, deadline) {
+            Ok(()) => match service.remember(&instance, lock) {
+                Ok(()) => return Ok(instance),
+                // Running but untracked is worse than not running: end it.
+                Err(e) => e.to_string(),
+            },
+            Err(why) => why,
         },
         Ok(Started::Exited(status)) => describe_exit(status),
         Ok(Started::TimedOut) => format!(
@@ -46,6 +59,39 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
         config.name,
         log_tail(&config.log, log_start)
     )))
+}
+
+/// Confirms a recognised service: its `ready` check passes before `deadline`, or without one,
+/// it stays up for [`SETTLE`]. Says why not.
+fn confirm(service: &Service, child: &mut Child, deadline: Instant) -> Result<(), String> {
+    let config = &service.config;
+    let exited = |child: &mut Child| child.try_wait().ok().flatten();
+    let Some(ready) = &config.ready else {
+        let settle = Instant::now() + SETTLE.min(config.start_timeout);
+        let mut status = None;
+        poll_until(settle, || {
+            status = exited(child);
+            status.is_some()
+        });
+        return status.map_or(Ok(()), |s| Err(describe_exit(s)));
+    };
+    loop {
+        if let Some(status) = exited(child) {
+            return Err(describe_exit(status));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let last = match ready.probe(config.dir(), left) {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        if Instant::now() + PROBE_PAUSE >= deadline {
+            return Err(format!(
+                "it was not ready within {} (ready = \"{ready}\": {last})",
+                humantime::format_duration(config.start_timeout)
+            ));
+        }
+        std::thread::sleep(PROBE_PAUSE);
+    }
 }
 
 fn describe_exit(status: ExitStatus) -> String {

@@ -1,56 +1,111 @@
-//! `restart`: the timer's check. Revives the service only while its pid lock exists.
-//! `--force`: stop it if it runs, then start it (systemctl restart).
+//! `restart`: the timer's check. Revives the service only while its pid lock exists, and only
+//! as the crash-loop guard allows. `--force`: stop it if it runs, then start it (systemctl
+//! restart), which, being a manual start, clears the guard.
+
+use std::time::SystemTime;
 
 use super::launch::launch;
 use super::stop::stop_instance;
 use super::{Locked, note};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::events::{self, Kind, Outcome, Who};
 use crate::exit_code;
+use crate::guard::{self, Verdict};
 use crate::pidfile::PidLock;
 use crate::service::Service;
 
 /// `timer`: run by the crontab line; says nothing when there is nothing to do, so the timer's
 /// log holds only what happened.
 pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
-    let locked = Locked::acquire(service)?;
+    let who = if timer { Who::Timer } else { Who::User };
+    let locked = Locked::acquire(service, who)?;
     let name = &service.config.name;
-    if !force && !locked.pid_lock.exists() {
+    if force {
+        return force_restart(service, &locked);
+    }
+    if !locked.pid_lock.exists() {
         if !timer {
             println!("{name} has no pid lock: not reviving (start keeps it up)");
         }
         return Ok(exit_code::OK);
     }
-    let verb = match (locked.locate()?, force) {
-        (Some(instance), false) => {
-            service.remember(&instance, &locked.pid_lock)?;
-            if !timer {
-                println!("{name} ({}) is running", instance.pid());
-            }
-            return Ok(exit_code::OK);
+    if let Some(instance) = locked.locate()? {
+        service.remember(&instance, &locked.pid_lock)?;
+        if !timer {
+            println!("{name} ({}) is running", instance.pid());
         }
-        (Some(instance), true) => {
-            stop_instance(service, &locked.finder, &instance)?;
-            note(&format!("{name} ({}) stopped", instance.pid()));
-            "restarted"
-        }
-        (None, true) => "started",
-        (None, false) => "revived",
-    };
-    // After a forced stop the old pid is gone: whatever the lock says, rewrite it.
-    let lock = if force {
-        PidLock::Absent
-    } else {
-        locked.pid_lock.clone()
-    };
-    let instance = launch(service, &locked.finder, &lock)?;
-    let when = if timer {
-        format!(
-            "{} ",
-            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        )
+        return Ok(exit_code::OK);
+    }
+    let stamp = if timer {
+        format!("{} ", now_text())
     } else {
         String::new()
     };
-    println!("{when}{name} ({}) {verb}", instance.pid());
+    let history = events::read(&service.events_file)?;
+    let limit = &service.config.restart_limit;
+    match guard::judge(&history, SystemTime::now(), limit) {
+        Verdict::Revive => {}
+        Verdict::Backoff { until } => {
+            println!(
+                "{stamp}{name} is dead: backing off, next revival at {}",
+                time_text(until)
+            );
+            return Ok(exit_code::OK);
+        }
+        Verdict::Tripped {
+            until,
+            new,
+            revivals,
+        } => {
+            let why = format!(
+                "crash-loop guard: {name} was revived {revivals} times within {}; next try at {} \
+                 (start clears the guard)",
+                humantime::format_duration(limit.interval),
+                time_text(until)
+            );
+            if new {
+                locked.record(Kind::GuardTrip, Outcome::Ok, None, Some(&why));
+            }
+            // Every minute would repeat it: the timer says it once, when the guard trips.
+            if new || !timer {
+                note(&format!("{stamp}{why}"));
+            }
+            return Ok(exit_code::FAILED);
+        }
+    }
+    let launched = launch(service, &locked.finder, &locked.pid_lock);
+    let instance = locked
+        .record_launch(Kind::Revive, launched)
+        .map_err(|e| match e {
+            Error::Failed(why) if timer => Error::Failed(format!("{stamp}{why}")),
+            other => other,
+        })?;
+    println!("{stamp}{name} ({}) revived", instance.pid());
     Ok(exit_code::OK)
+}
+
+fn force_restart(service: &Service, locked: &Locked<'_>) -> Result<u8> {
+    let name = &service.config.name;
+    let verb = match locked.locate()? {
+        Some(instance) => {
+            let stopped = stop_instance(service, &locked.finder, &instance);
+            locked.record_result(Kind::Stop, Some(instance.pid()), stopped)?;
+            note(&format!("{name} ({}) stopped", instance.pid()));
+            "restarted"
+        }
+        None => "started",
+    };
+    // The old pid is gone: whatever the lock says, rewrite it.
+    let launched = launch(service, &locked.finder, &PidLock::Absent);
+    let instance = locked.record_launch(Kind::Start, launched)?;
+    println!("{name} ({}) {verb}", instance.pid());
+    Ok(exit_code::OK)
+}
+
+fn now_text() -> String {
+    time_text(SystemTime::now())
+}
+
+fn time_text(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
 }

@@ -1,21 +1,30 @@
-//! `start`: make sure the service runs and is kept up.
+//! `start`: make sure the service runs and is kept up. A manual start clears the crash-loop
+//! guard (its event is where the guard starts counting again).
 
 use super::Locked;
 use super::launch::launch;
 use crate::error::Result;
+use crate::events::{Kind, Outcome, Who};
 use crate::exit_code;
 use crate::pidfile;
 use crate::service::Service;
 
 pub fn run(service: &Service) -> Result<u8> {
-    let locked = Locked::acquire(service)?;
+    let locked = Locked::acquire(service, Who::User)?;
     let name = &service.config.name;
     if let Some(instance) = locked.locate()? {
         service.remember(&instance, &locked.pid_lock)?;
+        locked.record(
+            Kind::Start,
+            Outcome::AlreadyRunning,
+            Some(instance.pid()),
+            None,
+        );
         println!("{name} ({}) is running", instance.pid());
         return Ok(exit_code::OK);
     }
-    match launch(service, &locked.finder, &locked.pid_lock) {
+    let launched = launch(service, &locked.finder, &locked.pid_lock);
+    match locked.record_launch(Kind::Start, launched) {
         Ok(instance) => {
             println!("{name} ({}) started", instance.pid());
             Ok(exit_code::OK)

@@ -1,6 +1,12 @@
 //! `status`: is it running? Reads only; takes no lock, so it answers even while a `stop` waits.
 
+use std::time::{Duration, SystemTime};
+
+use crate::config::RestartLimit;
 use crate::error::{Error, Result};
+use crate::events::{self, Event};
+use crate::guard::{self, Verdict};
+use crate::output::Guard;
 use crate::output::{State, Status};
 use crate::pidfile::PidLock;
 use crate::process::Instance;
@@ -16,6 +22,8 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
         (None, _) => State::Dead,
     };
     let timer = super::timer::installed(service);
+    let history = events::read(&service.events_file)?;
+    let now = SystemTime::now();
     let instance = lookup.instance.as_ref();
     let (started_at, uptime_seconds) = Status::new_started(instance.and_then(Instance::started_at));
     let status = Status {
@@ -32,6 +40,9 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
         config: service.config.file.clone(),
         timer_installed: timer.as_ref().ok().copied(),
         timer_problem: timer.err().map(|e| e.to_string()),
+        guard: guard_state(&history, now, &service.config.restart_limit),
+        revivals_24h: guard::revivals_within(&history, now, DAY),
+        recent_events: history[history.len().saturating_sub(RECENT_EVENTS)..].to_vec(),
     };
     if json {
         let text = serde_json::to_string(&status)
@@ -41,4 +52,27 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
         print!("{}", status.render());
     }
     Ok(state.exit_code())
+}
+
+/// How many events `status` shows.
+const RECENT_EVENTS: usize = 5;
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn guard_state(history: &[Event], now: SystemTime, limit: &RestartLimit) -> Guard {
+    let at = |t: SystemTime| Some(humantime::format_rfc3339_seconds(t).to_string());
+    match guard::judge(history, now, limit) {
+        Verdict::Backoff { until } => Guard {
+            state: "backoff",
+            until: at(until),
+        },
+        // A trip that would happen only at the next revival is not one yet.
+        Verdict::Revive | Verdict::Tripped { new: true, .. } => Guard {
+            state: "ok",
+            until: None,
+        },
+        Verdict::Tripped { until, .. } => Guard {
+            state: "tripped",
+            until: at(until),
+        },
+    }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::{Locked, note};
 use crate::error::{Error, Result};
+use crate::events::{Kind, Outcome, Who};
 use crate::exit_code;
 use crate::pidfile;
 use crate::process::{Finder, Instance};
@@ -14,14 +15,22 @@ use crate::signal::Signal;
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(service: &Service) -> Result<u8> {
-    let locked = Locked::acquire(service)?;
+    let locked = Locked::acquire(service, Who::User)?;
     // The pid lock goes first: from here on, no revival.
     let removed = pidfile::remove(&service.pid_file);
     let name = &service.config.name;
     match locked.locate()? {
-        None => println!("{name} is not running"),
+        None => {
+            locked.record(Kind::Stop, Outcome::NotRunning, None, None);
+            println!("{name} is not running");
+        }
         Some(instance) => {
-            stop_instance(service, &locked.finder, &instance)?;
+            let pid = Some(instance.pid());
+            locked.record_result(
+                Kind::Stop,
+                pid,
+                stop_instance(service, &locked.finder, &instance),
+            )?;
             println!("{name} ({}) stopped", instance.pid());
         }
     }

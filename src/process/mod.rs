@@ -343,26 +343,9 @@ impl<'a> Finder<'a> {
         })
     }
 
-    /// Waits until the child just spawned is recognised as the service, exits, or
-    /// `start_timeout` passes; then watches it for [`SETTLE`] (at most `start_timeout`), so a
-    /// service that dies at once (a syntax error, a missing setting) is a failed start, not
-    /// a "started" followed by silence.
-    pub fn wait_recognised(&self, child: &mut Child) -> Result<Started> {
-        let outcome = self.wait_running(child)?;
-        if !matches!(outcome, Started::Running(_)) {
-            return Ok(outcome);
-        }
-        let deadline = Instant::now() + SETTLE.min(self.config.start_timeout);
-        let mut exited = None;
-        poll_until(deadline, || {
-            exited = child.try_wait().ok().flatten();
-            exited.is_some()
-        });
-        Ok(exited.map_or(outcome, Started::Exited))
-    }
-
-    fn wait_running(&self, child: &mut Child) -> Result<Started> {
-        let deadline = Instant::now() + self.config.start_timeout;
+    /// Waits until the child just spawned is recognised as the service, exits, or `deadline`
+    /// passes.
+    pub fn wait_recognised(&self, child: &mut Child, deadline: Instant) -> Result<Started> {
         let pid = Pid::new(child.id().into())
             .ok_or_else(|| Error::Failed(format!("spawned an impossible pid {}", child.id())))?;
         let mut outcome = Ok(Started::TimedOut);
@@ -389,10 +372,6 @@ impl<'a> Finder<'a> {
         let _ = child.wait();
     }
 }
-
-/// How long a just-recognised service must stay up to count as started (supervisord's
-/// `startsecs` has the same default).
-pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// The outcome of waiting for a just-started service.
 #[derive(Debug)]
@@ -426,7 +405,7 @@ fn group_alive(group: Pid) -> bool {
 
 /// Calls `done` until it says true or `deadline` passes; short sleeps first, so a prompt
 /// process is seen within a millisecond or two, and never more than 10 ms between looks.
-fn poll_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+pub fn poll_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
     let mut pause = Duration::from_micros(500);
     loop {
         if done() {

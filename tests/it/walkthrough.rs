@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::testenv::{TestEnv, free_port, http_get, locked_pid, wait_for};
+use crate::testenv::{TestEnv, free_port, http_get, locked_pid};
 
 /// Copies what a user's checkout has: `sbin/`, `cfg.toml`, `server/runserver.py`, and the
 /// built binary where the wrappers look for it.
@@ -22,14 +22,11 @@ fn checkout(env: &TestEnv, port: u16) {
         &std::fs::read_to_string(repo.join("server/runserver.py")).unwrap(),
     );
     let config = std::fs::read_to_string(repo.join("cfg.toml")).unwrap();
-    assert!(
-        config.contains("PORT = \"8000\""),
-        "cfg.toml no longer sets PORT"
-    );
-    env.write(
-        "cfg.toml",
-        &config.replace("\"8000\"", &format!("\"{port}\"")),
-    );
+    for setting in ["PORT = \"8000\"", "ready = \"http://127.0.0.1:8000/\""] {
+        assert!(config.contains(setting), "cfg.toml no longer has {setting}");
+    }
+    // The test's own port, for the server and its readiness check alike.
+    env.write("cfg.toml", &config.replace("8000", &port.to_string()));
     let bin = env.path("target/release/keepup");
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_keepup"), &bin).unwrap();
@@ -58,9 +55,8 @@ fn readme_walkthrough_on_the_example_server() {
         .stdout_has("runserver.py (")
         .stdout_has("started")
         .pid();
-    wait_for("the server to answer", || {
-        http_get(port).as_deref() == Some(running)
-    });
+    // cfg.toml's ready check: "started" means it answers, no waiting.
+    assert_eq!(http_get(port).as_deref(), Some(running));
     assert_eq!(locked_pid(&entry), Some(first));
 
     let status = sbin(&env, "status");
@@ -85,9 +81,7 @@ fn readme_walkthrough_on_the_example_server() {
 
     let revived = sbin(&env, "restart").expect(0).stdout_has("revived").pid();
     assert_ne!(revived, first);
-    wait_for("the revived server to answer", || {
-        http_get(port).as_deref() == Some(running)
-    });
+    assert_eq!(http_get(port).as_deref(), Some(running));
     sbin(&env, "restart").expect(0).stdout_has("is running");
     assert_eq!(env.instances(&entry), [revived]);
 

@@ -1,0 +1,254 @@
+//! The event history `<entry>.events`: one JSON object a line, for every start, stop, kill,
+//! revival, guard trip and stale lock, with time, pid, who acted and the outcome.
+//!
+//! Lines are appended with one `write` on a file opened with `O_APPEND`, by commands that hold
+//! the operation lock, so concurrent invocations neither lose nor interleave lines. The file
+//! is bounded: past [`MAX_BYTES`] it is cut to its newest half, atomically.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::files::{self, Trusted};
+use crate::pid::Pid;
+
+/// Enough for thousands of events; the crash-loop guard needs far fewer.
+pub const MAX_BYTES: u64 = 256 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A manual start (also adopting a running instance); clears the crash-loop guard.
+    Start,
+    Stop,
+    Kill,
+    /// The timer's (or a user's `restart`) revival of a dead service.
+    Revive,
+    /// The crash-loop guard stopped reviving.
+    GuardTrip,
+    /// The pid lock did not lead to the service.
+    StaleLock,
+}
+
+impl Kind {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Start => "start",
+            Kind::Stop => "stop",
+            Kind::Kill => "kill",
+            Kind::Revive => "revive",
+            Kind::GuardTrip => "guard trip",
+            Kind::StaleLock => "stale lock",
+        }
+    }
+}
+
+/// Who acted: a person (or their script), or the crontab line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Who {
+    User,
+    Timer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed,
+    AlreadyRunning,
+    NotRunning,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// RFC 3339, UTC, milliseconds.
+    pub time: String,
+    pub event: Kind,
+    pub pid: Option<Pid>,
+    pub by: Who,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Event {
+    #[must_use]
+    pub fn now(event: Kind, by: Who, outcome: Outcome, pid: Option<Pid>) -> Event {
+        Event {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            event,
+            pid,
+            by,
+            outcome,
+            detail: None,
+        }
+    }
+
+    #[must_use]
+    pub fn detail(mut self, detail: impl Into<String>) -> Event {
+        let detail: String = detail.into();
+        // One line: the first of a multi-line message says what happened.
+        self.detail = Some(detail.lines().next().unwrap_or_default().to_owned());
+        self
+    }
+
+    #[must_use]
+    pub fn at(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339(&self.time).ok()
+    }
+
+    /// One line for people: time, what, pid, who, outcome, detail.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let pid = self.pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+        let outcome = match self.outcome {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::AlreadyRunning => "already running",
+            Outcome::NotRunning => "not running",
+        };
+        let by = match self.by {
+            Who::User => "user",
+            Who::Timer => "timer",
+        };
+        let mut line = format!(
+            "{}  {:<10} {:>7}  {:<5}  {outcome}",
+            self.time,
+            self.event.name(),
+            pid,
+            by
+        );
+        if let Some(detail) = &self.detail {
+            line.push_str(": ");
+            line.push_str(detail);
+        }
+        line
+    }
+}
+
+/// Appends `event` as one line; trims the file when it has grown past [`MAX_BYTES`].
+pub fn append(path: &Path, event: &Event) -> Result<()> {
+    let mut line =
+        serde_json::to_vec(event).map_err(|e| Error::Failed(format!("encoding an event: {e}")))?;
+    line.push(b'\n');
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(Error::io("opening event history", path))?;
+    // One write, so a reader never sees half a line.
+    file.write_all(&line)
+        .map_err(Error::io("appending to", path))?;
+    let size = file.metadata().map_err(Error::io("reading", path))?.len();
+    if size > MAX_BYTES {
+        let all = read_bytes(path)?;
+        files::write_atomic(path, newest(&all, MAX_BYTES / 2))?;
+    }
+    Ok(())
+}
+
+/// The last whole lines of `text` that fit in `budget` bytes.
+fn newest(text: &[u8], budget: u64) -> &[u8] {
+    let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+    if text.len() <= budget {
+        return text;
+    }
+    let from = text.len() - budget;
+    match text[from..].iter().position(|b| *b == b'\n') {
+        Some(i) => &text[from + i + 1..],
+        None => &[],
+    }
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    Ok(match files::read_trusted(path, 2 * MAX_BYTES)? {
+        Trusted::Content(bytes) => bytes,
+        Trusted::Absent | Trusted::Refused(_) => Vec::new(),
+    })
+}
+
+/// Every event in the history, oldest first; lines that do not parse are passed over.
+pub fn read(path: &Path) -> Result<Vec<Event>> {
+    let bytes = read_bytes(path)?;
+    Ok(bytes
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_render() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.events");
+        let event = Event::now(Kind::Revive, Who::Timer, Outcome::Failed, Pid::new(42))
+            .detail("exited\nmore");
+        append(&path, &event).unwrap();
+        append(
+            &path,
+            &Event::now(Kind::Stop, Who::User, Outcome::NotRunning, None),
+        )
+        .unwrap();
+        let events = read(&path).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0], event);
+        assert_eq!(events[0].detail.as_deref(), Some("exited"));
+        let text = events[0].render();
+        assert!(
+            text.contains("revive")
+                && text.contains("42")
+                && text.contains("timer")
+                && text.ends_with("failed: exited"),
+            "{text}"
+        );
+        let json = std::fs::read_to_string(&path).unwrap();
+        assert!(json.starts_with("{\"time\":"), "{json}");
+        assert!(
+            json.contains(
+                "\"event\":\"revive\",\"pid\":42,\"by\":\"timer\",\"outcome\":\"failed\""
+            ),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn stays_bounded_keeping_the_newest_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.events");
+        let mut last = None;
+        for i in 0..3000 {
+            let event = Event::now(Kind::Kill, Who::User, Outcome::Ok, Pid::new(i + 2));
+            append(&path, &event).unwrap();
+            last = Some(event);
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() <= MAX_BYTES);
+        let events = read(&path).unwrap();
+        assert_eq!(events.last(), last.as_ref());
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert_eq!(events.len(), lines, "a line was cut in half");
+    }
+
+    #[test]
+    fn garbage_lines_are_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.events");
+        std::fs::write(&path, "not json\n{\"time\":1}\n").unwrap();
+        append(
+            &path,
+            &Event::now(Kind::Start, Who::User, Outcome::Ok, Pid::new(7)),
+        )
+        .unwrap();
+        assert_eq!(read(&path).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,250 @@
+//! Readiness: the optional check that says a started service is really up (its port answers,
+//! its health page says 2xx, a command exits 0), not only running.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::startup;
+
+/// How long one probe may take at most.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ready {
+    /// A TCP connection to `host:port` succeeds.
+    Tcp { host: String, port: u16 },
+    /// `GET path` on `host:port` answers 2xx.
+    Http {
+        host: String,
+        port: u16,
+        path: String,
+    },
+    /// The command (split like `startup`, run without a shell in the entry's folder) exits 0.
+    Cmd(Vec<String>),
+}
+
+impl Ready {
+    /// Parses `tcp:HOST:PORT`, `http://HOST:PORT/PATH` or `cmd:COMMAND`.
+    pub fn parse(text: &str, entry: &Path, dir: &Path) -> Result<Ready, String> {
+        if let Some(rest) = text.strip_prefix("tcp:") {
+            let (host, port) = host_port(rest, None)?;
+            Ok(Ready::Tcp { host, port })
+        } else if let Some(rest) = text.strip_prefix("http://") {
+            let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
+            let (host, port) = host_port(authority, Some(80))?;
+            Ok(Ready::Http {
+                host,
+                port,
+                path: path.to_owned(),
+            })
+        } else if let Some(command) = text.strip_prefix("cmd:") {
+            startup::split(command, entry, dir).map(Ready::Cmd)
+        } else {
+            Err(format!(
+                "\"{text}\" is not a check (write \"tcp:HOST:PORT\", \"http://HOST:PORT/PATH\" or \"cmd:COMMAND\")"
+            ))
+        }
+    }
+
+    /// Runs the check once, within `budget`: `Ok` if it passes, else what it saw.
+    pub fn probe(&self, dir: &Path, budget: Duration) -> Result<(), String> {
+        let budget = budget.clamp(Duration::from_millis(10), PROBE_TIMEOUT);
+        match self {
+            Ready::Tcp { host, port } => connect(host, *port, budget).map(drop),
+            Ready::Http { host, port, path } => http_get(host, *port, path, budget),
+            Ready::Cmd(words) => run(words, dir, budget),
+        }
+    }
+}
+
+impl std::fmt::Display for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ready::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
+            Ready::Http { host, port, path } => write!(f, "http://{host}:{port}{path}"),
+            Ready::Cmd(words) => write!(f, "cmd:{}", shell_words::join(words)),
+        }
+    }
+}
+
+fn host_port(text: &str, default_port: Option<u16>) -> Result<(String, u16), String> {
+    let (host, port) = match text.rsplit_once(':') {
+        // [::1]:80 or host:80, but not the inside of a bare [::1]
+        Some((host, port)) if !port.contains(']') => (host, Some(port)),
+        _ => (text, None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(format!("\"{text}\" names no host"));
+    }
+    let port = match (port, default_port) {
+        (Some(port), _) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("\"{port}\" is not a port"))?,
+        (None, Some(default)) => default,
+        (None, None) => return Err(format!("\"{text}\" names no port (write HOST:PORT)")),
+    };
+    Ok((host.to_owned(), port))
+}
+
+fn connect(host: &str, port: u16, budget: Duration) -> Result<TcpStream, String> {
+    let addresses = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let mut last = format!("{host} has no address");
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, budget) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = format!("connecting to {address}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+fn http_get(host: &str, port: u16, path: &str, budget: Duration) -> Result<(), String> {
+    let mut stream = connect(host, port, budget)?;
+    let _ = stream.set_read_timeout(Some(budget));
+    let _ = stream.set_write_timeout(Some(budget));
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("sending the request: {e}"))?;
+    let mut head = [0u8; 64];
+    let n = stream
+        .read(&mut head)
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    let status_line = String::from_utf8_lossy(&head[..n]);
+    let code = status_line.split_whitespace().nth(1).unwrap_or("");
+    if code.len() == 3 && code.starts_with('2') {
+        Ok(())
+    } else {
+        Err(format!(
+            "GET {path} answered {:?}",
+            status_line.lines().next().unwrap_or("")
+        ))
+    }
+}
+
+fn run(words: &[String], dir: &Path, budget: Duration) -> Result<(), String> {
+    let (program, args) = words.split_first().ok_or("the command is empty")?;
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let deadline = Instant::now() + budget;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("{program} ended with {status}")),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{program} took longer than {}",
+                    humantime::format_duration(budget)
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("waiting for {program}: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Ready, String> {
+        Ready::parse(text, Path::new("/srv/bot.py"), Path::new("/srv"))
+    }
+
+    #[test]
+    fn parses_each_form() {
+        assert_eq!(
+            parse("tcp:127.0.0.1:8000"),
+            Ok(Ready::Tcp {
+                host: "127.0.0.1".into(),
+                port: 8000
+            })
+        );
+        assert_eq!(
+            parse("tcp:[::1]:80"),
+            Ok(Ready::Tcp {
+                host: "::1".into(),
+                port: 80
+            })
+        );
+        assert_eq!(
+            parse("http://localhost:8000/health?x=1"),
+            Ok(Ready::Http {
+                host: "localhost".into(),
+                port: 8000,
+                path: "/health?x=1".into()
+            })
+        );
+        assert_eq!(
+            parse("http://localhost"),
+            Ok(Ready::Http {
+                host: "localhost".into(),
+                port: 80,
+                path: "/".into()
+            })
+        );
+        assert_eq!(
+            parse("cmd:test -e {dir}/ready"),
+            Ok(Ready::Cmd(vec![
+                "test".into(),
+                "-e".into(),
+                "/srv/ready".into()
+            ]))
+        );
+    }
+
+    #[test]
+    fn refuses_bad_checks() {
+        for bad in [
+            "tcp:localhost",
+            "tcp::80",
+            "tcp:host:0",
+            "tcp:host:99999",
+            "https://x/",
+            "ping",
+            "cmd:a | b",
+            "cmd:",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn probes_a_real_port_and_command() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tcp = Ready::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        assert!(tcp.probe(Path::new("/"), Duration::from_secs(1)).is_ok());
+        drop(listener);
+        assert!(tcp.probe(Path::new("/"), Duration::from_secs(1)).is_err());
+        assert!(
+            Ready::Cmd(vec!["true".into()])
+                .probe(Path::new("/"), Duration::from_secs(1))
+                .is_ok()
+        );
+        assert!(
+            Ready::Cmd(vec!["false".into()])
+                .probe(Path::new("/"), Duration::from_secs(1))
+                .is_err()
+        );
+    }
+}
