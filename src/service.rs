@@ -30,7 +30,8 @@ pub struct Service {
 #[derive(Debug)]
 pub struct Lookup {
     pub instance: Option<Instance>,
-    /// Why the pid lock's pid was not used, when it was not.
+    /// What is wrong with the pid lock, when its pid was not used for something other than
+    /// the service having ended: bad content, an unsafe file, a pid now another process's.
     pub stale: Option<String>,
 }
 
@@ -88,11 +89,14 @@ impl Service {
                     stale,
                 });
             }
-            stale = Some(format!(
-                "pid lock {} holds {pid}, which is not {} (it has ended, or its pid was reused)",
-                self.pid_file.display(),
-                self.config.name
-            ));
+            // A pid that has simply ended is the service being dead, not a stale lock.
+            if finder.exists(*pid) {
+                stale = Some(format!(
+                    "pid lock {} holds {pid}, which is now another process, not {}",
+                    self.pid_file.display(),
+                    self.config.name
+                ));
+            }
         }
         // The recorded instance may still run with the lock gone or garbled, or after a chdir.
         let recorded = record

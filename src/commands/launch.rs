@@ -84,13 +84,15 @@ fn confirm(service: &Service, child: &mut Child, deadline: Instant) -> Result<()
             Ok(()) => return Ok(()),
             Err(why) => why,
         };
-        if Instant::now() + PROBE_PAUSE >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return Err(format!(
                 "it was not ready within {} (ready = \"{ready}\": {last})",
                 humantime::format_duration(config.start_timeout)
             ));
         }
-        std::thread::sleep(PROBE_PAUSE);
+        // The last probe runs at the deadline itself.
+        std::thread::sleep(PROBE_PAUSE.min(deadline - now));
     }
 }
 

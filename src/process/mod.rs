@@ -140,6 +140,12 @@ impl<'a> Finder<'a> {
             .then_some(facts)
     }
 
+    /// Whether any live process has `pid` (whatever it is).
+    #[must_use]
+    pub fn exists(&self, pid: Pid) -> bool {
+        os::facts(pid.get()).is_some_and(|f| !f.zombie)
+    }
+
     /// The process recorded as `identity`, if it still runs: same pid, same start.
     #[must_use]
     pub fn by_identity(&self, identity: &Identity) -> Option<Instance> {

@@ -7,6 +7,7 @@ mod concurrency;
 mod cron;
 mod identity;
 mod lifecycle;
+mod memory;
 mod search;
 mod testenv;
 mod timer;
