@@ -1,15 +1,26 @@
-use std::process::ExitCode;
+// keepup's own `main`, not std's: std's start-up reads and parses `/proc/self/maps` to place a
+// stack-overflow guard, a seventh of what the every-minute check costs, for a message keepup
+// does not need. It also leaves SIGPIPE at its default, so `keepup logs | head` ends quietly.
+#![no_main]
+
+use std::ffi::{c_char, c_int};
+use std::io::Write;
 
 use clap::Parser;
 use keepup::cli::Cli;
 
-fn main() -> ExitCode {
+#[unsafe(no_mangle)]
+extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    // std reads the arguments itself (glibc hands them over at load time).
     let cli = Cli::parse();
-    match keepup::commands::run(cli.verb.command(), &cli.config) {
-        Ok(code) => ExitCode::from(code),
+    let code = match keepup::commands::run(cli.verb.command(), &cli.config) {
+        Ok(code) => code,
         Err(error) => {
             eprintln!("keepup: {error}");
-            ExitCode::from(error.exit_code())
+            error.exit_code()
         }
-    }
+    };
+    // std's own exit path would flush stdout; this one must.
+    let _ = std::io::stdout().flush();
+    c_int::from(code)
 }

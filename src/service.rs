@@ -2,6 +2,7 @@
 //! where) it runs: the pid lock's pid first, then the recorded instance, and only then a scan
 //! of the whole process table.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use crate::config::Config;
@@ -24,6 +25,15 @@ pub struct Service {
     pub timer_log: PathBuf,
     /// `<entry>.events`: the event history.
     pub events_file: PathBuf,
+    /// The instance record as last read or written by this invocation.
+    record_cache: RefCell<Cached>,
+}
+
+/// The instance record, once this invocation knows it.
+#[derive(Clone)]
+enum Cached {
+    Unread,
+    Known(Option<Identity>),
 }
 
 /// Where the service runs, and what was wrong with the pid lock on the way.
@@ -44,6 +54,7 @@ impl Service {
             lock_file: config.beside_entry(".lock"),
             timer_log: config.beside_entry(".timer.log"),
             events_file: config.beside_entry(".events"),
+            record_cache: RefCell::new(Cached::Unread),
             config,
         }
     }
@@ -61,12 +72,18 @@ impl Service {
         pidfile::read(&self.pid_file)
     }
 
-    /// The recorded instance; a missing, unsafe or garbled record is no record.
+    /// The recorded instance; a missing, unsafe or garbled record is no record. Read once:
+    /// this invocation holds the operation lock, so only it changes the file.
     fn record(&self) -> Option<Identity> {
-        match files::read_trusted(&self.record_file, 4096) {
+        if let Cached::Known(record) = &*self.record_cache.borrow() {
+            return record.clone();
+        }
+        let record = match files::read_trusted(&self.record_file, 4096) {
             Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok(),
             _ => None,
-        }
+        };
+        *self.record_cache.borrow_mut() = Cached::Known(record.clone());
+        record
     }
 
     /// Finds the running service, trying the cheapest sure answer first.
@@ -116,6 +133,7 @@ impl Service {
             let json = serde_json::to_vec(&instance.identity)
                 .map_err(|e| Error::Failed(format!("encoding instance record: {e}")))?;
             files::write_atomic(&self.record_file, &json)?;
+            *self.record_cache.borrow_mut() = Cached::Known(Some(instance.identity.clone()));
         }
         if lock.pid() != Some(instance.pid()) {
             pidfile::write(&self.pid_file, instance.pid())?;
@@ -125,6 +143,7 @@ impl Service {
 
     /// Drops the record of an instance that has ended.
     pub fn forget(&self) -> Result<()> {
+        *self.record_cache.borrow_mut() = Cached::Known(None);
         files::remove(&self.record_file).map(drop)
     }
 }

@@ -92,7 +92,10 @@ impl Pattern {
     ) -> Option<Pattern> {
         let words = unwrap_shell(argv);
         let (program, arguments) = words.split_first()?;
-        let names_entry = |word: &String| resolve(Path::new(word), dir).as_deref() == Some(entry);
+        // `{entry}` became the entry's canonical path: no need to ask the filesystem.
+        let names_entry = |word: &String| {
+            Path::new(word) == entry || resolve(Path::new(word), dir).as_deref() == Some(entry)
+        };
         let interpreter = if names_entry(program) {
             shebang(entry)
         } else if arguments.iter().any(names_entry) {

@@ -3,9 +3,11 @@
 //! processes of our own user.
 
 use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +15,26 @@ use super::Facts;
 
 fn path(pid: i32, file: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{file}"))
+}
+
+/// Reads a `/proc` file whole. Their size shows as 0, so `fs::read` would start small and read
+/// many times; with room for 4 KiB, one read takes all of a `stat` and most command lines.
+fn read_proc(path: &Path) -> Option<Vec<u8>> {
+    let mut content = Vec::with_capacity(4096);
+    File::open(path).ok()?.read_to_end(&mut content).ok()?;
+    Some(content)
+}
+
+/// The parent of `pid`, reading no more of its `stat` than that.
+pub fn ppid(pid: i32) -> Option<i32> {
+    let stat = read_proc(&path(pid, "stat"))?;
+    let after_name = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
+    let mut fields = after_name.split(|b| *b == b' ').filter(|f| !f.is_empty());
+    std::str::from_utf8(fields.nth(1)?).ok()?.parse().ok()
+}
+
+fn read_proc_text(path: &Path) -> Option<String> {
+    String::from_utf8(read_proc(path)?).ok()
 }
 
 /// Every pid in the table (ours to filter).
@@ -30,7 +52,7 @@ pub fn uid(pid: i32) -> Option<u32> {
 }
 
 pub fn facts(pid: i32) -> Option<Facts> {
-    let stat = std::fs::read_to_string(path(pid, "stat")).ok()?;
+    let stat = read_proc_text(&path(pid, "stat"))?;
     let mut facts = parse_stat(&stat)?;
     facts.uid = uid(pid)?;
     Some(facts)
@@ -58,14 +80,14 @@ fn parse_stat(stat: &str) -> Option<Facts> {
 fn boot_id() -> &'static str {
     static BOOT_ID: OnceLock<String> = OnceLock::new();
     BOOT_ID.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        read_proc_text(Path::new("/proc/sys/kernel/random/boot_id"))
             .map(|s| s.trim().to_owned())
             .unwrap_or_default()
     })
 }
 
 pub fn cmdline(pid: i32) -> Option<Vec<u8>> {
-    std::fs::read(path(pid, "cmdline")).ok()
+    read_proc(&path(pid, "cmdline"))
 }
 
 pub fn cwd(pid: i32) -> Option<PathBuf> {
@@ -87,8 +109,7 @@ pub fn started_at(facts: &Facts) -> Option<SystemTime> {
     let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()?;
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
+    let uptime: f64 = read_proc_text(Path::new("/proc/uptime"))?
         .split_whitespace()
         .next()?
         .parse()
@@ -129,6 +150,7 @@ mod tests {
     fn reads_our_own_process() {
         let me = i32::try_from(std::process::id()).unwrap();
         let facts = facts(me).unwrap();
+        assert_eq!(ppid(me), Some(facts.ppid));
         assert_eq!(facts.pid, me);
         assert!(started_at(&facts).unwrap() <= SystemTime::now());
         assert!(exe(me).unwrap().is_absolute());

@@ -58,6 +58,10 @@ pub fn facts(pid: i32) -> Option<Facts> {
     })
 }
 
+pub fn ppid(pid: i32) -> Option<i32> {
+    facts(pid).map(|f| f.ppid)
+}
+
 pub fn cmdline(pid: i32) -> Option<Vec<u8>> {
     with_process(
         pid,

@@ -118,11 +118,11 @@ impl<'a> Finder<'a> {
         self.ancestors.get_or_init(|| {
             let mut chain = HashSet::new();
             let mut pid = self.me;
-            while let Some(facts) = os::facts(pid) {
-                if facts.ppid <= 1 || !chain.insert(facts.ppid) {
+            while let Some(parent) = os::ppid(pid) {
+                if parent <= 1 || !chain.insert(parent) {
                     break;
                 }
-                pid = facts.ppid;
+                pid = parent;
             }
             chain
         })
