@@ -176,21 +176,25 @@ impl<'a> Finder<'a> {
             if pid.get() == self.me || os::uid(pid.get()) != Some(self.uid) {
                 continue;
             }
-            let cmdline = os::cmdline(pid.get()).unwrap_or_default();
-            if self.config.search != Search::ProcExe
-                && !self
+            // Cheapest first: the argv filter (or, by executable, one readlink) decides for
+            // almost every process; only a match is checked for being eligible at all.
+            let by_argv = self.config.search != Search::ProcExe;
+            let cmdline = if by_argv {
+                os::cmdline(pid.get()).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let candidate = !by_argv
+                || self.may_match_exe()
+                || self
                     .config
                     .pattern
                     .as_ref()
-                    .is_some_and(|p| p.may_match(&cmdline))
-                && !self.may_match_exe()
-            {
+                    .is_some_and(|p| p.may_match(&cmdline));
+            if !candidate || !self.matches(pid.get(), &cmdline)? {
                 continue;
             }
-            let Some(facts) = self.eligible(pid) else {
-                continue;
-            };
-            if self.matches(pid.get(), &cmdline)? {
+            if let Some(facts) = self.eligible(pid) {
                 found.push(instance(pid, facts));
             }
         }
@@ -289,20 +293,28 @@ impl<'a> Finder<'a> {
         }
     }
 
-    /// Whether anything of the instance is left: its group's live members, or itself.
-    #[must_use]
-    pub fn alive(&self, instance: &Instance) -> bool {
-        match instance.group() {
-            Some(group) => group_alive(group),
-            None => self.by_identity(&instance.identity).is_some(),
-        }
-    }
-
-    /// Waits until nothing of the instance is left, or `timeout` passes; true if it is gone.
+    /// Waits until nothing of the instance is left (its group's live members, or itself when
+    /// it leads no group), or `timeout` passes; true if it is gone.
     #[must_use]
     pub fn wait_gone(&self, instance: &Instance, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        poll_until(deadline, || !self.alive(instance))
+        let mut leader_dead_since = None;
+        poll_until(deadline, || match instance.group() {
+            None => self.by_identity(&instance.identity).is_none(),
+            Some(group) => {
+                // The group is empty once its last member is reaped, which init does within
+                // microseconds. Until then only the leader is looked at; the whole table is
+                // scanned for other live members only if the group lingers past REAP_GRACE.
+                if !group_exists(group) {
+                    return true;
+                }
+                if self.by_identity(&instance.identity).is_some() {
+                    return false;
+                }
+                let since = *leader_dead_since.get_or_insert_with(Instant::now);
+                since.elapsed() >= REAP_GRACE && !group_alive(group)
+            }
+        })
     }
 
     /// Starts the service detached: a new session (so a terminal's hangup does not reach it and
@@ -397,16 +409,26 @@ fn instance(pid: Pid, facts: Facts) -> Instance {
     }
 }
 
+/// How long a group whose leader has ended may show members (zombies awaiting their reaper,
+/// usually) before the process table is searched for live ones.
+const REAP_GRACE: Duration = Duration::from_millis(50);
+
+/// Whether any process, zombies included, is in `group`: one syscall.
+fn group_exists(group: Pid) -> bool {
+    !matches!(
+        nix_signal::killpg(NixPid::from_raw(group.get()), None),
+        Err(Errno::ESRCH)
+    )
+}
+
 /// Whether any live (non-zombie) process is in `group`.
 fn group_alive(group: Pid) -> bool {
-    match nix_signal::killpg(NixPid::from_raw(group.get()), None) {
-        Err(Errno::ESRCH) => false,
-        // Members may all be zombies that nobody has reaped yet: those are gone for us.
-        _ => os::pids()
+    // Members may all be zombies that nobody has reaped yet: those are gone for us.
+    group_exists(group)
+        && os::pids()
             .unwrap_or_default()
             .into_iter()
-            .any(|pid| os::facts(pid).is_some_and(|f| f.pgid == group.get() && !f.zombie)),
-    }
+            .any(|pid| os::facts(pid).is_some_and(|f| f.pgid == group.get() && !f.zombie))
 }
 
 /// Calls `done` until it says true or `deadline` passes; short sleeps first, so a prompt
