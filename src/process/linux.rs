@@ -25,12 +25,28 @@ fn read_proc(path: &Path) -> Option<Vec<u8>> {
     Some(content)
 }
 
-/// The parent of `pid`, reading no more of its `stat` than that.
-pub fn ppid(pid: i32) -> Option<i32> {
+/// The first fields of `/proc/<pid>/stat` after the command name: state, ppid, pgrp, ...
+fn stat_head(pid: i32) -> Option<Vec<String>> {
     let stat = read_proc(&path(pid, "stat"))?;
     let after_name = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
-    let mut fields = after_name.split(|b| *b == b' ').filter(|f| !f.is_empty());
-    std::str::from_utf8(fields.nth(1)?).ok()?.parse().ok()
+    let fields = after_name
+        .split(|b| *b == b' ')
+        .filter(|f| !f.is_empty())
+        .take(3);
+    fields.map(|f| String::from_utf8(f.to_vec()).ok()).collect()
+}
+
+/// The parent of `pid`, reading no more of its `stat` than that.
+pub fn ppid(pid: i32) -> Option<i32> {
+    stat_head(pid)?.get(1)?.parse().ok()
+}
+
+/// Whether `pid` is a live (non-zombie) member of process group `group`.
+pub fn live_in_group(pid: i32, group: i32) -> bool {
+    stat_head(pid).is_some_and(|head| {
+        !matches!(head[0].as_str(), "Z" | "X" | "x")
+            && head.get(2).and_then(|g| g.parse().ok()) == Some(group)
+    })
 }
 
 fn read_proc_text(path: &Path) -> Option<String> {
@@ -151,6 +167,8 @@ mod tests {
         let me = i32::try_from(std::process::id()).unwrap();
         let facts = facts(me).unwrap();
         assert_eq!(ppid(me), Some(facts.ppid));
+        assert!(live_in_group(me, facts.pgid));
+        assert!(!live_in_group(me, facts.pgid + 1));
         assert_eq!(facts.pid, me);
         assert!(started_at(&facts).unwrap() <= SystemTime::now());
         assert!(exe(me).unwrap().is_absolute());

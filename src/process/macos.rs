@@ -62,6 +62,10 @@ pub fn ppid(pid: i32) -> Option<i32> {
     facts(pid).map(|f| f.ppid)
 }
 
+pub fn live_in_group(pid: i32, group: i32) -> bool {
+    facts(pid).is_some_and(|f| f.pgid == group && !f.zombie)
+}
+
 pub fn cmdline(pid: i32) -> Option<Vec<u8>> {
     with_process(
         pid,

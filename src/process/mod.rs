@@ -411,7 +411,7 @@ fn instance(pid: Pid, facts: Facts) -> Instance {
 
 /// How long a group whose leader has ended may show members (zombies awaiting their reaper,
 /// usually) before the process table is searched for live ones.
-const REAP_GRACE: Duration = Duration::from_millis(50);
+const REAP_GRACE: Duration = Duration::from_millis(10);
 
 /// Whether any process, zombies included, is in `group`: one syscall.
 fn group_exists(group: Pid) -> bool {
@@ -428,7 +428,7 @@ fn group_alive(group: Pid) -> bool {
         && os::pids()
             .unwrap_or_default()
             .into_iter()
-            .any(|pid| os::facts(pid).is_some_and(|f| f.pgid == group.get() && !f.zombie))
+            .any(|pid| os::live_in_group(pid, group.get()))
 }
 
 /// Calls `done` until it says true or `deadline` passes; short sleeps first, so a prompt
