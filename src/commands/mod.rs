@@ -122,6 +122,28 @@ impl<'a> Locked<'a> {
         }
     }
 
+    /// Does `action` to the running instance, if there is one, records `kind` either way, and
+    /// says what happened (`done`: "stopped", "killed").
+    fn act_on_running(
+        &self,
+        kind: Kind,
+        done: &str,
+        action: impl FnOnce(&Instance) -> Result<()>,
+    ) -> Result<()> {
+        let name = &self.service.config.name;
+        match self.locate()? {
+            None => {
+                self.record(kind, Outcome::NotRunning, None, None);
+                println!("{name} is not running");
+            }
+            Some(instance) => {
+                self.record_result(kind, Some(instance.pid()), action(&instance))?;
+                println!("{name} ({}) {done}", instance.pid());
+            }
+        }
+        Ok(())
+    }
+
     /// Records the outcome of launching an instance and passes it on.
     fn record_launch(&self, kind: Kind, launched: Result<Instance>) -> Result<Instance> {
         let pid = launched.as_ref().ok().map(Instance::pid);

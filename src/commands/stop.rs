@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{Locked, note};
 use crate::error::{Error, Result};
-use crate::events::{Kind, Outcome, Who};
+use crate::events::{Kind, Who};
 use crate::exit_code;
 use crate::pidfile;
 use crate::process::{Finder, Instance};
@@ -18,22 +18,9 @@ pub fn run(service: &Service) -> Result<u8> {
     let locked = Locked::acquire(service, Who::User)?;
     // The pid lock goes first: from here on, no revival.
     let removed = pidfile::remove(&service.pid_file);
-    let name = &service.config.name;
-    match locked.locate()? {
-        None => {
-            locked.record(Kind::Stop, Outcome::NotRunning, None, None);
-            println!("{name} is not running");
-        }
-        Some(instance) => {
-            let pid = Some(instance.pid());
-            locked.record_result(
-                Kind::Stop,
-                pid,
-                stop_instance(service, &locked.finder, &instance),
-            )?;
-            println!("{name} ({}) stopped", instance.pid());
-        }
-    }
+    locked.act_on_running(Kind::Stop, "stopped", |instance| {
+        stop_instance(service, &locked.finder, instance)
+    })?;
     service.forget()?;
     removed?;
     Ok(exit_code::OK)
