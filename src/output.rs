@@ -139,7 +139,7 @@ impl Status {
             &format!("{guard}; {} revivals in the last 24 h", self.revivals_24h),
         );
         if !self.recent_events.is_empty() {
-            line("events:", "");
+            out.push_str("  events:\n");
             for event in &self.recent_events {
                 let _ = writeln!(out, "    {}", event.render());
             }
