@@ -45,8 +45,11 @@ pub fn stop_instance(service: &Service, finder: &Finder<'_>, instance: &Instance
 
 /// SIGKILL to the instance and whatever is left of its group; waits until it is gone.
 pub fn kill_instance(service: &Service, finder: &Finder<'_>, instance: &Instance) -> Result<()> {
-    finder.signal(instance, Signal::Kill)?;
-    finder.kill_leftovers(instance)?;
+    // SIGKILL to the group while its leader lives; once the leader is gone (it ended on
+    // stop_signal), to what is left of the group.
+    if !finder.signal(instance, Signal::Kill)? {
+        finder.kill_leftovers(instance)?;
+    }
     if finder.wait_gone(instance, KILL_GRACE) {
         Ok(())
     } else {
