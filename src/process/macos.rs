@@ -41,14 +41,14 @@ pub fn facts(pid: i32) -> Option<Facts> {
     let kind = ProcessRefreshKind::nothing()
         .with_user(UpdateKind::Always)
         .with_memory();
-    let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok()?;
+    let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok()?;
     with_process(pid, kind, |p| Facts {
         pid,
         ppid: p
             .parent()
             .and_then(|pp| i32::try_from(pp.as_u32()).ok())
             .unwrap_or(0),
-        pgid: pgid.as_raw(),
+        pgid: group.as_raw(),
         uid: p.user_id().map_or(u32::MAX, |u| **u),
         zombie: p.status() == ProcessStatus::Zombie,
         // Seconds since the epoch: unique with the pid, across reboots too.
@@ -103,7 +103,8 @@ pub fn started_at(facts: &Facts) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_secs(facts.start_ticks))
 }
 
-/// sysinfo reports memory in bytes already.
+/// sysinfo reports memory in bytes already. (`Option` as in `linux.rs`: one interface.)
+#[allow(clippy::unnecessary_wraps)]
 pub fn rss_bytes(facts: &Facts) -> Option<u64> {
     Some(facts.rss_pages)
 }

@@ -38,6 +38,12 @@ use linux as os;
 mod macos;
 #[cfg(target_os = "macos")]
 use macos as os;
+// No macOS machine builds this project's CI: Linux test builds type-check the macOS code
+// against the same sysinfo API (a dev-dependency everywhere), so it cannot rot unseen.
+#[cfg(all(test, target_os = "linux"))]
+#[path = "macos.rs"]
+#[allow(dead_code)]
+mod macos_type_check;
 
 /// What the platform tells of one process.
 #[derive(Clone, Debug)]
@@ -484,4 +490,39 @@ fn reset_signals() {
 fn os_str(bytes: &[u8]) -> &OsStr {
     use std::os::unix::ffi::OsStrExt;
     OsStr::from_bytes(bytes)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::{linux, macos_type_check as macos};
+
+    /// macOS's layer run on Linux's sysinfo must say what `/proc` says of the same process.
+    #[test]
+    fn sysinfo_layer_agrees_with_proc() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let (via_sysinfo, via_proc) = (macos::facts(me).unwrap(), linux::facts(me).unwrap());
+        assert_eq!(
+            (
+                via_sysinfo.pid,
+                via_sysinfo.ppid,
+                via_sysinfo.pgid,
+                via_sysinfo.uid,
+                via_sysinfo.zombie
+            ),
+            (
+                via_proc.pid,
+                via_proc.ppid,
+                via_proc.pgid,
+                via_proc.uid,
+                via_proc.zombie
+            )
+        );
+        assert_eq!(macos::cmdline(me), linux::cmdline(me));
+        assert_eq!(macos::exe(me), linux::exe(me));
+        assert_eq!(macos::cwd(me), linux::cwd(me));
+        assert_eq!(macos::ppid(me), linux::ppid(me));
+        assert!(macos::live_in_group(me, via_proc.pgid));
+        assert!(macos::pids().unwrap().contains(&me));
+        assert_eq!(macos::uid(me), linux::uid(me));
+    }
 }
