@@ -118,15 +118,16 @@ fn collapse(_: &File, _: u64) -> bool {
     false
 }
 
-/// The last `lines` lines of `log` (reading at most its last MiB).
-pub fn tail(log: &Path, lines: usize) -> Result<Vec<String>> {
+/// The last `lines` lines of `log` written at or after byte `since` (reading at most its last
+/// MiB).
+pub fn tail(log: &Path, lines: usize, since: u64) -> Result<Vec<String>> {
     const WINDOW: u64 = 1 << 20;
     let mut file = File::open(log).map_err(Error::io("reading log", log))?;
     let len = file
         .metadata()
         .map_err(Error::io("reading log", log))?
         .len();
-    file.seek(SeekFrom::Start(len.saturating_sub(WINDOW)))
+    file.seek(SeekFrom::Start(len.saturating_sub(WINDOW).max(since)))
         .map_err(Error::io("reading log", log))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)
@@ -197,7 +198,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("svc.log");
         std::fs::write(&log, "a\nb\nc\n").unwrap();
-        assert_eq!(tail(&log, 2).unwrap(), ["b", "c"]);
-        assert_eq!(tail(&log, 10).unwrap(), ["a", "b", "c"]);
+        assert_eq!(tail(&log, 2, 0).unwrap(), ["b", "c"]);
+        assert_eq!(tail(&log, 10, 0).unwrap(), ["a", "b", "c"]);
+        assert_eq!(tail(&log, 10, 2).unwrap(), ["b", "c"]);
+        assert!(tail(&log, 10, 6).unwrap().is_empty());
     }
 }

@@ -1,12 +1,12 @@
 //! Starting a new instance, shared by `start` and `restart`'s revival.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::logfile;
 use crate::pidfile::PidLock;
 use crate::process::{Finder, Instance, Started, poll_until};
 use crate::service::Service;
@@ -104,20 +104,14 @@ fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
-/// The last lines the service wrote since `from`, ready to follow an error line.
+/// The last lines the service wrote since byte `from`, ready to follow an error line.
 fn log_tail(log: &Path, from: u64) -> String {
-    let mut text = String::new();
-    let read = std::fs::File::open(log).and_then(|mut f| {
-        f.seek(SeekFrom::Start(from))?;
-        f.take(64 * 1024).read_to_string(&mut text)
-    });
-    if read.is_err() || !log.is_file() {
+    if !log.is_file() {
         return String::new();
     }
-    let lines: Vec<&str> = text.lines().collect();
-    if lines.is_empty() {
-        return format!("\n(it wrote nothing to {})", log.display());
+    match logfile::tail(log, LOG_TAIL_LINES, from) {
+        Ok(lines) if lines.is_empty() => format!("\n(it wrote nothing to {})", log.display()),
+        Ok(lines) => format!("\nlast lines of {}:\n{}", log.display(), lines.join("\n")),
+        Err(_) => String::new(),
     }
-    let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
-    format!("\nlast lines of {}:\n{}", log.display(), tail.join("\n"))
 }

@@ -21,7 +21,7 @@ pub fn run(service: &Service, lines: usize, follow: bool) -> Result<u8> {
         )));
     }
     let mut out = std::io::stdout().lock();
-    for line in logfile::tail(log, lines)? {
+    for line in logfile::tail(log, lines, 0)? {
         // A closed pipe (`keepup logs | head`) ends the command quietly.
         if writeln!(out, "{line}").is_err() {
             return Ok(exit_code::OK);

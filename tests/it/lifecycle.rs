@@ -140,3 +140,20 @@ fn startup_that_cannot_run_fails_clearly() {
         .stderr_has("cannot run no-such-program-here");
     assert!(!env.path("svc.py.pid").exists());
 }
+
+#[test]
+fn failed_start_shows_the_last_lines_even_after_64kib_of_output() {
+    let env = TestEnv::new();
+    env.script(
+        "svc.py",
+        "#!/usr/bin/env python3\nimport sys\nfor i in range(3000):\n    print('noise ' * 8, i)\n\
+         print('the real reason', flush=True)\nsys.exit(3)\n",
+    );
+    env.config("entry = \"svc.py\"\n");
+    let start = env.keepup(&["start"]);
+    start.expect(1).stderr_has("the real reason");
+    assert!(
+        !start.stderr.contains("noise  0\n"),
+        "shows the first lines, not the last"
+    );
+}
