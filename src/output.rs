@@ -85,10 +85,7 @@ impl Status {
         let uptime = SystemTime::now()
             .duration_since(started)
             .unwrap_or(Duration::ZERO);
-        (
-            Some(humantime::format_rfc3339_seconds(started).to_string()),
-            Some(uptime.as_secs()),
-        )
+        (Some(time_text(started)), Some(uptime.as_secs()))
     }
 
     /// The text form: a headline, then one fact a line.
@@ -146,6 +143,12 @@ impl Status {
         }
         out
     }
+}
+
+/// A moment as keepup shows it: RFC 3339, UTC, to the second.
+#[must_use]
+pub fn time_text(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 #[allow(clippy::cast_precision_loss)]

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::events::{self, Kind, Outcome, Who};
 use crate::exit_code;
 use crate::guard::{self, Verdict};
+use crate::output::time_text;
 use crate::pidfile::PidLock;
 use crate::service::Service;
 
@@ -37,7 +38,7 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
         return Ok(exit_code::OK);
     }
     let stamp = if timer {
-        format!("{} ", now_text())
+        format!("{} ", time_text(SystemTime::now()))
     } else {
         String::new()
     };
@@ -100,12 +101,4 @@ fn force_restart(service: &Service, locked: &Locked<'_>) -> Result<u8> {
     let instance = locked.record_launch(Kind::Start, launched)?;
     println!("{name} ({}) {verb}", instance.pid());
     Ok(exit_code::OK)
-}
-
-fn now_text() -> String {
-    time_text(SystemTime::now())
-}
-
-fn time_text(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
 }

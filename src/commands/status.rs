@@ -6,7 +6,7 @@ use crate::config::RestartLimit;
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
 use crate::guard::{self, Verdict};
-use crate::output::Guard;
+use crate::output::{Guard, time_text};
 use crate::output::{State, Status};
 use crate::pidfile::PidLock;
 use crate::process::Instance;
@@ -59,7 +59,7 @@ const RECENT_EVENTS: usize = 5;
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
 fn guard_state(history: &[Event], now: SystemTime, limit: &RestartLimit) -> Guard {
-    let at = |t: SystemTime| Some(humantime::format_rfc3339_seconds(t).to_string());
+    let at = |t: SystemTime| Some(time_text(t));
     match guard::judge(history, now, limit) {
         Verdict::Backoff { until } => Guard {
             state: "backoff",
