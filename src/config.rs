@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::ready::Ready;
 use crate::signal::Signal;
-use crate::startup::{self, Pattern};
+use crate::startup::{self, Pattern, clean};
 
 /// How the running process is recognised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +84,8 @@ pub struct RawConfig {
     pub log_max_size: Option<String>,
     /// How many rotated logs are kept.
     pub log_keep: Option<u32>,
+    /// Where keepup's state files go (default: the entry's folder).
+    pub state_dir: Option<String>,
 }
 
 /// `[restart_limit]` as written.
@@ -113,10 +115,17 @@ pub struct RestartLimit {
 pub struct Config {
     /// The config file, absolute.
     pub file: PathBuf,
-    /// The entry, canonical.
+    /// The entry's absolute path as written (symlinks not resolved): what `{entry}` becomes,
+    /// so a service in a `current -> releases/vN` folder sees the path it was configured with.
     pub entry: PathBuf,
+    /// Where the entry resolves now (symlinks followed); `None` when it does not exist, which
+    /// only the verbs that launch it mind.
+    pub resolved: Option<PathBuf>,
     /// The service's name in messages: the entry's file name.
     pub name: String,
+    /// Where keepup's state files go: the pid lock, the instance record, the operation lock,
+    /// the history, the timer's log.
+    pub state_dir: PathBuf,
     /// The startup words, `{entry}` and `{dir}` substituted.
     pub startup: Vec<String>,
     /// What the started process looks like, when `startup` names the entry.
@@ -134,18 +143,27 @@ pub struct Config {
 }
 
 impl Config {
-    /// The folder that holds the entry: the service's working directory and keepup's state.
+    /// The folder that holds the entry, as written: the service's working directory.
     #[must_use]
     pub fn dir(&self) -> &Path {
-        self.entry.parent().unwrap_or(Path::new("/"))
+        dir_of(&self.entry)
     }
 
-    /// A file beside the entry named `<entry><suffix>`.
+    /// A state file named `<entry's name><suffix>` in the state folder.
     #[must_use]
-    pub fn beside_entry(&self, suffix: &str) -> PathBuf {
-        let mut name = self.entry.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
+    pub fn state_file(&self, suffix: &str) -> PathBuf {
+        self.state_dir.join(format!("{}{suffix}", self.name))
+    }
+
+    /// The entry's resolved path, or the config error the verbs that launch it report.
+    pub fn launchable_entry(&self) -> Result<&Path> {
+        self.resolved.as_deref().ok_or_else(|| Error::Config {
+            file: self.file.clone(),
+            message: format!(
+                "key `entry`: {} does not exist (status, stop and kill still work on a running instance)",
+                self.entry.display()
+            ),
+        })
     }
 }
 
@@ -291,6 +309,19 @@ impl RawConfig {
                 .map_err(|e| format!("key `startup`: {e}")),
             )?;
             let pattern = Pattern::derive(&startup, entry, dir_of(entry), read_shebang);
+            if let (Some(Search::ProcExe), Some(interpreter)) =
+                (search, pattern.as_ref().and_then(|p| p.interpreter.as_deref()))
+            {
+                check(
+                    problems,
+                    Err::<(), _>(format!(
+                        "key `search`: \"proc_exe\" recognises native binaries by their executable, \
+                         and {} runs under {interpreter}, whose executable is the interpreter's: \
+                         use search = \"auto\" or \"proc_cwd\"",
+                        entry.display()
+                    )),
+                );
+            }
             if pattern.is_none() && search.is_some_and(Search::needs_argv_pattern) {
                 check(
                     problems,
@@ -334,15 +365,22 @@ impl RawConfig {
                 Some(start_timeout),
                 Some((startup, pattern)),
             ) if problems.is_empty() => {
+                let name = entry
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                let state_dir = self
+                    .state_dir
+                    .as_deref()
+                    .map_or_else(|| dir_of(&entry).to_path_buf(), |d| clean(&dir.join(d)));
                 let log = match self.log.as_deref() {
                     Some(log) => dir.join(log),
-                    None => PathBuf::from(format!("{}.log", entry.display())),
+                    None => state_dir.join(format!("{name}.log")),
                 };
                 Ok(Config {
                     file: file.to_path_buf(),
-                    name: entry
-                        .file_name()
-                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                    resolved: entry.canonicalize().ok(),
+                    name,
+                    state_dir,
                     entry,
                     startup,
                     pattern,
@@ -438,24 +476,22 @@ fn dir_of(entry: &Path) -> &Path {
     entry.parent().unwrap_or(Path::new("/"))
 }
 
+/// The entry's absolute path as written. A missing entry is no error here: a running instance
+/// must stay reachable by `status`, `stop` and `kill` after its entry was deleted or moved.
 fn resolve_entry(entry: &str, dir: &Path) -> Result<PathBuf, String> {
-    let path = dir.join(entry);
-    let canonical = path
-        .canonicalize()
-        .map_err(|e| format!("key `entry`: {}: {}", path.display(), io_reason(&e)))?;
-    if canonical.is_dir() {
-        return Err(format!(
+    if entry.is_empty() {
+        return Err("key `entry`: is empty".to_owned());
+    }
+    let path = clean(&dir.join(entry));
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.is_dir() => Err(format!(
             "key `entry`: {} is a directory, not a program",
             path.display()
-        ));
-    }
-    Ok(canonical)
-}
-
-fn io_reason(error: &std::io::Error) -> String {
-    match error.kind() {
-        std::io::ErrorKind::NotFound => "does not exist".to_owned(),
-        _ => error.to_string(),
+        )),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(format!("key `entry`: {}: {e}", path.display()))
+        }
+        _ => Ok(path),
     }
 }
 
@@ -470,8 +506,13 @@ fn duration(key: &str, text: Option<&str>, default: &str) -> Result<Duration, St
 
 fn read_shebang(entry: &Path) -> Option<String> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut head = [0u8; 256];
-    let n = std::fs::File::open(entry)
+    // Never block on a FIFO put in the entry's place.
+    let n = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(entry)
         .and_then(|mut f| f.read(&mut head))
         .ok()?;
     startup::parse_shebang(&head[..n])
@@ -535,7 +576,8 @@ mod tests {
             config.pattern.as_ref().unwrap().interpreter.as_deref(),
             Some("python3")
         );
-        assert_eq!(config.beside_entry(".pid"), entry.with_extension("py.pid"));
+        assert_eq!(config.state_file(".pid"), entry.with_extension("py.pid"));
+        assert_eq!(config.resolved.as_deref(), Some(entry.as_path()));
         assert_eq!(config.restart_limit, DEFAULT_RESTART_LIMIT);
         assert_eq!(config.ready, None);
         assert_eq!((config.log_max_size, config.log_keep), (10 << 20, 3));
@@ -623,12 +665,50 @@ mod tests {
     #[test]
     fn reports_every_problem_at_once() {
         let message = error(
-            "entry = \"nope.py\"\nsearch = \"ps\"\nstop_signal = \"TERMINATE\"\nstop_timeout = \"ten\"\n",
+            "entry = \".\"\nsearch = \"ps\"\nstop_signal = \"TERMINATE\"\nstop_timeout = \"ten\"\n",
         );
         for key in ["`entry`", "`search`", "`stop_signal`", "`stop_timeout`"] {
             assert!(message.contains(key), "{key} missing from {message}");
         }
         assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn a_missing_entry_loads_but_cannot_launch() {
+        let (dir, config) = load_text("entry = \"gone.py\"\n");
+        let config = config.unwrap();
+        assert_eq!(
+            config.entry,
+            dir.path().canonicalize().unwrap().join("gone.py")
+        );
+        assert_eq!(config.resolved, None);
+        let message = config.launchable_entry().unwrap_err().to_string();
+        assert!(message.contains("gone.py does not exist"), "{message}");
+    }
+
+    #[test]
+    fn entry_is_kept_as_written_and_state_dir_is_relative_to_the_config() {
+        let (dir, _) = load_text("entry = \"bot.py\"\n");
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("v1")).unwrap();
+        std::fs::write(root.join("v1/app.py"), "#!/usr/bin/env python3\n").unwrap();
+        std::os::unix::fs::symlink("v1", root.join("current")).unwrap();
+        let file = root.join("cfg.toml");
+        std::fs::write(
+            &file,
+            "entry = \"./current/app.py\"\nstartup = \"python3 {entry}\"\nstate_dir = \"state\"\n",
+        )
+        .unwrap();
+        let config = load(&file).unwrap();
+        assert_eq!(config.entry, root.join("current/app.py"));
+        assert_eq!(config.resolved, Some(root.join("v1/app.py")));
+        assert_eq!(
+            config.startup,
+            ["python3", root.join("current/app.py").to_str().unwrap()]
+        );
+        assert_eq!(config.state_file(".pid"), root.join("state/app.py.pid"));
+        assert_eq!(config.log, root.join("state/app.py.log"));
+        assert_eq!(config.dir(), root.join("current"));
     }
 
     #[test]

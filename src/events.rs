@@ -6,7 +6,6 @@
 //! is bounded: past [`MAX_BYTES`] it is cut to its newest half, atomically.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -32,6 +31,10 @@ pub enum Kind {
     GuardTrip,
     /// The pid lock did not lead to the service.
     StaleLock,
+    /// What was left of a dead instance's process group was ended (its pid: the group).
+    Leftovers,
+    /// The service's log was rotated, or could not be (a full disk).
+    Rotate,
 }
 
 impl Kind {
@@ -44,6 +47,8 @@ impl Kind {
             Kind::Revive => "revive",
             Kind::GuardTrip => "guard trip",
             Kind::StaleLock => "stale lock",
+            Kind::Leftovers => "leftovers",
+            Kind::Rotate => "rotate",
         }
     }
 }
@@ -137,13 +142,7 @@ pub fn append(path: &Path, event: &Event) -> Result<()> {
     let mut line =
         serde_json::to_vec(event).map_err(|e| Error::Failed(format!("encoding an event: {e}")))?;
     line.push(b'\n');
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(Error::io("opening event history", path))?;
+    let mut file = files::open_append(path, "opening event history", false, false)?;
     // One write, so a reader never sees half a line.
     file.write_all(&line)
         .map_err(Error::io("appending to", path))?;

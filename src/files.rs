@@ -8,7 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -53,12 +53,12 @@ pub fn read_trusted(path: &Path, limit: u64) -> Result<Trusted> {
 fn distrust(file: &File, path: &Path) -> Result<Option<String>> {
     let meta = file.metadata().map_err(Error::io("reading", path))?;
     if !meta.is_file() {
-        let kind = if meta.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file"
-        };
-        return Ok(Some(format!("is {kind}: refused as unsafe")));
+        return Ok(Some(format!(
+            "is {}, not a regular file: refused as unsafe; remove it ({} {})",
+            kind_name(meta.file_type()),
+            if meta.is_dir() { "rmdir" } else { "rm" },
+            path.display()
+        )));
     }
     if nix::unistd::geteuid().is_root() {
         if meta.uid() != 0 {
@@ -102,6 +102,74 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&temp);
     }
     result.map_err(Error::io("writing", path))
+}
+
+/// Opens `path` for appending (made if missing) without ever blocking: a FIFO where a file
+/// should be would otherwise hang keepup while it holds the operation lock, and every later
+/// command (and cron run) behind it. It must be a regular file or, with `devices`, a character
+/// device (`/dev/null`). `follow`: whether a symlink there may be followed.
+pub fn open_append(path: &Path, action: &'static str, devices: bool, follow: bool) -> Result<File> {
+    let mut flags = nix::libc::O_NONBLOCK;
+    if !follow {
+        flags |= nix::libc::O_NOFOLLOW;
+    }
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            // A FIFO with no reader refuses a non-blocking writer.
+            Some(nix::libc::ENXIO) => not_a_file(path, "a FIFO"),
+            Some(nix::libc::ELOOP) => not_a_file(path, "a symlink"),
+            _ => Error::io(action, path)(e),
+        })?;
+    let kind = file
+        .metadata()
+        .map_err(Error::io(action, path))?
+        .file_type();
+    if !(kind.is_file() || (devices && kind.is_char_device())) {
+        return Err(not_a_file(path, kind_name(kind)));
+    }
+    // Writes to a device (a terminal) must wait, not fail with EAGAIN.
+    let _ = nix::fcntl::fcntl(
+        &file,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_APPEND),
+    );
+    Ok(file)
+}
+
+/// The error for something other than a regular file where keepup keeps a file.
+#[must_use]
+pub fn not_a_file(path: &Path, kind: &str) -> Error {
+    Error::Failed(format!(
+        "{} is {kind}, not a regular file: keepup will not read or write it; remove it (rm {}) \
+         and run the command again",
+        path.display(),
+        path.display()
+    ))
+}
+
+/// What a file that is not a regular one is, for a message.
+#[must_use]
+pub fn kind_name(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_symlink() {
+        "a symlink"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Removes `path`; true if it was there.

@@ -9,6 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -20,6 +21,11 @@ fn numbered(log: &Path, n: u32) -> PathBuf {
 }
 
 /// Rotates `log` if it is a regular file larger than `max`; true if it did.
+///
+/// All or nothing: the bytes to rotate are first copied to a temporary file beside the log;
+/// only once that copy is whole are the older copies shifted and the copy put in place as
+/// `<log>.1`, and only then are the bytes removed from the live log. A failure on the way (a
+/// full disk) removes the temporary file and leaves the log and every rotated copy as they were.
 pub fn rotate_if_needed(log: &Path, max: u64, keep: u32) -> Result<bool> {
     let Ok(meta) = std::fs::metadata(log) else {
         return Ok(false);
@@ -32,64 +38,113 @@ pub fn rotate_if_needed(log: &Path, max: u64, keep: u32) -> Result<bool> {
         .write(true)
         .open(log)
         .map_err(Error::io("opening log", log))?;
-    let mut copy = if keep == 0 {
-        None
-    } else {
-        for n in (1..keep).rev() {
-            match std::fs::rename(numbered(log, n), numbered(log, n + 1)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("rotating", numbered(log, n))(e));
-                }
-                _ => {}
-            }
-        }
-        let first = numbered(log, 1);
-        Some((
-            File::create(&first).map_err(Error::io("creating", &first))?,
-            first,
-        ))
-    };
     let block = block_size(&meta).max(1);
     let whole_blocks = meta.len() / block * block;
-    copy_range(&file, &mut copy, 0, whole_blocks, log)?;
-    if whole_blocks > 0 && collapse(&file, whole_blocks) {
+    let collapsible = whole_blocks > 0 && can_collapse(&file);
+    if keep == 0 {
+        if !(collapsible && collapse(&file, whole_blocks)) {
+            file.set_len(0).map_err(Error::io("truncating", log))?;
+        }
         return Ok(true);
     }
-    // No collapse here: copy up to the end (again, while it grows), then truncate.
-    let mut done = whole_blocks;
-    loop {
-        let end = file.metadata().map_err(Error::io("reading", log))?.len();
-        if end <= done {
-            break;
+    let temp = sibling(log, ".rotating");
+    let _ = std::fs::remove_file(&temp);
+    let copied = copy_out(&file, log, &temp, collapsible.then_some(whole_blocks));
+    let copied = match copied {
+        Ok(copied) => copied,
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
         }
-        copy_range(&file, &mut copy, done, end, log)?;
-        done = end;
+    };
+    for n in (1..keep).rev() {
+        match std::fs::rename(numbered(log, n), numbered(log, n + 1)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                let _ = std::fs::remove_file(&temp);
+                return Err(Error::io("rotating", numbered(log, n))(e));
+            }
+            _ => {}
+        }
+    }
+    let first = numbered(log, 1);
+    std::fs::rename(&temp, &first).map_err(Error::io("rotating", &first))?;
+    // The copy is in place: removing what it holds from the live log loses nothing.
+    if collapsible && collapse(&file, copied) {
+        return Ok(true);
+    }
+    if collapsible {
+        // The filesystem said it could collapse and did not (ext2 and ext3 share ext4's
+        // magic): the copy must reach the end before the log can be emptied; if it cannot,
+        // the log stays whole, its start now also in `.1`.
+        let mut out = OpenOptions::new()
+            .append(true)
+            .open(&first)
+            .map_err(Error::io("writing", &first))?;
+        copy_to_end(&file, &mut out, copied, log, &first)?;
     }
     file.set_len(0).map_err(Error::io("truncating", log))?;
     Ok(true)
 }
 
+/// Copies the log's first `upto` bytes (or, when it cannot be collapsed, all of it, again
+/// while it grows) to a new file at `temp`, synced; returns how many bytes it copied.
+fn copy_out(file: &File, log: &Path, temp: &Path, upto: Option<u64>) -> Result<u64> {
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(temp)
+        .map_err(Error::io("creating", temp))?;
+    let done = match upto {
+        Some(upto) => {
+            copy_range(file, &mut out, 0, upto, log, temp)?;
+            upto
+        }
+        None => copy_to_end(file, &mut out, 0, log, temp)?,
+    };
+    out.sync_all().map_err(Error::io("writing", temp))?;
+    Ok(done)
+}
+
+/// Copies from byte `from` to the log's end, again while it grows; returns where it ended.
+fn copy_to_end(file: &File, out: &mut File, from: u64, log: &Path, path: &Path) -> Result<u64> {
+    let mut done = from;
+    loop {
+        let end = file.metadata().map_err(Error::io("reading", log))?.len();
+        if end <= done {
+            return Ok(done);
+        }
+        copy_range(file, out, done, end, log, path)?;
+        done = end;
+    }
+}
+
+fn sibling(log: &Path, suffix: &str) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(log.file_name().unwrap_or_default());
+    name.push(suffix);
+    log.with_file_name(name)
+}
+
 fn copy_range(
     mut file: &File,
-    to: &mut Option<(File, PathBuf)>,
+    out: &mut File,
     from: u64,
     end: u64,
     log: &Path,
+    path: &Path,
 ) -> Result<()> {
-    let Some((out, path)) = to else {
-        return Ok(());
-    };
     file.seek(SeekFrom::Start(from))
         .map_err(Error::io("reading", log))?;
-    let copied = std::io::copy(&mut file.take(end - from), out)
-        .map_err(Error::io("writing", path.clone()))?;
+    let copied =
+        std::io::copy(&mut file.take(end - from), out).map_err(Error::io("writing", path))?;
     if copied < end - from {
         return Err(Error::Failed(format!(
             "{} shrank while it was being rotated",
             log.display()
         )));
     }
-    out.flush().map_err(Error::io("writing", path.clone()))
+    out.flush().map_err(Error::io("writing", path))
 }
 
 #[cfg(target_os = "linux")]
@@ -101,6 +156,22 @@ fn block_size(meta: &std::fs::Metadata) -> u64 {
 #[cfg(not(target_os = "linux"))]
 fn block_size(_: &std::fs::Metadata) -> u64 {
     u64::MAX
+}
+
+/// Whether the filesystem can remove a file's first blocks in place (ext4 and xfs can), known
+/// before anything is moved, so the copy can be made to fit the way the bytes will go.
+#[cfg(target_os = "linux")]
+fn can_collapse(file: &File) -> bool {
+    use nix::sys::statfs::{EXT4_SUPER_MAGIC, XFS_SUPER_MAGIC, fstatfs};
+    fstatfs(file).is_ok_and(|fs| {
+        let kind = fs.filesystem_type();
+        kind == EXT4_SUPER_MAGIC || kind == XFS_SUPER_MAGIC
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn can_collapse(_: &File) -> bool {
+    false
 }
 
 /// Removes the first `len` bytes of `file` in place, if the filesystem can.
@@ -116,6 +187,82 @@ fn collapse(file: &File, len: u64) -> bool {
 #[cfg(not(target_os = "linux"))]
 fn collapse(_: &File, _: u64) -> bool {
     false
+}
+
+/// Follows a log across rotations, giving every byte it gains exactly once and in order.
+///
+/// A rotation moves the log's first bytes into a new `<log>.1` (shifting older copies up), then
+/// removes them from the live log (collapsed, or the whole log truncated). The follower knows
+/// the `.1` it last saw by its inode; copies newer than that one are cuts it has not accounted
+/// for: each shifts its position back by the cut's length, after giving any of the cut's bytes
+/// it had not reached yet.
+pub struct Follower {
+    log: PathBuf,
+    keep: u32,
+    position: u64,
+    /// The `.1` last seen (device, inode), if there was one.
+    newest_copy: Option<(u64, u64)>,
+}
+
+impl Follower {
+    /// Starts at the log's current end.
+    pub fn new(log: &Path, keep: u32) -> Result<Follower> {
+        let position = std::fs::metadata(log)
+            .map_err(Error::io("reading log", log))?
+            .len();
+        Ok(Follower {
+            log: log.to_path_buf(),
+            keep,
+            position,
+            newest_copy: identity(&numbered(log, 1)),
+        })
+    }
+
+    /// Writes to `out` what the log gained since the last call. Must not run while a rotation
+    /// runs (the caller holds the operation lock, under which every rotation happens).
+    pub fn poll(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        let copies: Vec<PathBuf> = (1..=self.keep).map(|n| numbered(&self.log, n)).collect();
+        let seen_at = copies
+            .iter()
+            .position(|c| identity(c).is_some_and(|id| Some(id) == self.newest_copy));
+        let unaccounted = match (seen_at, self.newest_copy) {
+            (Some(at), _) => at,
+            // Never saw a copy, or the one seen was rotated out: every copy there is newer.
+            _ => copies.iter().take_while(|c| c.is_file()).count(),
+        };
+        for copy in copies[..unaccounted].iter().rev() {
+            let cut = std::fs::metadata(copy)?.len();
+            if self.position < cut {
+                copy_bytes(copy, self.position, cut, out)?;
+            }
+            self.position = self.position.saturating_sub(cut);
+        }
+        self.newest_copy = copies.first().and_then(|c| identity(c));
+        let len = std::fs::metadata(&self.log)?.len();
+        // Cut with no copy kept (`log_keep = 0`): start again from the top.
+        if len < self.position {
+            self.position = 0;
+        }
+        copy_bytes(&self.log, self.position, len, out)?;
+        self.position = len;
+        Ok(())
+    }
+}
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+fn copy_bytes(path: &Path, from: u64, to: u64, out: &mut dyn Write) -> std::io::Result<()> {
+    if to <= from {
+        return Ok(());
+    }
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    std::io::copy(&mut file.take(to - from), out)?;
+    Ok(())
 }
 
 /// The last `lines` lines of `log` written at or after byte `since` (reading at most its last

@@ -9,6 +9,8 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::files;
+use std::os::unix::fs::OpenOptionsExt;
 
 /// Held until dropped; the kernel releases it if keepup dies.
 #[derive(Debug)]
@@ -22,8 +24,35 @@ pub fn acquire(path: &Path) -> Result<OpLock> {
         .write(true)
         .create(true)
         .truncate(false)
+        // A FIFO there must not hang every command.
+        .custom_flags(nix::libc::O_NONBLOCK)
         .open(path)
-        .map_err(Error::io("opening operation lock", path))?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ENXIO) => files::not_a_file(path, "a FIFO"),
+            _ => Error::io("opening operation lock", path)(e),
+        })?;
+    let kind = file
+        .metadata()
+        .map_err(Error::io("opening operation lock", path))?
+        .file_type();
+    if !kind.is_file() {
+        return Err(files::not_a_file(path, files::kind_name(kind)));
+    }
     file.lock().map_err(Error::io("locking", path))?;
     Ok(OpLock { _file: file })
+}
+
+/// Takes the lock if nobody holds it; `None` when someone does, or when it was never made
+/// (then no rotation has ever run under it). For readers that must not wait behind a `stop`.
+pub fn try_acquire_existing(path: &Path) -> Result<Option<OpLock>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("opening operation lock", path)(e)),
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(OpLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking", path)(e)),
+    }
 }

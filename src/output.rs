@@ -55,6 +55,12 @@ pub struct Status {
     pub pid_lock: PathBuf,
     /// What was wrong with the pid lock, if anything.
     pub pid_lock_problem: Option<String>,
+    /// What is left of a dead instance's process group: the next revival, `stop` or `kill`
+    /// ends them.
+    pub leftovers: Vec<i32>,
+    /// What a person should know: the entry is missing or resolves elsewhere now, the config
+    /// changed since the instance started, another config keeps it.
+    pub warnings: Vec<String>,
     pub log: PathBuf,
     pub config: PathBuf,
     /// Whether this config's timer line is in the crontab; `None` when it cannot be read.
@@ -115,6 +121,19 @@ impl Status {
         if let Some(problem) = &self.pid_lock_problem {
             line("problem:", problem);
         }
+        if !self.leftovers.is_empty() {
+            let pids: Vec<String> = self.leftovers.iter().map(ToString::to_string).collect();
+            line(
+                "leftovers:",
+                &format!(
+                    "{} (the dead instance's workers: the next revival, stop or kill ends them)",
+                    pids.join(", ")
+                ),
+            );
+        }
+        for warning in &self.warnings {
+            line("note:", warning);
+        }
         line("log:", &self.log.display().to_string());
         line("config:", &self.config.display().to_string());
         let timer = match (self.timer_installed, &self.timer_problem) {
@@ -133,7 +152,10 @@ impl Status {
         };
         line(
             "guard:",
-            &format!("{guard}; {} revivals in the last 24 h", self.revivals_24h),
+            &format!(
+                "{guard}; {} in the last 24 h",
+                count_text(self.revivals_24h, "revival")
+            ),
         );
         if !self.recent_events.is_empty() {
             out.push_str("  events:\n");
@@ -142,6 +164,33 @@ impl Status {
             }
         }
         out
+    }
+}
+
+/// A duration as a person reads it: "350ms", "1.7s", "10s", "2m 5s", "1h".
+#[must_use]
+pub fn duration_text(duration: Duration) -> String {
+    if duration < Duration::from_secs(1) {
+        return format!("{}ms", duration.as_millis());
+    }
+    if duration < Duration::from_secs(60) {
+        let tenths = (duration.as_millis() + 50) / 100;
+        return if tenths.is_multiple_of(10) {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        };
+    }
+    humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
+}
+
+/// `count` and `noun`, plural when it is not one: "1 revival", "3 revivals".
+#[must_use]
+pub fn count_text(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
     }
 }
 
@@ -172,6 +221,8 @@ mod tests {
             kept_up: pid.is_some(),
             pid_lock: "/srv/bot.py.pid".into(),
             pid_lock_problem: None,
+            leftovers: Vec::new(),
+            warnings: Vec::new(),
             log: "/srv/bot.py.log".into(),
             config: "/srv/cfg.toml".into(),
             timer_installed: pid.map(|_| true),
@@ -207,6 +258,18 @@ mod tests {
         assert!(text.starts_with("bot.py: stopped\n"));
         assert!(!text.contains("pid:  "));
         assert!(text.contains("absent: not kept up"));
+    }
+
+    #[test]
+    fn durations_and_counts_read_as_a_person_writes_them() {
+        let ms = Duration::from_millis;
+        assert_eq!(duration_text(ms(350)), "350ms");
+        assert_eq!(duration_text(ms(1_718)), "1.7s");
+        assert_eq!(duration_text(ms(10_000)), "10s");
+        assert_eq!(duration_text(ms(59_990)), "60s");
+        assert_eq!(duration_text(ms(125_400)), "2m 5s");
+        assert_eq!(count_text(1, "revival"), "1 revival");
+        assert_eq!(count_text(0, "revival"), "0 revivals");
     }
 
     #[test]

@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 
 use crate::startup;
 
-/// How long one probe may take at most.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The least time a probe is given, however close the deadline.
+const MIN_BUDGET: Duration = Duration::from_millis(10);
+
+/// How much of an HTTP answer is read before closing: enough for any health page; reading it
+/// (rather than closing with it unread) spares the server a reset connection.
+const MAX_ANSWER: u64 = 64 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ready {
@@ -49,9 +53,19 @@ impl Ready {
         }
     }
 
-    /// Runs the check once, within `budget`: `Ok` if it passes, else what it saw.
+    /// The port a network check connects to.
+    #[must_use]
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Ready::Tcp { port, .. } | Ready::Http { port, .. } => Some(*port),
+            Ready::Cmd(_) => None,
+        }
+    }
+
+    /// Runs the check once, within `budget` (the time left until the start deadline, so a
+    /// slow `cmd:` check may take all of it): `Ok` if it passes, else what it saw.
     pub fn probe(&self, dir: &Path, budget: Duration) -> Result<(), String> {
-        let budget = budget.clamp(Duration::from_millis(10), PROBE_TIMEOUT);
+        let budget = budget.max(MIN_BUDGET);
         match self {
             Ready::Tcp { host, port } => connect(host, *port, budget).map(drop),
             Ready::Http { host, port, path } => http_get(host, *port, path, budget),
@@ -114,11 +128,15 @@ fn http_get(host: &str, port: u16, path: &str, budget: Duration) -> Result<(), S
     stream
         .write_all(request.as_bytes())
         .map_err(|e| format!("sending the request: {e}"))?;
-    let mut head = [0u8; 64];
-    let n = stream
-        .read(&mut head)
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    let status_line = String::from_utf8_lossy(&head[..n]);
+    // The whole answer (HTTP/1.0 with Connection: close ends it by closing), so that the
+    // server never writes into a connection already reset by the prober.
+    let mut answer = Vec::new();
+    match stream.take(MAX_ANSWER).read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(_) if !answer.is_empty() => {}
+        Err(e) => return Err(format!("reading the answer: {e}")),
+    }
+    let status_line = String::from_utf8_lossy(&answer[..answer.len().min(256)]);
     let code = status_line.split_whitespace().nth(1).unwrap_or("");
     if code.len() == 3 && code.starts_with('2') {
         Ok(())
@@ -150,7 +168,7 @@ fn run(words: &[String], dir: &Path, budget: Duration) -> Result<(), String> {
                 let _ = child.wait();
                 return Err(format!(
                     "{program} took longer than {}",
-                    humantime::format_duration(budget)
+                    crate::output::duration_text(budget)
                 ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),

@@ -1,6 +1,7 @@
-//! One configured service: its files beside the entry, and the lookup that says whether (and
-//! where) it runs: the pid lock's pid first, then the recorded instance, and only then a scan
-//! of the whole process table.
+//! One configured service: its state files, and the lookup that says whether (and where) it
+//! runs: the pid lock's pid first, then the recorded instance, and only then a scan of the
+//! whole process table. When it does not run, the lookup also finds what is left of it: the
+//! live members of the process group a dead instance led.
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -10,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::files::{self, Trusted};
 use crate::oplock::{self, OpLock};
 use crate::pidfile::{self, PidLock};
-use crate::process::{Finder, Identity, Instance};
+use crate::process::{self, Finder, Instance, Leftovers};
+use crate::record::Record;
 
 pub struct Service {
     pub config: Config,
@@ -33,7 +35,7 @@ pub struct Service {
 #[derive(Clone)]
 enum Cached {
     Unread,
-    Known(Option<Identity>),
+    Known(Option<Record>),
 }
 
 /// Where the service runs, and what was wrong with the pid lock on the way.
@@ -43,29 +45,46 @@ pub struct Lookup {
     /// What is wrong with the pid lock, when its pid was not used for something other than
     /// the service having ended: bad content, an unsafe file, a pid now another process's.
     pub stale: Option<String>,
+    /// What is left of a dead instance's group, when the service does not run.
+    pub leftovers: Option<Leftovers>,
 }
 
 impl Service {
     #[must_use]
     pub fn new(config: Config) -> Service {
         Service {
-            pid_file: config.beside_entry(".pid"),
-            record_file: config.beside_entry(".instance"),
-            lock_file: config.beside_entry(".lock"),
-            timer_log: config.beside_entry(".timer.log"),
-            events_file: config.beside_entry(".events"),
+            pid_file: config.state_file(".pid"),
+            record_file: config.state_file(".instance"),
+            lock_file: config.state_file(".lock"),
+            timer_log: config.state_file(".timer.log"),
+            events_file: config.state_file(".events"),
             record_cache: RefCell::new(Cached::Unread),
             config,
         }
     }
 
+    /// The finder, which also knows where the entry resolved when the recorded instance
+    /// started.
     #[must_use]
     pub fn finder(&self) -> Finder<'_> {
-        Finder::new(&self.config)
+        let recorded = self
+            .record()
+            .and_then(|r| r.launch)
+            .and_then(|launch| launch.resolved);
+        Finder::new(&self.config).with_recorded_entry(recorded)
     }
 
+    /// Takes the operation lock; the first acting verb makes a `state_dir` not made yet.
     pub fn lock(&self) -> Result<OpLock> {
-        oplock::acquire(&self.lock_file)
+        match oplock::acquire(&self.lock_file) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                let dir = &self.config.state_dir;
+                std::fs::create_dir_all(dir)
+                    .map_err(Error::io("creating the state folder", dir))?;
+                oplock::acquire(&self.lock_file)
+            }
+            other => other,
+        }
     }
 
     pub fn pid_lock(&self) -> Result<PidLock> {
@@ -74,7 +93,8 @@ impl Service {
 
     /// The recorded instance; a missing, unsafe or garbled record is no record. Read once:
     /// this invocation holds the operation lock, so only it changes the file.
-    fn record(&self) -> Option<Identity> {
+    #[must_use]
+    pub fn record(&self) -> Option<Record> {
         if let Cached::Known(record) = &*self.record_cache.borrow() {
             return record.clone();
         }
@@ -96,7 +116,7 @@ impl Service {
         if let PidLock::Held(pid) = lock {
             let found = match &record {
                 // keepup started this pid: only that very process will do.
-                Some(record) if record.pid == *pid => finder.by_identity(record),
+                Some(record) if record.pid == *pid => finder.by_identity(&record.identity()),
                 // A lock keepup did not write (or an older record): the search rule decides.
                 _ => finder.by_rule(*pid)?,
             };
@@ -104,6 +124,7 @@ impl Service {
                 return Ok(Lookup {
                     instance: found,
                     stale,
+                    leftovers: None,
                 });
             }
             // A pid that has simply ended is the service being dead, not a stale lock.
@@ -117,23 +138,35 @@ impl Service {
         }
         // The recorded instance may still run with the lock gone or garbled, or after a chdir.
         let recorded = record
+            .as_ref()
             .filter(|r| lock.pid() != Some(r.pid))
-            .and_then(|r| finder.by_identity(&r));
-        let instance = match recorded {
-            Some(instance) => Some(instance),
-            None => finder.scan()?.into_iter().next(),
-        };
-        Ok(Lookup { instance, stale })
+            .and_then(|r| finder.by_identity(&r.identity()));
+        if recorded.is_some() {
+            return Ok(Lookup {
+                instance: recorded,
+                stale,
+                leftovers: None,
+            });
+        }
+        let leftovers = leftovers(finder, record.as_ref(), lock)?;
+        let dead: Vec<_> = leftovers.iter().map(|l| l.group).collect();
+        let instance = finder.scan(&dead)?.into_iter().next();
+        Ok(Lookup {
+            instance,
+            stale,
+            leftovers,
+        })
     }
 
     /// Records `instance` as the service and points the pid lock at it, writing only what
     /// differs (the timer's every-minute check then writes nothing).
     pub fn remember(&self, instance: &Instance, lock: &PidLock) -> Result<()> {
-        if self.record().as_ref() != Some(&instance.identity) {
-            let json = serde_json::to_vec(&instance.identity)
+        if self.record().map(|r| r.identity()).as_ref() != Some(&instance.identity) {
+            let record = Record::new(instance, &self.config);
+            let json = serde_json::to_vec(&record)
                 .map_err(|e| Error::Failed(format!("encoding instance record: {e}")))?;
             files::write_atomic(&self.record_file, &json)?;
-            *self.record_cache.borrow_mut() = Cached::Known(Some(instance.identity.clone()));
+            *self.record_cache.borrow_mut() = Cached::Known(Some(record));
         }
         if lock.pid() != Some(instance.pid()) {
             pidfile::write(&self.pid_file, instance.pid())?;
@@ -145,5 +178,23 @@ impl Service {
     pub fn forget(&self) -> Result<()> {
         *self.record_cache.borrow_mut() = Cached::Known(None);
         files::remove(&self.record_file).map(drop)
+    }
+}
+
+/// The live members of the group a dead instance led: known from the record (same boot,
+/// and it led its group), or from the pid lock's pid when one of them is recognised.
+fn leftovers(
+    finder: &Finder<'_>,
+    record: Option<&Record>,
+    lock: &PidLock,
+) -> Result<Option<Leftovers>> {
+    if let Some(record) = record.filter(|r| r.leads_group && process::this_boot(&r.start))
+        && let Some(leftovers) = finder.leftovers(record.pid, false)?
+    {
+        return Ok(Some(leftovers));
+    }
+    match lock.pid() {
+        Some(pid) if record.is_none_or(|r| r.pid != pid) => finder.leftovers(pid, true),
+        _ => Ok(None),
     }
 }

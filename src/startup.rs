@@ -74,10 +74,12 @@ fn check_shell_syntax(raw: &str) -> Result<(), String> {
 /// How a process started by `startup` shows in the process table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pattern {
-    /// The entry's canonical path.
+    /// The entry's absolute path as written.
     pub entry: PathBuf,
-    /// The program expected as `argv[0]` (compared by file name), with the entry among the
-    /// arguments; `None` when the entry itself is the program.
+    /// Where the entry resolved when the config was loaded, if it exists.
+    pub resolved: Option<PathBuf>,
+    /// The program expected as `argv[0]` (compared by file name), running the entry as its
+    /// program (its first operand); `None` when the entry itself is the program.
     pub interpreter: Option<String>,
 }
 
@@ -92,62 +94,101 @@ impl Pattern {
     ) -> Option<Pattern> {
         let words = unwrap_shell(argv);
         let (program, arguments) = words.split_first()?;
-        // `{entry}` became the entry's canonical path: no need to ask the filesystem.
+        let resolved = entry.canonicalize().ok();
         let names_entry = |word: &String| {
-            Path::new(word) == entry || resolve(Path::new(word), dir).as_deref() == Some(entry)
+            let full = clean(&dir.join(word));
+            full == entry || (resolved.is_some() && full.canonicalize().ok() == resolved)
         };
         let interpreter = if names_entry(program) {
             shebang(entry)
-        } else if arguments.iter().any(names_entry) {
-            Some(file_name(program).to_owned())
         } else {
-            return None;
+            let rest: Vec<&OsStr> = arguments.iter().map(OsStr::new).collect();
+            let name = file_name(program);
+            let operand = crate::interpreter::program_operand(name, &rest)?;
+            if !names_entry(&operand.to_string_lossy().into_owned()) {
+                return None;
+            }
+            Some(name.to_owned())
         };
         Some(Pattern {
             entry: entry.to_path_buf(),
+            resolved,
             interpreter,
         })
     }
 
     /// Whether a command line may be the service at all: cheap enough to run on every process.
+    /// `also` is where the entry resolved when the running instance started.
     #[must_use]
-    pub fn may_match(&self, cmdline: &[u8]) -> bool {
-        let name = self
-            .entry
-            .file_name()
-            .map_or(&b""[..], |n| n.as_encoded_bytes());
-        !name.is_empty() && cmdline.windows(name.len()).any(|w| w == name)
+    pub fn may_match(&self, cmdline: &[u8], also: Option<&Path>) -> bool {
+        let mut names = [Some(self.entry.as_path()), self.resolved.as_deref(), also]
+            .into_iter()
+            .flatten()
+            .filter_map(Path::file_name);
+        names.any(|name| {
+            let name = name.as_encoded_bytes();
+            !name.is_empty() && cmdline.windows(name.len()).any(|w| w == name)
+        })
     }
 
-    /// The `proc_cwd` rule: `argv[0]` is the expected program and one word, resolved against the
-    /// process's working directory when relative, is the entry. `cwd` is asked only when needed.
-    pub fn matches_argv(&self, argv: &[&OsStr], cwd: &mut dyn FnMut() -> Option<PathBuf>) -> bool {
+    /// Whether `path` (absolute) is the entry: as written, as it resolves now, or as it resolved
+    /// when the running instance started (`also`), so a switched `current -> releases/vN`
+    /// symlink never hides the instance that runs the old release.
+    #[must_use]
+    pub fn is_entry(&self, path: &Path, also: Option<&Path>) -> bool {
+        if clean(path) == self.entry {
+            return true;
+        }
+        let known = [self.resolved.as_deref(), also];
+        let names = known.iter().flatten().filter_map(|p| p.file_name());
+        if !names
+            .chain(self.entry.file_name())
+            .any(|n| Some(n) == path.file_name())
+        {
+            return false;
+        }
+        path.canonicalize()
+            .is_ok_and(|p| known.iter().flatten().any(|k| *k == p))
+    }
+
+    /// The `proc_cwd` rule: `argv[0]` is the expected program, and the program it runs (the
+    /// entry itself, or the interpreter's first operand), resolved against the process's working
+    /// directory when relative, is the entry. `cwd` is asked only when needed.
+    pub fn matches_argv(
+        &self,
+        argv: &[&OsStr],
+        cwd: &mut dyn FnMut() -> Option<PathBuf>,
+        also: Option<&Path>,
+    ) -> bool {
         let Some((first, rest)) = argv.split_first() else {
             return false;
         };
         let mut names_entry = |word: &OsStr| {
             let path = Path::new(word);
-            if path.file_name() != self.entry.file_name() {
-                return false;
+            if path.is_absolute() {
+                return self.is_entry(path, also);
             }
-            let full = if path.is_absolute() {
-                path.to_path_buf()
-            } else {
-                match cwd() {
-                    Some(dir) => dir.join(path),
-                    None => return false,
-                }
-            };
-            full.canonicalize().is_ok_and(|p| p == self.entry)
+            cwd().is_some_and(|dir| self.is_entry(&dir.join(path), also))
         };
         match &self.interpreter {
             None => names_entry(first),
             Some(program) => {
-                file_name(&first.to_string_lossy()) == program
-                    && rest.iter().any(|w| names_entry(w))
+                let name = file_name(&first.to_string_lossy()).to_owned();
+                name == *program
+                    && crate::interpreter::program_operand(&name, rest)
+                        .is_some_and(&mut names_entry)
             }
         }
     }
+}
+
+/// `path` without `.` components. `..` stays: resolving it by hand would be wrong across a
+/// symlink, and resolving it through the filesystem would resolve the symlinks too.
+#[must_use]
+pub fn clean(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 /// `sh -c 'exec prog args'` runs `prog args` in the end: look through the shell for the pattern.
@@ -168,10 +209,6 @@ fn is_assignment(word: &str) -> bool {
     word.split_once('=').is_some_and(|(name, _)| {
         !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     })
-}
-
-fn resolve(word: &Path, dir: &Path) -> Option<PathBuf> {
-    dir.join(word).canonicalize().ok()
 }
 
 fn file_name(word: &str) -> &str {
@@ -281,6 +318,7 @@ mod tests {
         std::fs::write(&entry, "#!/usr/bin/env python3\n").unwrap();
         let entry = entry.canonicalize().unwrap();
         let pattern = Pattern {
+            resolved: Some(entry.clone()),
             entry,
             interpreter: interpreter.map(str::to_owned),
         };
@@ -294,7 +332,7 @@ mod tests {
     fn matches(pattern: &Pattern, argv: &[&str], cwd: &Path) -> bool {
         let argv = os(argv);
         let argv: Vec<&OsStr> = argv.iter().map(OsString::as_os_str).collect();
-        pattern.matches_argv(&argv, &mut || Some(cwd.to_path_buf()))
+        pattern.matches_argv(&argv, &mut || Some(cwd.to_path_buf()), None)
     }
 
     #[test]
@@ -365,7 +403,7 @@ mod tests {
     #[test]
     fn quick_filter_looks_for_the_file_name() {
         let (_dir, p) = pattern(None);
-        assert!(p.may_match(b"python3\0/x/bot.py\0"));
-        assert!(!p.may_match(b"python3\0/x/other.py\0"));
+        assert!(p.may_match(b"python3\0/x/bot.py\0", None));
+        assert!(!p.may_match(b"python3\0/x/other.py\0", None));
     }
 }

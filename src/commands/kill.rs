@@ -6,10 +6,11 @@ use crate::error::Result;
 use crate::events::{Kind, Who};
 use crate::exit_code;
 use crate::service::Service;
+use crate::signal::Signal;
 
 pub fn run(service: &Service) -> Result<u8> {
     let locked = Locked::acquire(service, Who::User)?;
-    locked.act_on_running(Kind::Kill, "killed", |instance| {
+    locked.act_on_running(Kind::Kill, "killed", Signal::Kill, |instance| {
         kill_instance(service, &locked.finder, instance)
     })?;
     Ok(exit_code::OK)

@@ -2,13 +2,14 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::logfile;
+use crate::pid::Pid;
 use crate::pidfile::PidLock;
-use crate::process::{Finder, Instance, Started, poll_until};
+use crate::process::{self, Finder, Instance, Started, poll_until};
 use crate::service::Service;
 
 /// How many of the log's newest lines a failed start shows.
@@ -21,10 +22,17 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// Between readiness probes.
 const PROBE_PAUSE: Duration = Duration::from_millis(50);
 
+/// The probe before launching, which should find nothing: refused at once on loopback.
+const PRECHECK_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How long a service that forked into the background may take to leave its daemon.
+const DAEMON_GRACE: Duration = Duration::from_secs(1);
+
 /// Spawns the service and waits until it is recognised and then ready (or, with no `ready`
 /// check, still up after [`SETTLE`]); on success the instance is recorded and the pid lock
-/// points at it. On failure nothing started is left running; the pid lock is left as it was,
-/// for the caller to decide.
+/// points at it. On failure nothing started is left running (or, for a service that forked
+/// into the background unrecognised, the message says how to stop what it left); the pid
+/// lock is left as it was, for the caller to decide.
 pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<Instance> {
     let config = &service.config;
     if service.pid_file.is_dir() {
@@ -33,25 +41,43 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
             service.pid_file.display()
         )));
     }
+    check_runnable(service)?;
+    check_ready_is_not_taken(service)?;
     let log_start = std::fs::metadata(&config.log).map_or(0, |m| m.len());
+    process::become_subreaper();
     let mut child = finder.spawn()?;
     let deadline = Instant::now() + config.start_timeout;
-    let failure = match finder.wait_recognised(&mut child, deadline) {
-        Ok(Started::Running(instance)) => match confirm(service, &mut child, deadline) {
-            Ok(()) => match service.remember(&instance, lock) {
-                Ok(()) => return Ok(instance),
-                // Running but untracked is worse than not running: end it.
-                Err(e) => e.to_string(),
-            },
-            Err(why) => why,
-        },
-        Ok(Started::Exited(status)) => describe_exit(status),
-        Ok(Started::TimedOut) => format!(
+    let outcome = match finder.wait_recognised(&mut child, deadline) {
+        Ok(Started::Running(instance)) => {
+            let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
+            match confirm(service, &mut exited, deadline) {
+                // Running but untracked is worse than not running: a failed record ends it.
+                Ok(()) => service
+                    .remember(&instance, lock)
+                    .map(|()| instance)
+                    .map_err(|e| e.to_string()),
+                Err(why) => match child.try_wait() {
+                    Ok(Some(status)) if status.success() => {
+                        adopt_daemon(service, finder, &child, lock, deadline)
+                    }
+                    _ => Err(why),
+                },
+            }
+        }
+        Ok(Started::Exited(status)) if status.success() => {
+            adopt_daemon(service, finder, &child, lock, deadline)
+        }
+        Ok(Started::Exited(status)) => Err(describe_exit(status)),
+        Ok(Started::TimedOut) => Err(format!(
             "its process was not recognised within {} (search = \"{}\"): does startup run the entry?",
-            humantime::format_duration(config.start_timeout),
+            crate::output::duration_text(config.start_timeout),
             config.search.name()
-        ),
-        Err(e) => e.to_string(),
+        )),
+        Err(e) => Err(e.to_string()),
+    };
+    let failure = match outcome {
+        Ok(instance) => return Ok(instance),
+        Err(failure) => failure,
     };
     finder.abandon(&mut child);
     Err(Error::Failed(format!(
@@ -61,34 +87,195 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
     )))
 }
 
-/// Confirms a recognised service: its `ready` check passes before `deadline`, or without one,
-/// it stays up for [`SETTLE`]. Says why not.
-fn confirm(service: &Service, child: &mut Child, deadline: Instant) -> Result<(), String> {
+/// When startup runs the entry itself, it must be executable and, unless it is a binary, say
+/// by its `#!` line what runs it (or the system runs it with /bin/sh: "import: not found").
+fn check_runnable(service: &Service) -> Result<()> {
     let config = &service.config;
-    let exited = |child: &mut Child| child.try_wait().ok().flatten();
+    let Some(program) = config.startup.first() else {
+        return Ok(());
+    };
+    let program = config.dir().join(program);
+    if !program.is_absolute()
+        || config.resolved.is_none()
+        || program.canonicalize().ok() != config.resolved
+    {
+        return Ok(());
+    }
+    let entry = config.entry.display();
+    let interpreter = match config.entry.extension().and_then(|e| e.to_str()) {
+        Some("py") => "python3",
+        Some("js" | "mjs") => "node",
+        Some("rb") => "ruby",
+        Some("pl") => "perl",
+        Some("sh") => "sh",
+        _ => "INTERPRETER",
+    };
+    let through = format!("startup = \"{interpreter} {{entry}}\"");
+    if nix::unistd::access(&program, nix::unistd::AccessFlags::X_OK).is_err() {
+        return Err(Error::Failed(format!(
+            "{} not started: {entry} is not executable: chmod +x {entry}, or run it through its \
+             interpreter with {through}",
+            config.name
+        )));
+    }
+    let mut head = [0u8; 4];
+    let n = std::fs::File::open(&program)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    let binary = [
+        &b"\x7fELF"[..],
+        b"\xcf\xfa\xed\xfe",
+        b"\xce\xfa\xed\xfe",
+        b"\xca\xfe\xba\xbe",
+    ];
+    if n >= 2 && !head.starts_with(b"#!") && !binary.contains(&&head[..n]) {
+        return Err(Error::Failed(format!(
+            "{} not started: {entry} has no #! line, so the system would run it with /bin/sh: \
+             make its first line say what runs it (#!/usr/bin/env {interpreter}), or use {through}",
+            config.name
+        )));
+    }
+    Ok(())
+}
+
+/// A `ready` check that passes before anything was started would pass for someone else's
+/// server (the port is taken), and the service would die unseen: refuse at once, naming who
+/// answers.
+fn check_ready_is_not_taken(service: &Service) -> Result<()> {
+    let config = &service.config;
+    let Some(ready) = &config.ready else {
+        return Ok(());
+    };
+    if ready.probe(config.dir(), PRECHECK_TIMEOUT).is_err() {
+        return Ok(());
+    }
+    let who = match ready.port() {
+        Some(port) => process::ports::describe(port),
+        None => "stop what makes it pass, or make the check one that only this service passes"
+            .to_owned(),
+    };
+    Err(Error::Failed(format!(
+        "{} not started: ready = \"{ready}\" already passes before anything was started, so it \
+         cannot tell that {} is up: {who}",
+        config.name, config.name
+    )))
+}
+
+/// The first process exited with success: it may have forked into the background, leaving its
+/// daemon to keepup (its subreaper). A daemon the search rule recognises is adopted (and said
+/// to be better run in the foreground); otherwise the message says what it left, and how to
+/// stop it.
+fn adopt_daemon(
+    service: &Service,
+    finder: &Finder<'_>,
+    child: &std::process::Child,
+    lock: &PidLock,
+    deadline: Instant,
+) -> Result<Instance, String> {
+    let config = &service.config;
+    let foreground = "keepup needs it to stay in the foreground (its --foreground, --no-daemon or \
+                      `daemon off` option, as under systemd's Type=simple)";
+    let look_until = deadline.min(Instant::now() + DAEMON_GRACE);
+    // A double fork passes through an intermediate process that exits at once: a recognised
+    // stray that dies while being confirmed sends keepup looking again.
+    let instance = loop {
+        let mut strays = Vec::new();
+        let mut found = None;
+        poll_until(look_until, || {
+            strays = finder.strays(child);
+            found = strays
+                .iter()
+                .find_map(|pid| finder.by_rule(*pid).ok().flatten());
+            found.is_some()
+        });
+        let Some(instance) = found else {
+            return Err(unrecognised_daemon(
+                finder,
+                &strays,
+                &config.name,
+                foreground,
+            ));
+        };
+        let mut exited = || {
+            finder
+                .by_identity(&instance.identity)
+                .is_none()
+                .then(|| "its background process exited at once".to_owned())
+        };
+        match confirm(service, &mut exited, deadline) {
+            Ok(()) => break instance,
+            Err(_) if Instant::now() < look_until => {}
+            Err(why) => return Err(why),
+        }
+    };
+    service
+        .remember(&instance, lock)
+        .map_err(|e| e.to_string())?;
+    super::note(&format!(
+        "{} forked into the background: adopted its process {}; {foreground}, so that its exit is \
+         seen at once",
+        config.name,
+        instance.pid()
+    ));
+    Ok(instance)
+}
+
+/// Why a service that forked into the background failed: what it left, and how to stop it.
+fn unrecognised_daemon(
+    finder: &Finder<'_>,
+    strays: &[Pid],
+    name: &str,
+    foreground: &str,
+) -> String {
+    if strays.is_empty() {
+        return "it exited at once with code 0".to_owned();
+    }
+    let left: Vec<String> = strays
+        .iter()
+        .map(|p| format!("{p} ({})", finder.command_of(*p)))
+        .collect();
+    let pids: Vec<String> = strays.iter().map(ToString::to_string).collect();
+    format!(
+        "it forked into the background and its first process exited, leaving {}, which keepup \
+         does not recognise as {name}: {foreground}; to stop what it left: kill {}",
+        left.join(", "),
+        pids.join(" ")
+    )
+}
+
+/// Confirms a recognised service: its `ready` check passes before `deadline` and it is still
+/// alive then, or without a check, it stays up for [`SETTLE`]. `exited` says why it is gone,
+/// if it is. Says why not.
+fn confirm(
+    service: &Service,
+    exited: &mut dyn FnMut() -> Option<String>,
+    deadline: Instant,
+) -> Result<(), String> {
+    let config = &service.config;
     let Some(ready) = &config.ready else {
         let settle = Instant::now() + SETTLE.min(config.start_timeout);
-        let mut status = None;
+        let mut why = None;
         poll_until(settle, || {
-            status = exited(child);
-            status.is_some()
+            why = exited();
+            why.is_some()
         });
-        return status.map_or(Ok(()), |s| Err(describe_exit(s)));
+        return why.map_or(Ok(()), Err);
     };
     loop {
-        if let Some(status) = exited(child) {
-            return Err(describe_exit(status));
+        if let Some(why) = exited() {
+            return Err(why);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let last = match ready.probe(config.dir(), left) {
-            Ok(()) => return Ok(()),
+            // Whatever answered, a service that died meanwhile has not started.
+            Ok(()) => return exited().map_or(Ok(()), Err),
             Err(why) => why,
         };
         let now = Instant::now();
         if now >= deadline {
             return Err(format!(
                 "it was not ready within {} (ready = \"{ready}\": {last})",
-                humantime::format_duration(config.start_timeout)
+                crate::output::duration_text(config.start_timeout)
             ));
         }
         // The last probe runs at the deadline itself.

@@ -1,11 +1,12 @@
 //! `logs`: the service log's tail, and with `--follow` whatever it writes next.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::exit_code;
 use crate::logfile;
+use crate::oplock;
 use crate::service::Service;
 
 /// How often `--follow` looks for new lines.
@@ -30,35 +31,25 @@ pub fn run(service: &Service, lines: usize, follow: bool) -> Result<u8> {
     if !follow {
         return Ok(exit_code::OK);
     }
-    let mut position = std::fs::metadata(log)
-        .map_err(Error::io("reading log", log))?
-        .len();
+    let mut follower = logfile::Follower::new(log, service.config.log_keep)?;
     loop {
         let _ = out.flush();
         std::thread::sleep(FOLLOW_PAUSE);
-        let Ok(mut file) = std::fs::File::open(log) else {
-            continue;
-        };
-        let len = file
-            .metadata()
-            .map_err(Error::io("reading log", log))?
-            .len();
-        // Rotated (cut shorter): the new lines start at the top.
-        if len < position {
-            position = 0;
-        }
-        if len == position {
+        // Rotations run under the operation lock: read only while no one holds it, so a
+        // rotation is never seen half done. A holder (a `stop` waiting) only delays the next look.
+        let lock_file_exists = service.lock_file.exists();
+        let guard = oplock::try_acquire_existing(&service.lock_file)?;
+        if lock_file_exists && guard.is_none() {
             continue;
         }
-        file.seek(SeekFrom::Start(position))
-            .map_err(Error::io("reading log", log))?;
-        let mut chunk = Vec::new();
-        file.take(len - position)
-            .read_to_end(&mut chunk)
-            .map_err(Error::io("reading log", log))?;
-        position += chunk.len() as u64;
-        if out.write_all(&chunk).is_err() {
-            return Ok(exit_code::OK);
+        let polled = follower.poll(&mut out);
+        drop(guard);
+        if let Err(e) = polled {
+            // A closed pipe (`keepup logs -f | head`) ends the command quietly.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(exit_code::OK);
+            }
+            return Err(Error::io("following log", log)(e));
         }
     }
 }

@@ -11,8 +11,9 @@ use crate::logfile;
 use crate::oplock::OpLock;
 use crate::pid::Pid;
 use crate::pidfile::PidLock;
-use crate::process::{Finder, Instance};
-use crate::service::Service;
+use crate::process::{Finder, Instance, Leftovers};
+use crate::service::{Lookup, Service};
+use crate::signal::Signal;
 
 mod events_cmd;
 mod kill;
@@ -54,6 +55,15 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
         Command::Status { json } => status::run(&service, json).or_else(|e| match e {
             Error::Config { .. } => Err(e),
             other => {
+                if json {
+                    let unknown = serde_json::json!({
+                        "name": service.config.name,
+                        "state": "unknown",
+                        "reason": other.to_string(),
+                        "config": service.config.file,
+                    });
+                    println!("{unknown}");
+                }
                 eprintln!("keepup: {other}");
                 Ok(exit_code::status::UNKNOWN)
             }
@@ -78,25 +88,48 @@ struct Locked<'a> {
 
 impl<'a> Locked<'a> {
     fn acquire(service: &'a Service, who: Who) -> Result<Locked<'a>> {
-        let lock = service.lock()?;
         let config = &service.config;
-        // A log that cannot be rotated is worth a word, not a failed revival.
-        if let Err(e) = logfile::rotate_if_needed(&config.log, config.log_max_size, config.log_keep)
-        {
-            note(&format!("log not rotated: {e}"));
-        }
-        Ok(Locked {
+        let lock = service.lock()?;
+        let rotated = logfile::rotate_if_needed(&config.log, config.log_max_size, config.log_keep);
+        let locked = Locked {
             service,
             _lock: lock,
             finder: service.finder(),
             pid_lock: service.pid_lock()?,
             who,
-        })
+        };
+        locked.record_rotation(rotated);
+        Ok(locked)
     }
 
-    /// The running instance, saying on stderr (and in the history) what was wrong with the
-    /// pid lock, if anything.
-    fn locate(&self) -> Result<Option<Instance>> {
+    /// A log that cannot be rotated is worth a word, not a failed revival: one word per failure
+    /// episode (the every-minute timer would repeat it into its log), and one event.
+    fn record_rotation(&self, rotated: Result<bool>) {
+        match rotated {
+            Ok(false) => {}
+            Ok(true) => self.record(Kind::Rotate, Outcome::Ok, None, None),
+            Err(e) => {
+                let history = events::read(&self.service.events_file).unwrap_or_default();
+                let failing_already = history
+                    .iter()
+                    .rev()
+                    .find(|e| e.event == Kind::Rotate)
+                    .is_some_and(|e| e.outcome == Outcome::Failed);
+                if !failing_already {
+                    let why = format!(
+                        "log not rotated: {e}; the log and its rotated copies are as they were"
+                    );
+                    note(&why);
+                    self.record(Kind::Rotate, Outcome::Failed, None, Some(&why));
+                }
+            }
+        }
+    }
+
+    /// The running instance (or what is left of a dead one), saying on stderr (and in the
+    /// history) what was wrong with the pid lock, if anything. An instance that another config
+    /// keeps is not this config's to act on.
+    fn locate(&self) -> Result<Lookup> {
         let lookup = self.service.locate(&self.finder, &self.pid_lock)?;
         if let Some(stale) = &lookup.stale {
             note(stale);
@@ -107,7 +140,57 @@ impl<'a> Locked<'a> {
                 Some(stale),
             );
         }
-        Ok(lookup.instance)
+        if let Some(instance) = &lookup.instance {
+            self.check_keeper(instance)?;
+        }
+        Ok(lookup)
+    }
+
+    /// Refuses an instance that the record says another config, which still names this entry,
+    /// started or adopted: two configs must not share one service's lock in silence.
+    fn check_keeper(&self, instance: &Instance) -> Result<()> {
+        let config = &self.service.config;
+        let Some(launch) = self
+            .service
+            .record()
+            .filter(|r| r.pid == instance.pid())
+            .and_then(|r| r.launch)
+        else {
+            return Ok(());
+        };
+        if launch.config == config.file {
+            return Ok(());
+        }
+        let same_entry = config::load(&launch.config)
+            .is_ok_and(|other| other.entry == config.entry || other.resolved == config.resolved);
+        if !same_entry {
+            return Ok(());
+        }
+        Err(Error::Failed(format!(
+            "{} ({}) is kept by another config, {}: act on it with --config {} (or stop it there \
+             before keeping it with {})",
+            config.name,
+            instance.pid(),
+            launch.config.display(),
+            launch.config.display(),
+            config.file.display()
+        )))
+    }
+
+    /// Ends what is left of a dead instance (`signal`, then SIGKILL after `stop_timeout`), and
+    /// says so on stderr and in the history.
+    fn end_leftovers(&self, leftovers: &Leftovers, signal: Signal) -> Result<()> {
+        let config = &self.service.config;
+        let ended = self
+            .finder
+            .end_leftovers(leftovers, signal, config.stop_timeout);
+        let ended = self.record_result(
+            Kind::Leftovers,
+            Some(leftovers.group),
+            ended.map(|()| format!("ended {leftovers}")),
+        )?;
+        note(&ended);
+        Ok(())
     }
 
     /// Adds an event to the history. A history that cannot be written is worth a word on
@@ -124,15 +207,21 @@ impl<'a> Locked<'a> {
 
     /// Does `action` to the running instance, if there is one, records `kind` either way, and
     /// says what happened (`done`: "stopped", "killed").
+    /// With no instance, what is left of a dead one is ended, by `leftover_signal` first.
     fn act_on_running(
         &self,
         kind: Kind,
         done: &str,
+        leftover_signal: Signal,
         action: impl FnOnce(&Instance) -> Result<()>,
     ) -> Result<()> {
         let name = &self.service.config.name;
-        match self.locate()? {
+        let lookup = self.locate()?;
+        match lookup.instance {
             None => {
+                if let Some(leftovers) = &lookup.leftovers {
+                    self.end_leftovers(leftovers, leftover_signal)?;
+                }
                 self.record(kind, Outcome::NotRunning, None, None);
                 println!("{name} is not running");
             }
@@ -151,11 +240,31 @@ impl<'a> Locked<'a> {
     }
 
     /// Records the outcome of an action on `pid` and passes its result on.
-    fn record_result<T>(&self, kind: Kind, pid: Option<Pid>, result: Result<T>) -> Result<T> {
+    fn record_result<T: Detail>(
+        &self,
+        kind: Kind,
+        pid: Option<Pid>,
+        result: Result<T>,
+    ) -> Result<T> {
         match &result {
-            Ok(_) => self.record(kind, Outcome::Ok, pid, None),
+            Ok(value) => self.record(kind, Outcome::Ok, pid, value.detail()),
             Err(e) => self.record(kind, Outcome::Failed, pid, Some(&e.to_string())),
         }
         result
+    }
+}
+
+/// What an action's success adds to its event, if anything.
+trait Detail {
+    fn detail(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl Detail for () {}
+impl Detail for Instance {}
+impl Detail for String {
+    fn detail(&self) -> Option<&str> {
+        Some(self)
     }
 }

@@ -19,6 +19,9 @@ use crate::service::Service;
 /// log holds only what happened.
 pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
     let who = if timer { Who::Timer } else { Who::User };
+    if force {
+        service.config.launchable_entry()?;
+    }
     let locked = Locked::acquire(service, who)?;
     let name = &service.config.name;
     if force {
@@ -30,7 +33,8 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
         }
         return Ok(exit_code::OK);
     }
-    if let Some(instance) = locked.locate()? {
+    let lookup = locked.locate()?;
+    if let Some(instance) = lookup.instance {
         service.remember(&instance, &locked.pid_lock)?;
         if !timer {
             println!("{name} ({}) is running", instance.pid());
@@ -59,9 +63,10 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
             revivals,
         } => {
             let why = format!(
-                "crash-loop guard: {name} was revived {revivals} times within {}; next try at {} \
+                "crash-loop guard: {name} was revived {} within {}; next try at {} \
                  (start clears the guard)",
-                humantime::format_duration(limit.interval),
+                crate::output::count_text(revivals, "time"),
+                crate::output::duration_text(limit.interval),
                 time_text(until)
             );
             if new {
@@ -73,6 +78,10 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
             }
             return Ok(exit_code::FAILED);
         }
+    }
+    service.config.launchable_entry()?;
+    if let Some(leftovers) = &lookup.leftovers {
+        locked.end_leftovers(leftovers, service.config.stop_signal)?;
     }
     let launched = launch(service, &locked.finder, &locked.pid_lock);
     let instance = locked
@@ -87,7 +96,11 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
 
 fn force_restart(service: &Service, locked: &Locked<'_>) -> Result<u8> {
     let name = &service.config.name;
-    let verb = match locked.locate()? {
+    let lookup = locked.locate()?;
+    if let Some(leftovers) = &lookup.leftovers {
+        locked.end_leftovers(leftovers, service.config.stop_signal)?;
+    }
+    let verb = match lookup.instance {
         Some(instance) => {
             let stopped = stop_instance(service, &locked.finder, &instance);
             locked.record_result(Kind::Stop, Some(instance.pid()), stopped)?;

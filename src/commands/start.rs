@@ -10,9 +10,11 @@ use crate::pidfile;
 use crate::service::Service;
 
 pub fn run(service: &Service) -> Result<u8> {
+    service.config.launchable_entry()?;
     let locked = Locked::acquire(service, Who::User)?;
     let name = &service.config.name;
-    if let Some(instance) = locked.locate()? {
+    let lookup = locked.locate()?;
+    if let Some(instance) = lookup.instance {
         service.remember(&instance, &locked.pid_lock)?;
         locked.record(
             Kind::Start,
@@ -22,6 +24,9 @@ pub fn run(service: &Service) -> Result<u8> {
         );
         println!("{name} ({}) is running", instance.pid());
         return Ok(exit_code::OK);
+    }
+    if let Some(leftovers) = &lookup.leftovers {
+        locked.end_leftovers(leftovers, service.config.stop_signal)?;
     }
     let launched = launch(service, &locked.finder, &locked.pid_lock);
     match locked.record_launch(Kind::Start, launched) {

@@ -10,6 +10,7 @@ use crate::output::{Guard, time_text};
 use crate::output::{State, Status};
 use crate::pidfile::PidLock;
 use crate::process::Instance;
+use crate::record::Launch;
 use crate::service::Service;
 
 pub fn run(service: &Service, json: bool) -> Result<u8> {
@@ -35,7 +36,13 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
         memory_bytes: instance.and_then(Instance::memory_bytes),
         kept_up: pid_lock.exists(),
         pid_lock: service.pid_file.clone(),
-        pid_lock_problem: lookup.stale,
+        pid_lock_problem: lookup.stale.clone(),
+        leftovers: lookup
+            .leftovers
+            .iter()
+            .flat_map(|l| l.members.iter().map(|p| p.get()))
+            .collect(),
+        warnings: warnings(service, instance),
         log: service.config.log.clone(),
         config: service.config.file.clone(),
         timer_installed: timer.as_ref().ok().copied(),
@@ -52,6 +59,50 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
         print!("{}", status.render());
     }
     Ok(state.exit_code())
+}
+
+/// What a person should know of the entry and the config, beside the state.
+fn warnings(service: &Service, instance: Option<&Instance>) -> Vec<String> {
+    let config = &service.config;
+    let mut warnings = Vec::new();
+    if config.resolved.is_none() {
+        warnings.push(format!(
+            "the entry {} does not exist: stop and kill still work; start needs it back",
+            config.entry.display()
+        ));
+    }
+    let launch = instance
+        .and_then(|i| service.record().filter(|r| r.pid == i.pid()))
+        .and_then(|r| r.launch);
+    let Some(launch) = launch else {
+        return warnings;
+    };
+    let now = Launch::of(config);
+    if launch.config != config.file {
+        warnings.push(format!(
+            "kept by another config, {}: act on it with --config {}",
+            launch.config.display(),
+            launch.config.display()
+        ));
+        return warnings;
+    }
+    if let (Some(then), Some(now)) = (&launch.resolved, &config.resolved)
+        && then != now
+    {
+        warnings.push(format!(
+            "the entry now resolves to {}, and this instance runs {}: restart --force runs the new one",
+            now.display(),
+            then.display()
+        ));
+    }
+    let changed = launch.changed_keys(&now);
+    if !changed.is_empty() {
+        warnings.push(format!(
+            "running with an older config ({} changed since it started): restart --force applies it",
+            changed.join(", ")
+        ));
+    }
+    warnings
 }
 
 /// How many events `status` shows.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{Locked, note};
 use crate::error::{Error, Result};
-use crate::events::{Kind, Who};
+use crate::events::{Kind, Outcome, Who};
 use crate::exit_code;
 use crate::pidfile;
 use crate::process::{Finder, Instance};
@@ -16,13 +16,30 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(service: &Service) -> Result<u8> {
     let locked = Locked::acquire(service, Who::User)?;
-    // The pid lock goes first: from here on, no revival.
-    let removed = pidfile::remove(&service.pid_file);
-    locked.act_on_running(Kind::Stop, "stopped", |instance| {
-        stop_instance(service, &locked.finder, instance)
-    })?;
+    // The pid lock goes first: from here on, no revival. A lock that cannot go stops nothing,
+    // or the timer would revive what was stopped.
+    if let Err(e) = pidfile::remove(&service.pid_file) {
+        let why = format!(
+            "{e}: {} was not stopped, and is still kept up; the state folder {} must be writable \
+             by the user who runs keepup (or set state_dir)",
+            service.config.name,
+            service.config.state_dir.display()
+        );
+        locked.record(
+            Kind::Stop,
+            Outcome::Failed,
+            locked.pid_lock.pid(),
+            Some(&why),
+        );
+        return Err(Error::Failed(why));
+    }
+    locked.act_on_running(
+        Kind::Stop,
+        "stopped",
+        service.config.stop_signal,
+        |instance| stop_instance(service, &locked.finder, instance),
+    )?;
     service.forget()?;
-    removed?;
     Ok(exit_code::OK)
 }
 
@@ -37,7 +54,7 @@ pub fn stop_instance(service: &Service, finder: &Finder<'_>, instance: &Instance
         "{} ({}) still running {} after {}: sending SIGKILL",
         config.name,
         instance.pid(),
-        humantime::format_duration(config.stop_timeout),
+        crate::output::duration_text(config.stop_timeout),
         config.stop_signal
     ));
     kill_instance(service, finder, instance)
@@ -57,7 +74,7 @@ pub fn kill_instance(service: &Service, finder: &Finder<'_>, instance: &Instance
             "{} ({}) is still running {} after SIGKILL",
             service.config.name,
             instance.pid(),
-            humantime::format_duration(KILL_GRACE)
+            crate::output::duration_text(KILL_GRACE)
         )))
     }
 }

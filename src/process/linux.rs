@@ -102,6 +102,18 @@ fn boot_id() -> &'static str {
     })
 }
 
+pub fn become_subreaper() {
+    // Without it (a very old kernel) a daemonizing service is only reported, never adopted.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+}
+
+/// Whether `start` (from [`facts`]) was taken during this boot.
+pub fn this_boot(start: &str) -> bool {
+    start
+        .split_once(':')
+        .is_some_and(|(boot, _)| !boot.is_empty() && boot == boot_id())
+}
+
 pub fn cmdline(pid: i32) -> Option<Vec<u8>> {
     read_proc(&path(pid, "cmdline"))
 }

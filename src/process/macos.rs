@@ -99,6 +99,16 @@ pub fn exe(pid: i32) -> Option<PathBuf> {
     .flatten()
 }
 
+/// macOS has no subreaper: a daemonizing service is reported as such by its exit, no more.
+pub fn become_subreaper() {}
+
+/// Whether `start` (epoch seconds, from [`facts`]) is since this boot.
+pub fn this_boot(start: &str) -> bool {
+    start
+        .parse::<u64>()
+        .is_ok_and(|s| s >= sysinfo::System::boot_time().unwrap_or(0))
+}
+
 pub fn started_at(facts: &Facts) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_secs(facts.start_ticks))
 }

@@ -13,7 +13,6 @@
 use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -32,6 +31,7 @@ use crate::signal::Signal;
 #[cfg(target_os = "linux")]
 mod linux;
 pub mod lsof;
+pub mod ports;
 #[cfg(target_os = "linux")]
 use linux as os;
 #[cfg(target_os = "macos")]
@@ -92,6 +92,13 @@ impl Instance {
         os::rss_bytes(&self.facts)
     }
 
+    /// Whether it leads its own process group (as an instance keepup started does): then the
+    /// members left when it dies are its leftovers.
+    #[must_use]
+    pub fn leads_group(&self) -> bool {
+        self.facts.pgid == self.facts.pid
+    }
+
     /// The group to signal: the service's own, when it leads one that keepup is not in.
     fn group(&self) -> Option<Pid> {
         let own = nix::unistd::getpgrp().as_raw();
@@ -99,9 +106,38 @@ impl Instance {
     }
 }
 
+/// What is left of a dead instance's process group: workers whose leader has ended. The
+/// group's id cannot be given to a new process while any member lives, so the group is still
+/// the dead instance's, whatever its members run and whoever they run as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftovers {
+    pub group: Pid,
+    pub members: Vec<Pid>,
+}
+
+impl std::fmt::Display for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pids: Vec<String> = self.members.iter().map(ToString::to_string).collect();
+        write!(
+            f,
+            "{} of the dead instance {} ({})",
+            if self.members.len() == 1 {
+                "1 process".to_owned()
+            } else {
+                format!("{} processes", self.members.len())
+            },
+            self.group,
+            pids.join(", ")
+        )
+    }
+}
+
 /// Finds the service's processes for one config.
 pub struct Finder<'a> {
     config: &'a Config,
+    /// Where the entry resolved when the recorded instance started (it may resolve elsewhere
+    /// now, after a release switch).
+    recorded_entry: Option<std::path::PathBuf>,
     me: i32,
     uid: u32,
     ancestors: OnceCell<HashSet<i32>>,
@@ -112,10 +148,18 @@ impl<'a> Finder<'a> {
     pub fn new(config: &'a Config) -> Self {
         Finder {
             config,
+            recorded_entry: None,
             me: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
             uid: nix::unistd::geteuid().as_raw(),
             ancestors: OnceCell::new(),
         }
+    }
+
+    /// Also takes the entry as it resolved when the recorded instance started.
+    #[must_use]
+    pub fn with_recorded_entry(mut self, resolved: Option<std::path::PathBuf>) -> Self {
+        self.recorded_entry = resolved;
+        self
     }
 
     /// keepup's parent chain: a `sh -c "keepup restart"` above us must never be taken for
@@ -174,8 +218,9 @@ impl<'a> Finder<'a> {
     }
 
     /// Every running instance of the service, oldest first. A process whose parent is also an
-    /// instance (a worker forked by the service) is part of its parent, not another instance.
-    pub fn scan(&self) -> Result<Vec<Instance>> {
+    /// instance (a worker forked by the service) is part of its parent, not another instance;
+    /// a member of a `dead` group (the leftovers of an instance that died) is none.
+    pub fn scan(&self, dead: &[Pid]) -> Result<Vec<Instance>> {
         let pids = os::pids().map_err(Error::io("listing processes in", "/proc"))?;
         let mut found = Vec::new();
         for pid in pids.into_iter().filter_map(|p| Pid::new(p.into())) {
@@ -196,11 +241,13 @@ impl<'a> Finder<'a> {
                     .config
                     .pattern
                     .as_ref()
-                    .is_some_and(|p| p.may_match(&cmdline));
+                    .is_some_and(|p| p.may_match(&cmdline, self.recorded_entry.as_deref()));
             if !candidate || !self.matches(pid.get(), &cmdline)? {
                 continue;
             }
-            if let Some(facts) = self.eligible(pid) {
+            if let Some(facts) = self.eligible(pid)
+                && !dead.iter().any(|g| g.get() == facts.pgid)
+            {
                 found.push(instance(pid, facts));
             }
         }
@@ -222,8 +269,15 @@ impl<'a> Finder<'a> {
 
     /// The search rule, on one process.
     fn matches(&self, pid: i32, cmdline: &[u8]) -> Result<bool> {
-        let entry = &self.config.entry;
-        let by_exe = || os::exe(pid).is_some_and(|exe| &exe == entry);
+        let config = self.config;
+        let also = self.recorded_entry.as_deref();
+        let by_exe = || {
+            os::exe(pid).is_some_and(|exe| {
+                exe == config.entry
+                    || Some(exe.as_path()) == config.resolved.as_deref()
+                    || Some(exe.as_path()) == also
+            })
+        };
         let by_argv = |cwd: &mut dyn FnMut() -> Option<std::path::PathBuf>| {
             let argv: Vec<&OsStr> = cmdline
                 .split(|b| *b == 0)
@@ -233,7 +287,7 @@ impl<'a> Finder<'a> {
             self.config
                 .pattern
                 .as_ref()
-                .is_some_and(|p| p.matches_argv(&argv, cwd))
+                .is_some_and(|p| p.matches_argv(&argv, cwd, also))
         };
         let mut lsof_failure = None;
         let mut cwd_from_lsof = || match lsof::cwds(&[pid]) {
@@ -323,16 +377,97 @@ impl<'a> Finder<'a> {
         })
     }
 
+    /// The leftovers of a dead instance that led `group`: its group's live members, once no
+    /// live process holds the leader's pid. With `must_match`, only if one of them is
+    /// recognised by the search rule (the group is known from the pid lock alone).
+    pub fn leftovers(&self, group: Pid, must_match: bool) -> Result<Option<Leftovers>> {
+        if self.exists(group) || !group_exists(group) {
+            return Ok(None);
+        }
+        let pids = os::pids().map_err(Error::io("listing processes in", "/proc"))?;
+        let members: Vec<Pid> = pids
+            .into_iter()
+            .filter(|p| os::live_in_group(*p, group.get()))
+            .filter_map(|p| Pid::new(p.into()))
+            .collect();
+        if members.is_empty() {
+            return Ok(None);
+        }
+        if must_match {
+            let mut recognised = false;
+            for pid in &members {
+                recognised = recognised || self.by_rule(*pid)?.is_some();
+            }
+            if !recognised {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Leftovers { group, members }))
+    }
+
+    /// Ends `leftovers`: `signal` to their group, up to `timeout` for it to empty, then SIGKILL.
+    pub fn end_leftovers(
+        &self,
+        leftovers: &Leftovers,
+        signal: Signal,
+        timeout: Duration,
+    ) -> Result<()> {
+        let group = leftovers.group;
+        let send = |signal: Signal| {
+            // The leader's pid must still be free: then the group is still the dead instance's.
+            if self.exists(group) || !group_alive(group) {
+                return Ok(());
+            }
+            if self.ancestors().contains(&group.get())
+                || nix::unistd::getpgrp().as_raw() == group.get()
+            {
+                return Err(Error::Failed(format!(
+                    "leftovers of {}: keepup itself runs in their group {group}",
+                    self.config.name
+                )));
+            }
+            match nix_signal::killpg(NixPid::from_raw(group.get()), to_nix(signal)) {
+                Ok(()) | Err(Errno::ESRCH) => Ok(()),
+                Err(e) => Err(Error::Failed(format!(
+                    "ending {leftovers}: sending {signal} to group {group}: {} (they run as another user: run keepup as that user or as root)",
+                    e.desc()
+                ))),
+            }
+        };
+        let gone = |within: Duration| {
+            poll_until(Instant::now() + within, || {
+                self.exists(group) || !group_alive(group)
+            })
+        };
+        send(signal)?;
+        let first_wait = if signal == Signal::Kill {
+            LEFTOVER_KILL_GRACE
+        } else {
+            timeout
+        };
+        if gone(first_wait) {
+            return Ok(());
+        }
+        send(Signal::Kill)?;
+        if gone(LEFTOVER_KILL_GRACE) {
+            return Ok(());
+        }
+        Err(Error::Failed(format!(
+            "{leftovers} still run{} after SIGKILL",
+            if leftovers.members.len() == 1 {
+                "s"
+            } else {
+                ""
+            }
+        )))
+    }
+
     /// Starts the service detached: a new session (so a terminal's hangup does not reach it and
     /// its group is its own), stdin from /dev/null, output appended to the log, cwd = the
     /// entry's folder.
     pub fn spawn(&self) -> Result<Child> {
         let config = self.config;
-        let log = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&config.log)
-            .map_err(Error::io("opening log", &config.log))?;
+        let log = crate::files::open_append(&config.log, "opening log", true, true)?;
         let log_err = log
             .try_clone()
             .map_err(Error::io("opening log", &config.log))?;
@@ -365,6 +500,32 @@ impl<'a> Finder<'a> {
                 e
             ))
         })
+    }
+
+    /// Live processes whose parent is keepup, other than `child`: what a service that forked
+    /// into the background left behind, once keepup is their subreaper ([`become_subreaper`]).
+    #[must_use]
+    pub fn strays(&self, child: &Child) -> Vec<Pid> {
+        let child = i32::try_from(child.id()).unwrap_or(0);
+        os::pids()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| *p != child && os::ppid(*p) == Some(self.me))
+            .filter(|p| os::facts(*p).is_some_and(|f| !f.zombie))
+            .filter_map(|p| Pid::new(p.into()))
+            .collect()
+    }
+
+    /// A stray's command line, for a message.
+    #[must_use]
+    pub fn command_of(&self, pid: Pid) -> String {
+        let words = os::cmdline(pid.get()).unwrap_or_default();
+        let words: Vec<String> = words
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        words.join(" ")
     }
 
     /// Waits until the child just spawned is recognised as the service, exits, or `deadline`
@@ -414,6 +575,23 @@ fn instance(pid: Pid, facts: Facts) -> Instance {
         facts,
     }
 }
+
+/// Makes keepup the reaper of what its children leave: a service that forks into the
+/// background and lets its first process exit leaves its daemon to keepup, where `start` can
+/// find it, instead of to init.
+pub fn become_subreaper() {
+    os::become_subreaper();
+}
+
+/// Whether a process start (as in [`Identity::start`]) is from this boot: a group id from
+/// another boot says nothing of today's groups.
+#[must_use]
+pub fn this_boot(start: &str) -> bool {
+    os::this_boot(start)
+}
+
+/// How long the kernel may take to finish processes sent SIGKILL.
+const LEFTOVER_KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// How long a group whose leader has ended may show members (zombies awaiting their reaper,
 /// usually) before the process table is searched for live ones.

@@ -36,8 +36,12 @@ const VERBS: [&[&str]; 6] = [
 
 /// Runs every verb on `config` and checks the contract for a config error.
 fn refused(env: &TestEnv, config: &Path, expected: &[&str]) {
+    refused_by(env, config, &VERBS, expected);
+}
+
+fn refused_by(env: &TestEnv, config: &Path, verbs: &[&[&str]], expected: &[&str]) {
     let before = snapshot(&env.root);
-    for verb in VERBS {
+    for verb in verbs {
         let run = env.keepup_with(config, verb);
         run.expect(78);
         assert_eq!(run.stderr.lines().count(), 1, "not one line: {run:#?}");
@@ -98,10 +102,17 @@ fn missing_entry_key() {
     case("startup = \"{entry}\"\n", &["missing key `entry`"]);
 }
 
+/// Only the verbs that launch need the entry: `status`, `stop` and `kill` still reach an
+/// instance whose entry was deleted (see field.rs).
 #[test]
 fn entry_that_does_not_exist() {
-    case(
-        "entry = \"nope.py\"\n",
+    let env = TestEnv::new();
+    env.write("nope.py.log", "old line\n");
+    let config = env.config("entry = \"nope.py\"\n");
+    refused_by(
+        &env,
+        &config,
+        &[&["start"], &["restart", "--force"]],
         &["key `entry`", "nope.py", "does not exist"],
     );
 }

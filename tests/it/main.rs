@@ -5,6 +5,8 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod cron;
+mod faults;
+mod field;
 mod identity;
 mod lifecycle;
 mod memory;

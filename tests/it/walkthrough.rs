@@ -101,3 +101,19 @@ fn readme_walkthrough_on_the_example_server() {
         "restart revived a stopped service"
     );
 }
+
+#[test]
+fn sbin_scripts_work_through_a_symlink_and_keepup_alone_prints_usage() {
+    let env = TestEnv::new();
+    checkout(&env, free_port());
+    std::fs::create_dir(env.path("bin")).unwrap();
+    let link = env.path("bin/app-status");
+    std::os::unix::fs::symlink(env.path("sbin/status"), &link).unwrap();
+    let output = env.command(&link).current_dir("/").output().unwrap();
+    let status = crate::testenv::Run::from_output(&output);
+    status.expect(3).stdout_has("runserver.py: stopped");
+
+    let usage = sbin(&env, "keepup");
+    usage.expect(0).stdout_has("Usage:").stdout_has("start");
+    assert!(!usage.stderr.contains("parameter not set"), "{usage:#?}");
+}

@@ -1,0 +1,178 @@
+//! Who listens on a TCP port, for the message of a start refused because its `ready` check
+//! already passes: "port 8000 is held by pid 1234 (python3 -m http.server 8000)".
+//!
+//! Linux: the LISTEN sockets of `/proc/net/tcp` and `tcp6` on the port give socket inodes;
+//! the processes whose `/proc/<pid>/fd/*` link to `socket:[INODE]` hold them. Another user's
+//! descriptors cannot be read without root: such a holder is said to be unseen.
+
+/// A process that listens on the port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: i32,
+    /// Its command line, words joined by spaces; empty when unreadable.
+    pub command: String,
+}
+
+/// Who listens on a port, as far as keepup can see.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listening {
+    pub holders: Vec<Holder>,
+    /// Whether a LISTEN socket on the port has no holder keepup could see.
+    pub unseen: bool,
+}
+
+/// Who listens on TCP `port`, on any local address, IPv4 or IPv6.
+#[cfg(target_os = "linux")]
+#[must_use]
+pub fn listeners(port: u16) -> Listening {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            inodes.extend(listening_inodes(&text, port));
+        }
+    }
+    if inodes.is_empty() {
+        return Listening::default();
+    }
+    let mut holders = Vec::new();
+    let mut found = Vec::new();
+    for pid in super::os::pids().unwrap_or_default() {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let held: Vec<u64> = fds
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter_map(|link| socket_inode(&link.to_string_lossy()))
+            .filter(|inode| inodes.contains(inode))
+            .collect();
+        if !held.is_empty() {
+            found.extend(held);
+            holders.push(Holder {
+                pid,
+                command: command(pid),
+            });
+        }
+    }
+    Listening {
+        unseen: inodes.iter().any(|inode| !found.contains(inode)),
+        holders,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+#[must_use]
+pub fn listeners(_port: u16) -> Listening {
+    Listening::default()
+}
+
+/// One line for a message: who holds `port`.
+#[must_use]
+pub fn describe(port: u16) -> String {
+    let listening = listeners(port);
+    let named: Vec<String> = listening
+        .holders
+        .iter()
+        .map(|h| format!("{} ({})", h.pid, shorten(&h.command)))
+        .collect();
+    match (named.as_slice(), listening.unseen) {
+        ([], false) => format!("something answers on port {port}; stop it or change the port"),
+        ([], true) => format!(
+            "port {port} is held by a process keepup cannot see (another user's?); stop it or \
+             change the port"
+        ),
+        ([one], _) => format!("port {port} is held by pid {one}; stop it or change the port"),
+        (many, _) => format!(
+            "port {port} is held by pids {}; stop them or change the port",
+            many.join(", ")
+        ),
+    }
+}
+
+/// The inodes of the LISTEN sockets on `port` in a `/proc/net/tcp` or `tcp6` table: after a
+/// header line, `sl local_address rem_address st ... inode`, addresses as `HEXIP:HEXPORT`,
+/// state `0A` for LISTEN.
+fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields.get(1)?.rsplit_once(':')?.1;
+            let listening = *fields.get(3)? == "0A";
+            (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                .then(|| fields.get(9)?.parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+fn command(pid: i32) -> String {
+    let words = super::os::cmdline(pid).unwrap_or_default();
+    let words: Vec<String> = words
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    words.join(" ")
+}
+
+fn shorten(command: &str) -> String {
+    const MAX: usize = 80;
+    if command.chars().count() <= MAX {
+        return command.to_owned();
+    }
+    let mut short: String = command.chars().take(MAX - 1).collect();
+    short.push('…');
+    short
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0 100 0 0 10 0
+   1: 0100007F:1F40 0100007F:D431 01 00000000:00000000 00:00000000 00000000  1000        0 4343 1 0 20 4 30 10 -1
+   2: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0 100 0 0 10 0
+";
+
+    const TABLE6: &str = "\
+  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000001000000:1F40 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 5151 1 0 100 0 0 10 0
+";
+
+    #[test]
+    fn finds_listen_sockets_on_the_port_only() {
+        assert_eq!(listening_inodes(TABLE, 8000), [4242]);
+        assert_eq!(listening_inodes(TABLE, 80), [4444]);
+        assert!(listening_inodes(TABLE, 8001).is_empty());
+        assert_eq!(listening_inodes(TABLE6, 8000), [5151]);
+        assert!(listening_inodes("garbage\nmore garbage", 8000).is_empty());
+        assert_eq!(socket_inode("socket:[77]"), Some(77));
+        assert_eq!(socket_inode("pipe:[77]"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn finds_this_process_listening() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let me = i32::try_from(std::process::id()).unwrap();
+        let listening = listeners(port);
+        assert!(
+            listening.holders.iter().any(|h| h.pid == me),
+            "{listening:?}"
+        );
+        assert!(describe(port).contains(&format!("pid {me} (")));
+        drop(listener);
+        assert_eq!(listeners(port), Listening::default());
+    }
+}

@@ -1,0 +1,317 @@
+//! Calm under faults: nothing lost, nothing hung, and every message says what to do.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::testenv::{TestEnv, free_port, wait_for};
+
+/// The example server, copied into the test's folder, on a port of its own.
+fn example_server(env: &TestEnv) -> (std::path::PathBuf, u16) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("server/runserver.py");
+    let entry = env.script("runserver.py", &std::fs::read_to_string(source).unwrap());
+    let port = free_port();
+    env.config(&format!(
+        "entry = \"runserver.py\"\nready = \"http://127.0.0.1:{port}/\"\n[env]\nPORT = \"{port}\"\n"
+    ));
+    (entry, port)
+}
+
+#[test]
+fn the_http_probe_leaves_nothing_alarming_in_the_example_log() {
+    let env = TestEnv::new();
+    let (entry, _) = example_server(&env);
+    // Before the fix, one start in two to six logged a ConnectionResetError traceback.
+    for _ in 0..20 {
+        env.keepup(&["start"]).expect(0).stdout_has("started");
+        env.keepup(&["stop"]).expect(0);
+    }
+    let log = std::fs::read_to_string(format!("{}.log", entry.display())).unwrap();
+    assert!(log.contains("\"GET / HTTP/1.0\" 200"), "{log}");
+    for alarming in ["Traceback", "Error", "reset"] {
+        assert!(!log.contains(alarming), "{alarming} in the log:\n{log}");
+    }
+}
+
+#[test]
+fn a_cmd_check_may_take_until_the_start_deadline() {
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\nready = \"cmd:sleep 3\"\nstart_timeout = \"10s\"\n");
+    let began = Instant::now();
+    env.keepup(&["start"]).expect(0).stdout_has("started");
+    assert!(began.elapsed().as_secs_f64() >= 3.0);
+    env.keepup(&["stop"]).expect(0);
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn a_full_disk_during_rotation_leaves_every_log_as_it_was() {
+    if !is_root() {
+        eprintln!("skipped: needs root to mount a small tmpfs in a private mount namespace");
+        return;
+    }
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    std::fs::create_dir(env.path("disk")).unwrap();
+    env.config(
+        "entry = \"svc.py\"\nlog = \"disk/svc.log\"\nlog_max_size = \"16KB\"\nlog_keep = 3\n",
+    );
+    // Inside its own mount namespace, the test's folder gets a 256 KiB disk holding a log due
+    // for rotation, three rotated copies, and a filler that takes every free byte.
+    let script = r#"
+        set -e
+        mount -t tmpfs -o size=256k tmpfs disk
+        seq 1 4000 | sed 's/^/live line /' > disk/svc.log
+        for n in 1 2 3; do seq 1 600 | sed "s/^/copy $n line /" > disk/svc.log.$n; done
+        dd if=/dev/zero of=disk/filler bs=4096 2>/dev/null || true
+        echo BEFORE; md5sum disk/svc.log*
+        for run in 1 2 3; do "$KEEPUP" restart --timer --config cfg.toml >> timer.log 2>&1 || true; done
+        echo AFTER; md5sum disk/svc.log*; ls -a disk
+    "#;
+    let output = env
+        .command(Path::new("unshare"))
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("KEEPUP", env!("CARGO_BIN_EXE_keepup"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:#?}");
+    let (before, after) = out.split_once("AFTER").unwrap();
+    let before = before.trim_start_matches("BEFORE").trim();
+    assert!(after.trim().starts_with(before), "the logs changed:\n{out}");
+    assert!(
+        !after.contains(".rotating"),
+        "a temporary file was left:\n{out}"
+    );
+    let timer_log = std::fs::read_to_string(env.path("timer.log")).unwrap();
+    assert_eq!(
+        timer_log.matches("not rotated").count(),
+        1,
+        "said once per episode:\n{timer_log}"
+    );
+    let events = env.keepup(&["events"]);
+    events.expect(0).stdout_has("rotate").stdout_has("failed");
+}
+
+/// `logs -f` while the log is rotated six times: what it printed is exactly what the log and
+/// its rotated copies hold, from its first line to the end, each line once, in order.
+fn follow_across_rotations(log_dir: &Path) {
+    let env = TestEnv::new();
+    env.python_service(
+        "svc.py",
+        "i = 0\nwhile True:\n    print('line %08d' % i, flush=True)\n    i += 1\n    time.sleep(0.0005)",
+    );
+    let log = log_dir.join("svc.log");
+    env.config(&format!(
+        "entry = \"svc.py\"\nlog = \"{}\"\nlog_max_size = \"8KB\"\nlog_keep = 20\nstop_timeout = \"5s\"\n",
+        log.display()
+    ));
+    env.keepup(&["start"]).expect(0);
+    let printed = env.path("followed.txt");
+    let mut follower = env
+        .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+        .args(["--config", "cfg.toml", "logs", "-f", "-n", "0"])
+        .stdout(std::fs::File::create(&printed).unwrap())
+        .spawn()
+        .unwrap();
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    for _ in 0..6 {
+        wait_for("the log to outgrow log_max_size", || size(&log) > 8 * 1024);
+        env.keepup(&["restart"]).expect(0);
+        assert!(size(&log) < 8 * 1024, "not rotated");
+    }
+    env.keepup(&["stop"]).expect(0);
+    let on_disk = || {
+        let mut all = String::new();
+        for n in (1..=20).rev() {
+            all += &std::fs::read_to_string(format!("{}.{n}", log.display())).unwrap_or_default();
+        }
+        all + &std::fs::read_to_string(&log).unwrap()
+    };
+    let all = on_disk();
+    wait_for("the follower to reach the end", || {
+        std::fs::read_to_string(&printed).is_ok_and(|p| all.ends_with(&p) && p.len() > 1000)
+    });
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let text = std::fs::read_to_string(&printed).unwrap();
+    assert!(
+        text.starts_with("line "),
+        "began mid-line: {:?}",
+        &text[..40]
+    );
+    let first = text.lines().next().unwrap();
+    let from = all.find(first).unwrap();
+    assert_eq!(&all[from..], text, "lines lost, doubled or broken");
+    assert!(std::path::PathBuf::from(format!("{}.6", log.display())).exists());
+}
+
+#[test]
+fn logs_follow_prints_every_line_once_across_collapsing_rotations() {
+    let dir = tempfile::tempdir().unwrap();
+    follow_across_rotations(dir.path());
+}
+
+#[test]
+fn logs_follow_prints_every_line_once_across_truncating_rotations() {
+    // tmpfs cannot collapse a file's start: rotation copies and truncates there.
+    let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("skipped: no /dev/shm (tmpfs) to rotate a log on");
+        return;
+    };
+    follow_across_rotations(dir.path());
+}
+
+/// Runs keepup with a deadline: a hang is a failure, not a stuck test.
+fn keepup_within(env: &TestEnv, config: &Path, args: &[&str]) -> crate::testenv::Run {
+    let mut child = env
+        .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("keepup {args:?} hung");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    crate::testenv::Run::from_output(&child.wait_with_output().unwrap())
+}
+
+fn fifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+}
+
+#[test]
+fn a_fifo_where_a_file_should_be_never_hangs_keepup() {
+    let env = TestEnv::new();
+    let entry = env.python_service("svc.py", "");
+    // A FIFO as the log: a clear error naming it, nothing started.
+    fifo(&env.path("svc.py.log"));
+    let config = env.config("entry = \"svc.py\"\nstop_timeout = \"5s\"\n");
+    keepup_within(&env, &config, &["start"])
+        .expect(1)
+        .stderr_has("svc.py.log is a FIFO")
+        .stderr_has("rm ");
+    assert!(env.instances(&entry).is_empty());
+    std::fs::remove_file(env.path("svc.py.log")).unwrap();
+
+    // A FIFO at the event history: the service starts, the history is said to be unwritable,
+    // and the next command is not stuck behind the first.
+    let _ = std::fs::remove_file(env.path("svc.py.events"));
+    fifo(&env.path("svc.py.events"));
+    keepup_within(&env, &config, &["start"])
+        .expect(0)
+        .stderr_has("svc.py.events is a FIFO");
+    keepup_within(&env, &config, &["status"]).expect(0);
+    keepup_within(&env, &config, &["stop"]).expect(0);
+    assert!(env.instances(&entry).is_empty());
+
+    // A FIFO as the operation lock.
+    std::fs::remove_file(env.path("svc.py.events")).unwrap();
+    std::fs::remove_file(env.path("svc.py.lock")).unwrap();
+    fifo(&env.path("svc.py.lock"));
+    keepup_within(&env, &config, &["start"])
+        .expect(1)
+        .stderr_has("svc.py.lock is a FIFO");
+    assert!(env.instances(&entry).is_empty());
+}
+
+#[test]
+fn a_non_executable_entry_is_named_with_the_fix() {
+    let env = TestEnv::new();
+    let entry = env.write(
+        "svc.py",
+        "#!/usr/bin/env python3\nimport time\ntime.sleep(100)\n",
+    );
+    env.config("entry = \"svc.py\"\n");
+    env.keepup(&["start"])
+        .expect(1)
+        .stderr_has(&format!("{} is not executable", entry.display()))
+        .stderr_has("chmod +x")
+        .stderr_has("startup = \"python3 {entry}\"");
+    assert!(env.instances(&entry).is_empty());
+}
+
+#[test]
+fn a_script_without_a_shebang_is_named_with_the_fix() {
+    let env = TestEnv::new();
+    let entry = env.script("svc.py", "import time\ntime.sleep(100)\n");
+    env.config("entry = \"svc.py\"\n");
+    let start = env.keepup(&["start"]);
+    start
+        .expect(1)
+        .stderr_has("no #! line")
+        .stderr_has("/bin/sh")
+        .stderr_has("#!/usr/bin/env python3");
+    assert!(!start.stderr.contains("not found"), "{start:#?}");
+    assert!(env.instances(&entry).is_empty());
+}
+
+#[test]
+fn proc_exe_for_a_script_is_refused_at_load() {
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\nsearch = \"proc_exe\"\n");
+    let began = Instant::now();
+    env.keepup(&["start"])
+        .expect(78)
+        .stderr_has("`search`")
+        .stderr_has("native binaries")
+        .stderr_has("\"auto\" or \"proc_cwd\"");
+    assert!(
+        began.elapsed().as_secs_f64() < 2.0,
+        "refused only after start_timeout"
+    );
+}
+
+#[test]
+fn a_directory_as_the_pid_lock_is_named_on_stderr_with_the_fix() {
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\n");
+    std::fs::create_dir(env.path("svc.py.pid")).unwrap();
+    let lock = env.path("svc.py.pid").display().to_string();
+    env.keepup(&["restart"])
+        .expect(1)
+        .stderr_has(&lock)
+        .stderr_has("is a directory")
+        .stderr_has(&format!("rmdir {lock}"));
+}
+
+#[test]
+fn durations_and_counts_read_as_a_person_writes_them() {
+    let env = TestEnv::new();
+    let entry = env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\nready = \"cmd:sleep 30\"\nstart_timeout = \"1700ms\"\n");
+    let start = env.keepup(&["start"]);
+    start.expect(1).stderr_has("not ready within 1.7s");
+    for noise in ["ms ", "us ", "ns"] {
+        assert!(!start.stderr.contains(noise), "{noise:?} in {start:#?}");
+    }
+    assert!(env.instances(&entry).is_empty());
+
+    env.config("entry = \"svc.py\"\n");
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the service to die", || !crate::testenv::alive(pid));
+    env.keepup(&["restart"]).expect(0).stdout_has("revived");
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has("1 revival in the last 24 h");
+    env.keepup(&["stop"]).expect(0);
+}

@@ -1,0 +1,400 @@
+//! Trust in the field: the shapes real deployments have. Never the wrong process, never a second
+//! instance: orphaned workers, developer tools, symlinked releases, a port someone else holds, a
+//! deleted entry, a changed config, two configs for one entry, a service that daemonizes.
+
+use std::net::TcpListener;
+use std::path::Path;
+
+use crate::testenv::{TestEnv, alive, cmdline, cwd, locked_pid, wait_for};
+
+/// A Python service that forks `workers` children (same process group) which sleep forever.
+fn forking_service(env: &TestEnv, relative: &str, workers: usize) -> std::path::PathBuf {
+    env.python_service(
+        relative,
+        &format!(
+            "for _ in range({workers}):\n    if os.fork() == 0:\n        \
+             while True:\n            time.sleep(1)\n"
+        ),
+    )
+}
+
+/// Live children of `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| alive(*p) && parent(*p) == Some(pid))
+        .collect()
+}
+
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn sigkill(pid: i32) {
+    assert!(pid > 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for("the killed process to go", || !alive(pid));
+}
+
+#[test]
+fn orphaned_workers_are_leftovers_never_the_service() {
+    let env = TestEnv::new();
+    let entry = forking_service(&env, "svc.py", 2);
+    env.config("entry = \"svc.py\"\nstop_timeout = \"2s\"\n");
+    let leader = env.keepup(&["start"]).expect(0).pid();
+    wait_for("two workers", || children(leader).len() == 2);
+    let workers = children(leader);
+    // The OOM killer's way: the leader alone.
+    sigkill(leader);
+
+    let status = env.keepup(&["status"]);
+    status.expect(1).stdout_has("dead").stdout_has("leftovers:");
+    for worker in &workers {
+        status.stdout_has(&worker.to_string());
+    }
+    assert!(!status.stdout.contains("running"), "{status:#?}");
+
+    // The timer's revival ends the leftovers first, then starts the program afresh.
+    let revived = env.keepup(&["restart", "--timer"]);
+    let pid = revived.expect(0).stdout_has("revived").pid();
+    assert!(
+        !workers.contains(&pid),
+        "a worker was taken for the service"
+    );
+    for worker in &workers {
+        assert!(!alive(*worker), "leftover {worker} survived the revival");
+    }
+    assert_eq!(locked_pid(&entry), Some(pid));
+    wait_for("the new generation's workers", || children(pid).len() == 2);
+    let events = env.keepup(&["events"]);
+    events
+        .stdout_has("leftovers")
+        .stdout_has(&leader.to_string());
+
+    // `stop` ends the leftovers too, when the leader alone died again.
+    let workers = children(pid);
+    sigkill(pid);
+    env.keepup(&["stop"])
+        .expect(0)
+        .stdout_has("not running")
+        .stderr_has("ended");
+    for worker in &workers {
+        assert!(!alive(*worker), "stop left worker {worker}");
+    }
+    assert!(env.instances(&entry).is_empty());
+    assert_eq!(locked_pid(&entry), None);
+
+    // And `kill` (SIGKILL), keeping the lock.
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    wait_for("workers", || children(pid).len() == 2);
+    let workers = children(pid);
+    sigkill(pid);
+    env.keepup(&["kill"]).expect(0).stdout_has("not running");
+    for worker in &workers {
+        assert!(!alive(*worker), "kill left worker {worker}");
+    }
+    assert_eq!(locked_pid(&entry), Some(pid), "kill keeps the lock");
+}
+
+#[test]
+fn developer_tools_naming_the_entry_are_never_the_service() {
+    let mut env = TestEnv::new();
+    let entry = env.python_service("app/bot.py", "");
+    env.script(
+        "tools/pylint",
+        "#!/usr/bin/env python3\nimport time\nwhile True:\n    time.sleep(1)\n",
+    );
+    env.write(
+        "app/bot.js",
+        "#!/usr/bin/env node\nsetInterval(() => {}, 1000);\n",
+    );
+    env.write("tools/eslint.js", "setInterval(() => {}, 1000);\n");
+    env.config("entry = \"app/bot.py\"\n");
+    let app = env.path("app");
+    let tools = [
+        env.spawn(
+            &app,
+            "python3",
+            &["-c", "import time; time.sleep(1000)", "bot.py"],
+        ),
+        env.spawn(
+            &app,
+            "python3",
+            &[env.path("tools/pylint").to_str().unwrap(), "bot.py"],
+        ),
+        env.spawn(
+            &env.root.clone(),
+            "python3",
+            &[
+                "-c",
+                "import time; time.sleep(1000)",
+                entry.to_str().unwrap(),
+            ],
+        ),
+    ];
+    wait_for("the tools to run", || {
+        tools.iter().all(|p| running_python(*p))
+    });
+    env.keepup(&["status"]).expect(3).stdout_has("stopped");
+    let pid = env.keepup(&["start"]).expect(0).stdout_has("started").pid();
+    assert!(!tools.contains(&pid));
+    env.keepup(&["stop"]).expect(0).stdout_has("stopped");
+    for tool in tools {
+        assert!(alive(tool), "a tool ({tool}) was signalled");
+    }
+
+    // node running eslint.js on the entry is not the service either.
+    let node_cfg = env.write("node.toml", "entry = \"app/bot.js\"\n");
+    let eslint = env.spawn(&app, "node", &["../tools/eslint.js", "bot.js"]);
+    wait_for("eslint", || alive(eslint));
+    env.keepup_with(&node_cfg, &["status"])
+        .expect(3)
+        .stdout_has("stopped");
+
+    // Still recognised: the entry as the program the interpreter runs.
+    let by_hand = env.spawn(&app, "python3", &["-u", "./bot.py"]);
+    wait_for("the hand-started bot", || running_python(by_hand));
+    let adopted = env
+        .keepup(&["start"])
+        .expect(0)
+        .stdout_has("is running")
+        .pid();
+    assert_eq!(adopted, by_hand);
+    env.keepup(&["stop"]).expect(0);
+    assert!(!alive(by_hand));
+    assert!(alive(eslint));
+}
+
+/// Whether `pid` runs python itself, past any launcher (pyenv's shim is a bash script).
+fn running_python(pid: i32) -> bool {
+    cmdline(pid)
+        .first()
+        .is_some_and(|program| program.contains("python"))
+        && std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|exe| exe.to_string_lossy().contains("python"))
+}
+
+/// `current -> releases/vN`, switched atomically as deploy tools do.
+fn switch(env: &TestEnv, release: &str) {
+    let temp = env.path("current.new");
+    std::os::unix::fs::symlink(format!("releases/{release}"), &temp).unwrap();
+    std::fs::rename(&temp, env.path("current")).unwrap();
+}
+
+fn releases(env: &TestEnv) -> std::path::PathBuf {
+    for release in ["v1", "v2"] {
+        env.python_service(&format!("releases/{release}/svc.py"), "");
+    }
+    switch(env, "v1");
+    env.path("current/svc.py")
+}
+
+#[test]
+fn symlinked_releases_with_a_state_dir() {
+    let env = TestEnv::new();
+    let entry = releases(&env);
+    env.config("entry = \"current/svc.py\"\nstate_dir = \"state\"\nstop_timeout = \"5s\"\n");
+    let v1 = env.keepup(&["start"]).expect(0).pid();
+    // `{entry}` is the path as written: the service sees the path it was configured with.
+    assert!(
+        cmdline(v1).iter().any(|w| Path::new(w) == entry),
+        "{:?}",
+        cmdline(v1)
+    );
+    assert_eq!(cwd(v1), Some(env.path("releases/v1")));
+    assert!(env.path("state/svc.py.pid").is_file());
+    assert!(!env.path("releases/v1/svc.py.pid").exists());
+
+    switch(&env, "v2");
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has("running")
+        .stdout_has(&v1.to_string())
+        .stdout_has("now resolves to");
+    env.keepup(&["start"]).expect(0).stdout_has("is running");
+    assert_eq!(env.instances(&entry), [v1]);
+
+    let v2 = env.keepup(&["restart", "--force"]).expect(0).pid();
+    assert_ne!(v2, v1);
+    assert_eq!(env.instances(&entry), [v2]);
+    assert_eq!(cwd(v2), Some(env.path("releases/v2")));
+    env.keepup(&["stop"]).expect(0);
+    assert!(env.instances(&entry).is_empty());
+}
+
+#[test]
+fn symlinked_releases_without_a_state_dir_never_run_twice() {
+    let env = TestEnv::new();
+    let entry = releases(&env);
+    env.config("entry = \"current/svc.py\"\nstop_timeout = \"5s\"\n");
+    let v1 = env.keepup(&["start"]).expect(0).pid();
+    switch(&env, "v2");
+    env.keepup(&["status"]).expect(0).stdout_has("running");
+    env.keepup(&["start"]).expect(0).stdout_has("is running");
+    env.keepup(&["restart"]).expect(0);
+    assert_eq!(env.instances(&entry), [v1], "a second instance ran");
+    env.keepup(&["stop"]).expect(0);
+    assert!(env.instances(&entry).is_empty());
+}
+
+#[test]
+fn a_ready_check_that_passes_for_someone_else_fails_the_start() {
+    let env = TestEnv::new();
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    // The service would bind the port after a moment, and die: "Address already in use".
+    let entry = env.python_service(
+        "svc.py",
+        &format!(
+            "import socket\ntime.sleep(0.5)\ns = socket.socket()\n\
+             s.bind(('127.0.0.1', {port}))\ns.listen()"
+        ),
+    );
+    env.config(&format!(
+        "entry = \"svc.py\"\nready = \"tcp:127.0.0.1:{port}\"\n"
+    ));
+    let start = env.keepup(&["start"]);
+    start
+        .expect(1)
+        .stderr_has("already passes")
+        .stderr_has(&std::process::id().to_string());
+    assert!(env.instances(&entry).is_empty(), "{start:#?}");
+    assert_eq!(locked_pid(&entry), None);
+    drop(holder);
+
+    // A service that dies during its check is a failed start, whatever the check said: this
+    // one's check passes half a second after the service has written its flag and died.
+    let dies = env.python_service(
+        "dies.py",
+        "open('flag', 'w').close()\ntime.sleep(0.1)\nsys.exit(4)",
+    );
+    env.write(
+        "dies.toml",
+        "entry = \"dies.py\"\nready = \"cmd:sh -c 'test -f flag && sleep 0.5'\"\nstart_timeout = \"5s\"\n",
+    );
+    env.keepup_with(&env.path("dies.toml"), &["start"])
+        .expect(1)
+        .stderr_has("code 4");
+    assert!(env.instances(&dies).is_empty());
+}
+
+#[test]
+fn a_deleted_or_moved_entry_can_still_be_stopped() {
+    let env = TestEnv::new();
+    let entry = env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\nstop_timeout = \"5s\"\n");
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    std::fs::rename(&entry, env.path("moved.py")).unwrap();
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has("running")
+        .stdout_has("does not exist");
+    env.keepup(&["restart"]).expect(0).stdout_has("is running");
+    env.keepup(&["kill"]).expect(0).stdout_has("killed");
+    assert!(!alive(pid));
+    // Reviving needs the entry: a config error, nothing started.
+    env.keepup(&["restart"])
+        .expect(78)
+        .stderr_has("does not exist");
+    env.keepup(&["start"]).expect(78);
+
+    std::fs::rename(env.path("moved.py"), &entry).unwrap();
+    let pid = env.keepup(&["restart"]).expect(0).pid();
+    std::fs::remove_file(&entry).unwrap();
+    env.keepup(&["stop"]).expect(0).stdout_has("stopped");
+    assert!(!alive(pid));
+}
+
+#[test]
+fn a_changed_config_and_a_second_config_are_told() {
+    let env = TestEnv::new();
+    let entry = env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\nstop_timeout = \"5s\"\n");
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    env.keepup(&["status"]).expect(0);
+    assert!(!env.keepup(&["status"]).stdout.contains("older config"));
+
+    env.config("entry = \"svc.py\"\nstop_timeout = \"5s\"\nstartup = \"python3 -u {entry}\"\n");
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has("older config")
+        .stdout_has("startup")
+        .stdout_has("restart --force");
+    let new = env.keepup(&["restart", "--force"]).expect(0).pid();
+    assert_ne!(new, pid);
+    let status = env.keepup(&["status"]);
+    assert!(!status.stdout.contains("older config"), "{status:#?}");
+
+    // A second config for the same entry says who keeps it, and leaves it alone.
+    let other = env.write("other.toml", "entry = \"svc.py\"\n");
+    let cfg = env.path("cfg.toml").display().to_string();
+    for verb in [
+        &["stop"][..],
+        &["kill"],
+        &["start"],
+        &["restart", "--force"],
+    ] {
+        env.keepup_with(&other, verb)
+            .expect(1)
+            .stderr_has("kept by another config")
+            .stderr_has(&cfg);
+        assert_eq!(env.instances(&entry), [new], "{verb:?} acted");
+    }
+    env.keepup_with(&other, &["status"])
+        .expect(0)
+        .stdout_has(&cfg);
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn a_service_that_daemonizes_is_adopted_or_named() {
+    let env = TestEnv::new();
+    // The classic double fork: the first process exits 0, the daemon goes on.
+    let daemon = "if os.fork():\n    sys.exit(0)\nos.setsid()\nif os.fork():\n    sys.exit(0)\n";
+    let entry = env.python_service("svc.py", daemon);
+    env.config("entry = \"svc.py\"\nstop_timeout = \"5s\"\n");
+    let start = env.keepup(&["start"]);
+    let pid = start
+        .expect(0)
+        .stderr_has("forked into the background")
+        .stderr_has("foreground")
+        .pid();
+    assert_eq!(env.instances(&entry), [pid]);
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has(&pid.to_string());
+    env.keepup(&["stop"]).expect(0);
+    assert!(env.instances(&entry).is_empty());
+
+    // A daemon that is not recognisable (it execs another program): named, with how to stop it.
+    env.python_service(
+        "other.py",
+        &format!("{daemon}os.execvp('sleep', ['sleep', '1000'])\n"),
+    );
+    let config = env.write(
+        "other.toml",
+        "entry = \"other.py\"\nstart_timeout = \"2s\"\n",
+    );
+    let failed = env.keepup_with(&config, &["start"]);
+    failed
+        .expect(1)
+        .stderr_has("forked into the background")
+        .stderr_has("kill ");
+    let sleeper = env
+        .own_processes()
+        .into_iter()
+        .find(|p| cmdline(*p).first().is_some_and(|a| a == "sleep"))
+        .expect("the daemon runs");
+    failed.stderr_has(&format!("kill {sleeper}"));
+}
