@@ -12,6 +12,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::ownership;
 
 /// What reading a state file found.
 #[derive(Debug, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub fn read_trusted(path: &Path, limit: u64) -> Result<Trusted> {
         Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
             return Ok(Trusted::Refused("is a symlink: refused as unsafe".into()));
         }
-        Err(e) => return Err(Error::io("reading", path)(e)),
+        Err(e) => return Err(ownership::io_error("reading", path, e)),
     };
     if let Some(why) = distrust(&file, path)? {
         return Ok(Trusted::Refused(why));
@@ -101,7 +102,7 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
-    result.map_err(Error::io("writing", path))
+    result.map_err(|e| ownership::io_error("writing", path, e))
 }
 
 /// Opens `path` for appending (made if missing) without ever blocking: a FIFO where a file
@@ -123,7 +124,7 @@ pub fn open_append(path: &Path, action: &'static str, devices: bool, follow: boo
             // A FIFO with no reader refuses a non-blocking writer.
             Some(nix::libc::ENXIO) => not_a_file(path, "a FIFO"),
             Some(nix::libc::ELOOP) => not_a_file(path, "a symlink"),
-            _ => Error::io(action, path)(e),
+            _ => ownership::io_error(action, path, e),
         })?;
     let kind = file
         .metadata()
@@ -177,7 +178,7 @@ pub fn remove(path: &Path) -> Result<bool> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io("removing", path)(e)),
+        Err(e) => Err(ownership::io_error("removing", path, e)),
     }
 }
 

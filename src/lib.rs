@@ -13,6 +13,7 @@ pub mod interpreter;
 pub mod logfile;
 pub mod oplock;
 pub mod output;
+pub mod ownership;
 pub mod pid;
 pub mod pidfile;
 pub mod process;

@@ -29,7 +29,7 @@ pub fn acquire(path: &Path) -> Result<OpLock> {
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(nix::libc::ENXIO) => files::not_a_file(path, "a FIFO"),
-            _ => Error::io("opening operation lock", path)(e),
+            _ => crate::ownership::io_error("opening operation lock", path, e),
         })?;
     let kind = file
         .metadata()

@@ -9,6 +9,7 @@ use crate::events::{self, Event, Kind, Outcome, Who};
 use crate::exit_code;
 use crate::logfile;
 use crate::oplock::OpLock;
+use crate::ownership;
 use crate::pid::Pid;
 use crate::pidfile::PidLock;
 use crate::process::{Finder, Instance, Leftovers};
@@ -41,7 +42,10 @@ pub enum Command {
 
 /// Loads the config and runs `command`. A config error comes back before anything is done.
 pub fn run(command: Command, config_path: &Path) -> Result<u8> {
-    let service = Service::new(config::load(config_path)?);
+    ownership::act_as_config_owner(config_path)?;
+    let config = config::load(config_path)?;
+    ownership::refuse_unsafe_as_root(&config)?;
+    let service = Service::new(config);
     match command {
         Command::Start => start::run(&service),
         Command::Stop => stop::run(&service),

@@ -315,3 +315,34 @@ fn durations_and_counts_read_as_a_person_writes_them() {
         .stdout_has("1 revival in the last 24 h");
     env.keepup(&["stop"]).expect(0);
 }
+
+#[test]
+fn stop_in_a_read_only_folder_stops_nothing_and_says_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(alice) = crate::testenv::TestUser::new() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let entry = env.script(
+        "app/svc.py",
+        "#!/usr/bin/python3\nimport time\nwhile True:\n    time.sleep(1)\n",
+    );
+    env.config("entry = \"app/svc.py\"\nstop_timeout = \"5s\"\n");
+    alice.give(&env.root);
+    let pid = alice.keepup(&env, &["start"]).expect(0).pid();
+    let folder = env.path("app");
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o555)).unwrap();
+
+    let stop = alice.keepup(&env, &["stop"]);
+    stop.expect(1)
+        .stderr_has(&format!("{}.pid", entry.display()))
+        .stderr_has("was not stopped");
+    assert!(crate::testenv::alive(pid), "the service was stopped anyway");
+    assert_eq!(crate::testenv::locked_pid(&entry), Some(pid), "lock lost");
+    let events = alice.keepup(&env, &["events", "-n", "1"]);
+    events.expect(0).stdout_has("stop").stdout_has("failed");
+
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    alice.keepup(&env, &["stop"]).expect(0);
+    assert!(!crate::testenv::alive(pid));
+}

@@ -10,6 +10,7 @@ mod field;
 mod identity;
 mod lifecycle;
 mod memory;
+mod ownership;
 mod search;
 mod testenv;
 mod timer;

@@ -321,3 +321,102 @@ pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A real second user account, made for one test and removed after it, also when it fails.
+/// Declare it before the `TestEnv`, so the env (and the user's processes) goes first.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TestUser {
+    /// `None`, saying why on stderr, when the tests do not run as root.
+    pub fn new() -> Option<TestUser> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to create a second user account (useradd)");
+            return None;
+        }
+        let name = format!(
+            "kup{}x{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::SeqCst)
+        );
+        // Parallel tests may hold /etc/passwd's lock for a moment: try again until a deadline.
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let made = Command::new("useradd")
+                .args([
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    "--user-group",
+                ])
+                .arg(&name)
+                .output()
+                .unwrap();
+            if made.status.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "useradd {name}: {made:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let user = nix::unistd::User::from_name(&name).unwrap().unwrap();
+        Some(TestUser {
+            name,
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })
+    }
+
+    /// Gives `path` and everything below it to this user.
+    pub fn give(&self, path: &Path) {
+        let status = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{}:{}", self.uid, self.gid))
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// `keepup -c cfg.toml ARGS` as this user (the user's own command), with the test's marks.
+    pub fn keepup(&self, env: &TestEnv, args: &[&str]) -> Run {
+        let output = env
+            .command(Path::new("setpriv"))
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .arg(env!("CARGO_BIN_EXE_keepup"))
+            .arg("--config")
+            .arg(env.path("cfg.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        Run::from_output(&output)
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let deadline = Instant::now() + PATIENCE;
+        while !Command::new("userdel")
+            .args(["-f", &self.name])
+            .output()
+            .is_ok_and(|o| o.status.success())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The uid a process runs as.
+pub fn process_uid(pid: i32) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}"))
+        .ok()
+        .map(|m| m.uid())
+}
