@@ -121,6 +121,8 @@ pub struct Config {
     /// Where the entry resolves now (symlinks followed); `None` when it does not exist, which
     /// only the verbs that launch it mind.
     pub resolved: Option<PathBuf>,
+    /// The entry's metadata as loaded (its owner and mode, for root's safety check).
+    pub entry_meta: Option<std::fs::Metadata>,
     /// The service's name in messages: the entry's file name.
     pub name: String,
     /// Where keepup's state files go: the pid lock, the instance record, the operation lock,
@@ -249,6 +251,9 @@ impl RawConfig {
                 Some(entry) => resolve_entry(entry, dir),
             },
         );
+        let (entry, entry_meta) = entry.map_or((None, None), |(e, m)| (Some(e), m));
+        // Once, here: where the entry resolves decides both recognition and launching.
+        let resolved = entry.as_ref().and_then(|e| e.canonicalize().ok());
         let search = check(
             problems,
             match self.search.as_deref() {
@@ -308,7 +313,13 @@ impl RawConfig {
                 )
                 .map_err(|e| format!("key `startup`: {e}")),
             )?;
-            let pattern = Pattern::derive(&startup, entry, dir_of(entry), read_shebang);
+            let pattern = Pattern::derive(
+                &startup,
+                entry,
+                resolved.as_deref(),
+                dir_of(entry),
+                read_shebang,
+            );
             if let (Some(Search::ProcExe), Some(interpreter)) =
                 (search, pattern.as_ref().and_then(|p| p.interpreter.as_deref()))
             {
@@ -378,7 +389,8 @@ impl RawConfig {
                 };
                 Ok(Config {
                     file: file.to_path_buf(),
-                    resolved: entry.canonicalize().ok(),
+                    resolved,
+                    entry_meta,
                     name,
                     state_dir,
                     entry,
@@ -478,7 +490,7 @@ fn dir_of(entry: &Path) -> &Path {
 
 /// The entry's absolute path as written. A missing entry is no error here: a running instance
 /// must stay reachable by `status`, `stop` and `kill` after its entry was deleted or moved.
-fn resolve_entry(entry: &str, dir: &Path) -> Result<PathBuf, String> {
+fn resolve_entry(entry: &str, dir: &Path) -> Result<(PathBuf, Option<std::fs::Metadata>), String> {
     if entry.is_empty() {
         return Err("key `entry`: is empty".to_owned());
     }
@@ -488,10 +500,11 @@ fn resolve_entry(entry: &str, dir: &Path) -> Result<PathBuf, String> {
             "key `entry`: {} is a directory, not a program",
             path.display()
         )),
+        Ok(meta) => Ok((path, Some(meta))),
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(format!("key `entry`: {}: {e}", path.display()))
         }
-        _ => Ok(path),
+        Err(_) => Ok((path, None)),
     }
 }
 

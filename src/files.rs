@@ -61,7 +61,7 @@ fn distrust(file: &File, path: &Path) -> Result<Option<String>> {
             path.display()
         )));
     }
-    if nix::unistd::geteuid().is_root() {
+    if ownership::euid() == 0 {
         if meta.uid() != 0 {
             return Ok(Some(format!(
                 "is owned by uid {}, and keepup runs as root: refused as unsafe",

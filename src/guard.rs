@@ -24,6 +24,11 @@ pub enum Verdict {
     },
 }
 
+/// The verdict at `now`. The wall clock may step (a Raspberry Pi without a real-time clock
+/// boots in the past and NTP steps it forward; a laptop's clock can step back): an event later
+/// than `now` counts as happening now, never as a negative age. A trip from the future trips
+/// again now (so it is recorded at a time the clock has reached, and a step back delays a
+/// revival by at most `cooldown`), and a revival from the future imposes no backoff.
 #[must_use]
 pub fn judge(events: &[Event], now: SystemTime, limit: &RestartLimit) -> Verdict {
     let cleared = events
@@ -31,24 +36,35 @@ pub fn judge(events: &[Event], now: SystemTime, limit: &RestartLimit) -> Verdict
         .rposition(|e| e.event == Kind::Start)
         .map_or(0, |i| i + 1);
     let recent = &events[cleared..];
+    let at = |e: &Event| e.at().map(|t| t.min(now));
     let revivals: Vec<SystemTime> = recent
         .iter()
         .filter(|e| e.event == Kind::Revive)
-        .filter_map(Event::at)
+        .filter_map(at)
         .collect();
     let trip = recent
         .iter()
-        .rev()
-        .find(|e| e.event == Kind::GuardTrip)
-        .and_then(Event::at);
-    let in_window = |t: &&SystemTime| {
-        now.duration_since(**t)
-            .is_ok_and(|age| age < limit.interval)
-    };
+        .rposition(|e| e.event == Kind::GuardTrip)
+        .and_then(|i| Some((i, recent[i].at()?)));
+    let in_window = |t: &&SystemTime| now.duration_since(**t).unwrap_or_default() < limit.interval;
     let count = revivals.iter().filter(in_window).count();
+    let trip_again = Verdict::Tripped {
+        until: now + limit.cooldown,
+        new: true,
+        revivals: count,
+    };
 
-    if let Some(trip) = trip {
-        match revivals.iter().rev().find(|t| **t > trip) {
+    if let Some((index, trip)) = trip {
+        if trip > now {
+            return trip_again;
+        }
+        // The revival after the trip, by its place in the history (times may have stepped).
+        let retry = recent[index + 1..]
+            .iter()
+            .filter(|e| e.event == Kind::Revive)
+            .filter_map(at)
+            .next_back();
+        match retry {
             None if now >= trip + limit.cooldown => return Verdict::Revive,
             None => {
                 return Verdict::Tripped {
@@ -58,25 +74,20 @@ pub fn judge(events: &[Event], now: SystemTime, limit: &RestartLimit) -> Verdict
                 };
             }
             // The one revival after the cool-down did not hold: trip again.
-            Some(retry) if now < *retry + limit.interval => {
-                return Verdict::Tripped {
-                    until: now + limit.cooldown,
-                    new: true,
-                    revivals: count,
-                };
-            }
+            Some(retry) if now < retry + limit.interval => return trip_again,
             // It held for a whole interval: the loop is over, count afresh.
             Some(_) => {}
         }
     }
     if count >= usize::try_from(limit.burst).unwrap_or(usize::MAX) {
-        return Verdict::Tripped {
-            until: now + limit.cooldown,
-            new: true,
-            revivals: count,
-        };
+        return trip_again;
     }
-    if count > 0 && !limit.backoff.is_zero() {
+    let last_from_the_future = recent
+        .iter()
+        .rfind(|e| e.event == Kind::Revive)
+        .and_then(Event::at)
+        .is_some_and(|t| t > now);
+    if count > 0 && !limit.backoff.is_zero() && !last_from_the_future {
         let doublings = u32::try_from(count - 1).unwrap_or(u32::MAX).min(20);
         let wait = limit
             .backoff
@@ -93,6 +104,16 @@ pub fn judge(events: &[Event], now: SystemTime, limit: &RestartLimit) -> Verdict
     Verdict::Revive
 }
 
+/// The latest event time later than `now`, if the history holds any (the clock stepped back).
+#[must_use]
+pub fn from_the_future(events: &[Event], now: SystemTime) -> Option<SystemTime> {
+    events
+        .iter()
+        .filter_map(Event::at)
+        .filter(|t| *t > now)
+        .max()
+}
+
 /// How many revivals happened in the `period` before `now`.
 #[must_use]
 pub fn revivals_within(events: &[Event], now: SystemTime, period: Duration) -> usize {
@@ -100,7 +121,7 @@ pub fn revivals_within(events: &[Event], now: SystemTime, period: Duration) -> u
         .iter()
         .filter(|e| e.event == Kind::Revive)
         .filter_map(Event::at)
-        .filter(|t| now.duration_since(*t).is_ok_and(|age| age < period))
+        .filter(|t| now.duration_since(*t).unwrap_or_default() < period)
         .count()
 }
 
@@ -234,5 +255,63 @@ mod tests {
             Verdict::Backoff { until: at(30) }
         );
         assert_eq!(judge(&[], at(0), &limit), Verdict::Revive);
+    }
+
+    /// A Pi whose clock ran ahead, then was stepped back 900 s: the history is "from the
+    /// future". The guard re-trips at once (recorded now) and releases after one cooldown,
+    /// not after the step plus the cooldown.
+    #[test]
+    fn a_step_back_delays_a_revival_by_at_most_the_cooldown() {
+        let mut events = vec![
+            event(Kind::Start, 995),
+            event(Kind::Revive, 1000),
+            event(Kind::Revive, 1001),
+            event(Kind::Revive, 1002),
+            event(Kind::GuardTrip, 1003),
+        ];
+        assert_eq!(from_the_future(&events, at(100)), Some(at(1003)));
+        assert!(matches!(
+            judge(&events, at(100), &LIMIT),
+            Verdict::Tripped { new: true, until, .. } if until == at(220)
+        ));
+        events.push(event(Kind::GuardTrip, 100));
+        assert!(matches!(
+            judge(&events, at(150), &LIMIT),
+            Verdict::Tripped { new: false, until, .. } if until == at(220)
+        ));
+        assert_eq!(judge(&events, at(220), &LIMIT), Verdict::Revive);
+    }
+
+    #[test]
+    fn revivals_from_the_future_count_as_now_and_impose_no_backoff() {
+        let limit = RestartLimit {
+            backoff: Duration::from_secs(10),
+            ..LIMIT
+        };
+        let two = vec![event(Kind::Revive, 1000), event(Kind::Revive, 1001)];
+        assert_eq!(revivals_within(&two, at(100), Duration::from_secs(600)), 2);
+        assert_eq!(judge(&two, at(100), &limit), Verdict::Revive);
+        let three = vec![
+            event(Kind::Revive, 1000),
+            event(Kind::Revive, 1001),
+            event(Kind::Revive, 1002),
+        ];
+        assert!(matches!(
+            judge(&three, at(100), &LIMIT),
+            Verdict::Tripped { new: true, .. }
+        ));
+    }
+
+    /// Booted in 1970-ish, stepped forward by NTP: old trips and revivals are long past.
+    #[test]
+    fn a_step_forward_releases_at_once() {
+        let events = vec![
+            event(Kind::Revive, 1),
+            event(Kind::Revive, 2),
+            event(Kind::Revive, 3),
+            event(Kind::GuardTrip, 4),
+        ];
+        assert_eq!(judge(&events, at(100_000), &LIMIT), Verdict::Revive);
+        assert_eq!(from_the_future(&events, at(100_000)), None);
     }
 }

@@ -251,7 +251,8 @@ impl Follower {
 
 fn identity(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path).ok()?;
+    // Rotated copies are made by rename, never links: their own inode is what is followed.
+    let meta = std::fs::metadata(path).ok()?;
     Some((meta.dev(), meta.ino()))
 }
 

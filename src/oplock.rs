@@ -24,20 +24,14 @@ pub fn acquire(path: &Path) -> Result<OpLock> {
         .write(true)
         .create(true)
         .truncate(false)
-        // A FIFO there must not hang every command.
+        // A FIFO there must not hang every command: without a reader it refuses a
+        // non-blocking writer (ENXIO); with one, its inode locks as well as a file's would.
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             Some(nix::libc::ENXIO) => files::not_a_file(path, "a FIFO"),
             _ => crate::ownership::io_error("opening operation lock", path, e),
         })?;
-    let kind = file
-        .metadata()
-        .map_err(Error::io("opening operation lock", path))?
-        .file_type();
-    if !kind.is_file() {
-        return Err(files::not_a_file(path, files::kind_name(kind)));
-    }
     file.lock().map_err(Error::io("locking", path))?;
     Ok(OpLock { _file: file })
 }

@@ -17,18 +17,27 @@ use nix::unistd::{Gid, Uid, User};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+/// The effective user keepup acts as, asked once (after [`act_as_config_owner`], which may
+/// change it): every state file read asks whether it runs as root.
+#[must_use]
+pub fn euid() -> u32 {
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *EUID.get_or_init(|| nix::unistd::geteuid().as_raw())
+}
+
 /// Becomes the config's owner when root runs keepup on another user's config. Reads nothing
 /// but the config's owner first; a config that cannot be looked at is left for the config
-/// loader to report.
-pub fn act_as_config_owner(config: &Path) -> Result<()> {
+/// loader to report. Returns the config file's metadata when keepup stays root, for
+/// [`refuse_unsafe_as_root`].
+pub fn act_as_config_owner(config: &Path) -> Result<Option<std::fs::Metadata>> {
     if !nix::unistd::geteuid().is_root() {
-        return Ok(());
+        return Ok(None);
     }
     let Ok(meta) = std::fs::metadata(config) else {
-        return Ok(());
+        return Ok(None);
     };
     if meta.uid() == 0 {
-        return Ok(());
+        return Ok(Some(meta));
     }
     let uid = Uid::from_raw(meta.uid());
     let user = User::from_uid(uid).ok().flatten();
@@ -64,24 +73,35 @@ pub fn act_as_config_owner(config: &Path) -> Result<()> {
             std::env::set_var("SHELL", &user.shell);
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Acting as root, refuses a config file, entry or state folder that another user can write:
-/// a config error naming the path and the fix.
-pub fn refuse_unsafe_as_root(config: &Config) -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
+/// a config error naming the path and the fix. `config_meta`: the config file's metadata, as
+/// [`act_as_config_owner`] found it (`None`: not root).
+pub fn refuse_unsafe_as_root(
+    config: &Config,
+    config_meta: Option<&std::fs::Metadata>,
+) -> Result<()> {
+    let Some(config_meta) = config_meta else {
         return Ok(());
+    };
+    let mut checks = vec![(
+        "config file",
+        config.file.as_path(),
+        Some(config_meta.clone()),
+    )];
+    if let Some(meta) = &config.entry_meta {
+        checks.push(("entry", config.entry.as_path(), Some(meta.clone())));
     }
-    let mut checks = vec![("config file", config.file.as_path())];
-    if config.resolved.is_some() {
-        checks.push(("entry", config.entry.as_path()));
+    checks.push(("entry's folder", config.dir(), None));
+    // By default the state folder is the entry's: one look is enough.
+    if config.state_dir != config.dir() {
+        checks.push(("state folder", config.state_dir.as_path(), None));
     }
-    checks.push(("entry's folder", config.dir()));
-    checks.push(("state folder", config.state_dir.as_path()));
-    for (what, path) in checks {
+    for (what, path, known) in checks {
         // A state folder not made yet is made by root, safely.
-        let Ok(meta) = std::fs::metadata(path) else {
+        let Some(meta) = known.or_else(|| std::fs::metadata(path).ok()) else {
             continue;
         };
         let why = if meta.uid() != 0 {
@@ -120,9 +140,9 @@ pub fn io_error(action: &'static str, path: &Path, err: io::Error) -> Error {
     if err.kind() != io::ErrorKind::PermissionDenied {
         return Error::io(action, path)(err);
     }
-    let me = user_name(nix::unistd::geteuid().as_raw());
+    let me = user_name(euid());
     let folder = path.parent().unwrap_or(Path::new("/"));
-    let (what, subject, fix) = if let Ok(meta) = std::fs::symlink_metadata(path) {
+    let (what, subject, fix) = if let Ok(meta) = std::fs::metadata(path) {
         (
             "it",
             meta,

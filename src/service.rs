@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::path::PathBuf;
+use std::rc::Rc;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -35,7 +36,7 @@ pub struct Service {
 #[derive(Clone)]
 enum Cached {
     Unread,
-    Known(Option<Record>),
+    Known(Option<Rc<Record>>),
 }
 
 /// Where the service runs, and what was wrong with the pid lock on the way.
@@ -69,8 +70,7 @@ impl Service {
     pub fn finder(&self) -> Finder<'_> {
         let recorded = self
             .record()
-            .and_then(|r| r.launch)
-            .and_then(|launch| launch.resolved);
+            .and_then(|r| r.launch.as_ref()?.resolved.clone());
         Finder::new(&self.config).with_recorded_entry(recorded)
     }
 
@@ -93,13 +93,15 @@ impl Service {
 
     /// The recorded instance; a missing, unsafe or garbled record is no record. Read once:
     /// this invocation holds the operation lock, so only it changes the file.
+    /// The recorded instance; a missing, unsafe or garbled record is no record. Read once
+    /// (this invocation holds the operation lock, so only it changes the file) and shared.
     #[must_use]
-    pub fn record(&self) -> Option<Record> {
+    pub fn record(&self) -> Option<Rc<Record>> {
         if let Cached::Known(record) = &*self.record_cache.borrow() {
             return record.clone();
         }
         let record = match files::read_trusted(&self.record_file, 4096) {
-            Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok(),
+            Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok().map(Rc::new),
             _ => None,
         };
         *self.record_cache.borrow_mut() = Cached::Known(record.clone());
@@ -148,7 +150,7 @@ impl Service {
                 leftovers: None,
             });
         }
-        let leftovers = leftovers(finder, record.as_ref(), lock)?;
+        let leftovers = leftovers(finder, record.as_deref(), lock)?;
         let dead: Vec<_> = leftovers.iter().map(|l| l.group).collect();
         let instance = finder.scan(&dead)?.into_iter().next();
         Ok(Lookup {
@@ -161,12 +163,15 @@ impl Service {
     /// Records `instance` as the service and points the pid lock at it, writing only what
     /// differs (the timer's every-minute check then writes nothing).
     pub fn remember(&self, instance: &Instance, lock: &PidLock) -> Result<()> {
-        if self.record().map(|r| r.identity()).as_ref() != Some(&instance.identity) {
+        let known = self
+            .record()
+            .is_some_and(|r| r.pid == instance.pid() && r.start == instance.identity.start);
+        if !known {
             let record = Record::new(instance, &self.config);
             let json = serde_json::to_vec(&record)
                 .map_err(|e| Error::Failed(format!("encoding instance record: {e}")))?;
             files::write_atomic(&self.record_file, &json)?;
-            *self.record_cache.borrow_mut() = Cached::Known(Some(record));
+            *self.record_cache.borrow_mut() = Cached::Known(Some(Rc::new(record)));
         }
         if lock.pid() != Some(instance.pid()) {
             pidfile::write(&self.pid_file, instance.pid())?;

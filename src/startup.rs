@@ -86,18 +86,23 @@ pub struct Pattern {
 impl Pattern {
     /// Derives the pattern from the startup words, or `None` when they never name the entry.
     /// `shebang` reads the interpreter named by a script's `#!` line.
+    /// `resolved`: where the entry resolves, if it exists.
     pub fn derive(
         argv: &[String],
         entry: &Path,
+        resolved: Option<&Path>,
         dir: &Path,
         shebang: impl Fn(&Path) -> Option<String>,
     ) -> Option<Pattern> {
         let words = unwrap_shell(argv);
         let (program, arguments) = words.split_first()?;
-        let resolved = entry.canonicalize().ok();
         let names_entry = |word: &String| {
+            // `{entry}` became exactly the entry: no need to build a path.
+            if Path::new(word) == entry {
+                return true;
+            }
             let full = clean(&dir.join(word));
-            full == entry || (resolved.is_some() && full.canonicalize().ok() == resolved)
+            full == entry || (resolved.is_some() && full.canonicalize().ok().as_deref() == resolved)
         };
         let interpreter = if names_entry(program) {
             shebang(entry)
@@ -112,7 +117,7 @@ impl Pattern {
         };
         Some(Pattern {
             entry: entry.to_path_buf(),
-            resolved,
+            resolved: resolved.map(Path::to_path_buf),
             interpreter,
         })
     }
@@ -341,7 +346,7 @@ mod tests {
         let d = p.entry.parent().unwrap();
         let shebang = |_: &Path| Some("python3".to_owned());
         let words = |s: &str| split(s, &p.entry, d).unwrap();
-        let derived = |s: &str| Pattern::derive(&words(s), &p.entry, d, shebang);
+        let derived = |s: &str| Pattern::derive(&words(s), &p.entry, Some(&p.entry), d, shebang);
         assert_eq!(
             derived("{entry}").unwrap().interpreter.as_deref(),
             Some("python3")
@@ -356,7 +361,14 @@ mod tests {
         assert_eq!(via_sh.interpreter.as_deref(), Some("python3"));
         assert_eq!(derived("python3 -m http.server"), None);
         assert_eq!(derived("python3 other.py"), None);
-        let native = Pattern::derive(&words("{entry} --port 1"), &p.entry, d, |_| None).unwrap();
+        let native = Pattern::derive(
+            &words("{entry} --port 1"),
+            &p.entry,
+            Some(&p.entry),
+            d,
+            |_| None,
+        )
+        .unwrap();
         assert_eq!(native.interpreter, None);
         drop(dir);
     }

@@ -111,7 +111,11 @@ fn check_runnable(service: &Service) -> Result<()> {
         _ => "INTERPRETER",
     };
     let through = format!("startup = \"{interpreter} {{entry}}\"");
-    if nix::unistd::access(&program, nix::unistd::AccessFlags::X_OK).is_err() {
+    let executable = std::fs::metadata(&program).is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.permissions().mode() & 0o111 != 0
+    });
+    if !executable {
         return Err(Error::Failed(format!(
             "{} not started: {entry} is not executable: chmod +x {entry}, or run it through its \
              interpreter with {through}",

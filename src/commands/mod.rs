@@ -42,9 +42,9 @@ pub enum Command {
 
 /// Loads the config and runs `command`. A config error comes back before anything is done.
 pub fn run(command: Command, config_path: &Path) -> Result<u8> {
-    ownership::act_as_config_owner(config_path)?;
+    let config_meta = ownership::act_as_config_owner(config_path)?;
     let config = config::load(config_path)?;
-    ownership::refuse_unsafe_as_root(&config)?;
+    ownership::refuse_unsafe_as_root(&config, config_meta.as_ref())?;
     let service = Service::new(config);
     match command {
         Command::Start => start::run(&service),
@@ -154,12 +154,10 @@ impl<'a> Locked<'a> {
     /// started or adopted: two configs must not share one service's lock in silence.
     fn check_keeper(&self, instance: &Instance) -> Result<()> {
         let config = &self.service.config;
-        let Some(launch) = self
-            .service
-            .record()
-            .filter(|r| r.pid == instance.pid())
-            .and_then(|r| r.launch)
-        else {
+        let Some(record) = self.service.record().filter(|r| r.pid == instance.pid()) else {
+            return Ok(());
+        };
+        let Some(launch) = &record.launch else {
             return Ok(());
         };
         if launch.config == config.file {

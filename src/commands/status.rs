@@ -42,7 +42,7 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
             .iter()
             .flat_map(|l| l.members.iter().map(|p| p.get()))
             .collect(),
-        warnings: warnings(service, instance),
+        warnings: warnings(service, instance, &history, now),
         log: service.config.log.clone(),
         config: service.config.file.clone(),
         timer_installed: timer.as_ref().ok().copied(),
@@ -62,22 +62,32 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
 }
 
 /// What a person should know of the entry and the config, beside the state.
-fn warnings(service: &Service, instance: Option<&Instance>) -> Vec<String> {
+fn warnings(
+    service: &Service,
+    instance: Option<&Instance>,
+    history: &[Event],
+    now: SystemTime,
+) -> Vec<String> {
     let config = &service.config;
     let mut warnings = Vec::new();
+    if let Some(latest) = guard::from_the_future(history, now) {
+        warnings.push(format!(
+            "the history holds events from the future (up to {}): the clock was stepped back; \
+             they count as now",
+            time_text(latest)
+        ));
+    }
     if config.resolved.is_none() {
         warnings.push(format!(
             "the entry {} does not exist: stop and kill still work; start needs it back",
             config.entry.display()
         ));
     }
-    let launch = instance
-        .and_then(|i| service.record().filter(|r| r.pid == i.pid()))
-        .and_then(|r| r.launch);
-    let Some(launch) = launch else {
+    let record = instance.and_then(|i| service.record().filter(|r| r.pid == i.pid()));
+    let Some(launch) = record.as_ref().and_then(|r| r.launch.as_ref()) else {
         return warnings;
     };
-    let now = Launch::of(config);
+    let current = Launch::of(config);
     if launch.config != config.file {
         warnings.push(format!(
             "kept by another config, {}: act on it with --config {}",
@@ -86,16 +96,16 @@ fn warnings(service: &Service, instance: Option<&Instance>) -> Vec<String> {
         ));
         return warnings;
     }
-    if let (Some(then), Some(now)) = (&launch.resolved, &config.resolved)
-        && then != now
+    if let (Some(then), Some(resolved)) = (&launch.resolved, &config.resolved)
+        && then != resolved
     {
         warnings.push(format!(
             "the entry now resolves to {}, and this instance runs {}: restart --force runs the new one",
-            now.display(),
+            resolved.display(),
             then.display()
         ));
     }
-    let changed = launch.changed_keys(&now);
+    let changed = launch.changed_keys(&current);
     if !changed.is_empty() {
         warnings.push(format!(
             "running with an older config ({} changed since it started): restart --force applies it",

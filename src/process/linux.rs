@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -25,28 +25,41 @@ fn read_proc(path: &Path) -> Option<Vec<u8>> {
     Some(content)
 }
 
-/// The first fields of `/proc/<pid>/stat` after the command name: state, ppid, pgrp, ...
-fn stat_head(pid: i32) -> Option<Vec<String>> {
-    let stat = read_proc(&path(pid, "stat"))?;
+/// Reads `/proc/<pid>/stat` into `buffer` with one read, building its path on the stack: the
+/// ancestor walk and group checks do this for many processes. A line is far below 1 KiB.
+fn read_stat(pid: i32, buffer: &mut [u8; 1024]) -> Option<&[u8]> {
+    use std::io::Write as _;
+    let mut name = [0u8; 32];
+    let mut cursor = &mut name[..];
+    write!(cursor, "/proc/{pid}/stat").ok()?;
+    let len = 32 - cursor.len();
+    let path = std::ffi::OsStr::from_bytes(&name[..len]);
+    let n = File::open(path).ok()?.read(buffer).ok()?;
+    Some(&buffer[..n])
+}
+
+/// State, ppid and pgrp from `/proc/<pid>/stat`, parsed in place.
+fn stat_head(pid: i32) -> Option<(u8, i32, i32)> {
+    let mut buffer = [0u8; 1024];
+    let stat = read_stat(pid, &mut buffer)?;
     let after_name = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
-    let fields = after_name
-        .split(|b| *b == b' ')
-        .filter(|f| !f.is_empty())
-        .take(3);
-    fields.map(|f| String::from_utf8(f.to_vec()).ok()).collect()
+    let mut fields = after_name.split(|b| *b == b' ').filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    let number = |field: &[u8]| std::str::from_utf8(field).ok()?.parse().ok();
+    let parent = number(fields.next()?)?;
+    let group = number(fields.next()?)?;
+    Some((state, parent, group))
 }
 
 /// The parent of `pid`, reading no more of its `stat` than that.
 pub fn ppid(pid: i32) -> Option<i32> {
-    stat_head(pid)?.get(1)?.parse().ok()
+    stat_head(pid).map(|(_, ppid, _)| ppid)
 }
 
 /// Whether `pid` is a live (non-zombie) member of process group `group`.
 pub fn live_in_group(pid: i32, group: i32) -> bool {
-    stat_head(pid).is_some_and(|head| {
-        !matches!(head[0].as_str(), "Z" | "X" | "x")
-            && head.get(2).and_then(|g| g.parse().ok()) == Some(group)
-    })
+    stat_head(pid)
+        .is_some_and(|(state, _, pgrp)| !matches!(state, b'Z' | b'X' | b'x') && pgrp == group)
 }
 
 fn read_proc_text(path: &Path) -> Option<String> {
@@ -68,8 +81,9 @@ pub fn uid(pid: i32) -> Option<u32> {
 }
 
 pub fn facts(pid: i32) -> Option<Facts> {
-    let stat = read_proc_text(&path(pid, "stat"))?;
-    let mut facts = parse_stat(&stat)?;
+    let mut buffer = [0u8; 1024];
+    let stat = std::str::from_utf8(read_stat(pid, &mut buffer)?).ok()?;
+    let mut facts = parse_stat(stat)?;
     facts.uid = uid(pid)?;
     Some(facts)
 }

@@ -150,7 +150,7 @@ impl<'a> Finder<'a> {
             config,
             recorded_entry: None,
             me: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
-            uid: nix::unistd::geteuid().as_raw(),
+            uid: crate::ownership::euid(),
             ancestors: OnceCell::new(),
         }
     }

@@ -106,6 +106,7 @@ fn missing_entry_key() {
 /// instance whose entry was deleted (see field.rs).
 #[test]
 fn entry_that_does_not_exist() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.write("nope.py.log", "old line\n");
     let config = env.config("entry = \"nope.py\"\n");
@@ -119,6 +120,7 @@ fn entry_that_does_not_exist() {
 
 #[test]
 fn shell_syntax_in_startup() {
+    require!("python3", "python3");
     case(
         "entry = \"svc.py\"\nstartup = \"nohup python3 svc.py > out.log 2>&1 &\"\n",
         &["key `startup`", "without a shell", "sh -c"],

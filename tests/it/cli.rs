@@ -13,6 +13,7 @@ fn keepup(env: &TestEnv, cwd: &str, config_env: Option<&str>, args: &[&str]) -> 
 
 #[test]
 fn config_from_flag_env_or_current_folder() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\n");

@@ -38,6 +38,7 @@ fn exactly_one_instance(env: &TestEnv, entry: &Path, runs: &[Run], round: usize)
 
 #[test]
 fn eight_concurrent_starts_leave_exactly_one_instance() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\n");
@@ -54,6 +55,7 @@ fn eight_concurrent_starts_leave_exactly_one_instance() {
 
 #[test]
 fn starts_racing_restarts_leave_exactly_one_instance() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\n");

@@ -78,6 +78,7 @@ fn cron_missing() -> Option<&'static str> {
 #[test]
 #[ignore = "needs the real crontab and a cron daemon in the test's pid namespace: .ci/run runs it (cargo test -- --include-ignored)"]
 fn cron_revives_a_killed_service_within_75_seconds() {
+    require!("python3", "python3");
     if let Some(why) = cron_missing() {
         assert!(
             std::env::var_os("CI").is_none(),

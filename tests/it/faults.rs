@@ -1,5 +1,6 @@
 //! Calm under faults: nothing lost, nothing hung, and every message says what to do.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ fn example_server(env: &TestEnv) -> (std::path::PathBuf, u16) {
 
 #[test]
 fn the_http_probe_leaves_nothing_alarming_in_the_example_log() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let (entry, _) = example_server(&env);
     // Before the fix, one start in two to six logged a ConnectionResetError traceback.
@@ -34,6 +36,7 @@ fn the_http_probe_leaves_nothing_alarming_in_the_example_log() {
 
 #[test]
 fn a_cmd_check_may_take_until_the_start_deadline() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\nready = \"cmd:sleep 3\"\nstart_timeout = \"10s\"\n");
@@ -49,6 +52,7 @@ fn is_root() -> bool {
 
 #[test]
 fn a_full_disk_during_rotation_leaves_every_log_as_it_was() {
+    require!("python3", "python3");
     if !is_root() {
         eprintln!("skipped: needs root to mount a small tmpfs in a private mount namespace");
         return;
@@ -151,12 +155,14 @@ fn follow_across_rotations(log_dir: &Path) {
 
 #[test]
 fn logs_follow_prints_every_line_once_across_collapsing_rotations() {
+    require!("python3", "python3");
     let dir = tempfile::tempdir().unwrap();
     follow_across_rotations(dir.path());
 }
 
 #[test]
 fn logs_follow_prints_every_line_once_across_truncating_rotations() {
+    require!("python3", "python3");
     // tmpfs cannot collapse a file's start: rotation copies and truncates there.
     let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
         eprintln!("skipped: no /dev/shm (tmpfs) to rotate a log on");
@@ -194,6 +200,7 @@ fn fifo(path: &Path) {
 
 #[test]
 fn a_fifo_where_a_file_should_be_never_hangs_keepup() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("svc.py", "");
     // A FIFO as the log: a clear error naming it, nothing started.
@@ -229,6 +236,7 @@ fn a_fifo_where_a_file_should_be_never_hangs_keepup() {
 
 #[test]
 fn a_non_executable_entry_is_named_with_the_fix() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.write(
         "svc.py",
@@ -245,6 +253,7 @@ fn a_non_executable_entry_is_named_with_the_fix() {
 
 #[test]
 fn a_script_without_a_shebang_is_named_with_the_fix() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.script("svc.py", "import time\ntime.sleep(100)\n");
     env.config("entry = \"svc.py\"\n");
@@ -260,6 +269,7 @@ fn a_script_without_a_shebang_is_named_with_the_fix() {
 
 #[test]
 fn proc_exe_for_a_script_is_refused_at_load() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\nsearch = \"proc_exe\"\n");
@@ -277,6 +287,7 @@ fn proc_exe_for_a_script_is_refused_at_load() {
 
 #[test]
 fn a_directory_as_the_pid_lock_is_named_on_stderr_with_the_fix() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\n");
@@ -291,6 +302,7 @@ fn a_directory_as_the_pid_lock_is_named_on_stderr_with_the_fix() {
 
 #[test]
 fn durations_and_counts_read_as_a_person_writes_them() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\nready = \"cmd:sleep 30\"\nstart_timeout = \"1700ms\"\n");
@@ -318,7 +330,7 @@ fn durations_and_counts_read_as_a_person_writes_them() {
 
 #[test]
 fn stop_in_a_read_only_folder_stops_nothing_and_says_why() {
-    use std::os::unix::fs::PermissionsExt;
+    require!("python3", "python3");
     let Some(alice) = crate::testenv::TestUser::new() else {
         return;
     };

@@ -49,6 +49,7 @@ fn sigkill(pid: i32) {
 
 #[test]
 fn orphaned_workers_are_leftovers_never_the_service() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = forking_service(&env, "svc.py", 2);
     env.config("entry = \"svc.py\"\nstop_timeout = \"2s\"\n");
@@ -109,6 +110,7 @@ fn orphaned_workers_are_leftovers_never_the_service() {
 
 #[test]
 fn developer_tools_naming_the_entry_are_never_the_service() {
+    require!("python3", "python3");
     let mut env = TestEnv::new();
     let entry = env.python_service("app/bot.py", "");
     env.script(
@@ -155,12 +157,15 @@ fn developer_tools_naming_the_entry_are_never_the_service() {
     }
 
     // node running eslint.js on the entry is not the service either.
-    let node_cfg = env.write("node.toml", "entry = \"app/bot.js\"\n");
-    let eslint = env.spawn(&app, "node", &["../tools/eslint.js", "bot.js"]);
-    wait_for("eslint", || alive(eslint));
-    env.keepup_with(&node_cfg, &["status"])
-        .expect(3)
-        .stdout_has("stopped");
+    let eslint = crate::testenv::have("node", "nodejs").then(|| {
+        let node_cfg = env.write("node.toml", "entry = \"app/bot.js\"\n");
+        let eslint = env.spawn(&app, "node", &["../tools/eslint.js", "bot.js"]);
+        wait_for("eslint", || alive(eslint));
+        env.keepup_with(&node_cfg, &["status"])
+            .expect(3)
+            .stdout_has("stopped");
+        eslint
+    });
 
     // Still recognised: the entry as the program the interpreter runs.
     let by_hand = env.spawn(&app, "python3", &["-u", "./bot.py"]);
@@ -173,7 +178,7 @@ fn developer_tools_naming_the_entry_are_never_the_service() {
     assert_eq!(adopted, by_hand);
     env.keepup(&["stop"]).expect(0);
     assert!(!alive(by_hand));
-    assert!(alive(eslint));
+    assert!(eslint.is_none_or(alive), "eslint was signalled");
 }
 
 /// Whether `pid` runs python itself, past any launcher (pyenv's shim is a bash script).
@@ -202,6 +207,7 @@ fn releases(env: &TestEnv) -> std::path::PathBuf {
 
 #[test]
 fn symlinked_releases_with_a_state_dir() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = releases(&env);
     env.config("entry = \"current/svc.py\"\nstate_dir = \"state\"\nstop_timeout = \"5s\"\n");
@@ -235,6 +241,7 @@ fn symlinked_releases_with_a_state_dir() {
 
 #[test]
 fn symlinked_releases_without_a_state_dir_never_run_twice() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = releases(&env);
     env.config("entry = \"current/svc.py\"\nstop_timeout = \"5s\"\n");
@@ -250,6 +257,7 @@ fn symlinked_releases_without_a_state_dir_never_run_twice() {
 
 #[test]
 fn a_ready_check_that_passes_for_someone_else_fails_the_start() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port();
@@ -291,6 +299,7 @@ fn a_ready_check_that_passes_for_someone_else_fails_the_start() {
 
 #[test]
 fn a_deleted_or_moved_entry_can_still_be_stopped() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\nstop_timeout = \"5s\"\n");
@@ -318,6 +327,7 @@ fn a_deleted_or_moved_entry_can_still_be_stopped() {
 
 #[test]
 fn a_changed_config_and_a_second_config_are_told() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\nstop_timeout = \"5s\"\n");
@@ -359,6 +369,7 @@ fn a_changed_config_and_a_second_config_are_told() {
 
 #[test]
 fn a_service_that_daemonizes_is_adopted_or_named() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     // The classic double fork: the first process exits 0, the daemon goes on.
     let daemon = "if os.fork():\n    sys.exit(0)\nos.setsid()\nif os.fork():\n    sys.exit(0)\n";

@@ -44,6 +44,7 @@ fn untouched(env: &TestEnv, entry: &Path, bystander: i32, lock_can_be_replaced: 
 
 #[test]
 fn pid_of_an_unrelated_process_in_the_lock_is_never_signalled() {
+    require!("python3", "python3");
     let (env, entry, bystander) = service_and_bystander();
     env.write("app/svc.py.pid", &format!("{bystander}\n"));
     let status = env.keepup(&["status"]);
@@ -53,6 +54,7 @@ fn pid_of_an_unrelated_process_in_the_lock_is_never_signalled() {
 
 #[test]
 fn bad_pid_lock_contents_are_stale_never_signalled() {
+    require!("python3", "python3");
     let contents = [
         "",
         "\n",
@@ -75,6 +77,7 @@ fn bad_pid_lock_contents_are_stale_never_signalled() {
 
 #[test]
 fn symlinked_or_directory_pid_locks_are_refused() {
+    require!("python3", "python3");
     // A dangling symlink, and one to a file that holds the bystander's pid.
     for target_holds_bystander in [false, true] {
         let (env, entry, bystander) = service_and_bystander();
@@ -94,6 +97,7 @@ fn symlinked_or_directory_pid_locks_are_refused() {
 
 #[test]
 fn reused_pid_that_looks_alike_is_not_the_service() {
+    require!("python3", "python3");
     let mut env = TestEnv::new();
     let entry = env.python_service("app/svc.py", "");
     env.config("entry = \"app/svc.py\"\n");
@@ -124,6 +128,7 @@ fn reused_pid_that_looks_alike_is_not_the_service() {
 
 #[test]
 fn tail_of_the_entry_in_its_folder_is_never_adopted_or_signalled() {
+    require!("python3", "python3");
     let mut env = TestEnv::new();
     let entry = env.python_service("app/svc.py", "");
     env.config("entry = \"app/svc.py\"\nsearch = \"proc_cwd\"\nstartup = \"python3 svc.py\"\n");
@@ -144,6 +149,7 @@ fn tail_of_the_entry_in_its_folder_is_never_adopted_or_signalled() {
 
 #[test]
 fn service_that_changes_directory_stays_one_instance() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("app/svc.py", "os.chdir('/')");
     // Relative, so after the chdir its argv no longer leads to the entry.
@@ -175,6 +181,7 @@ fn service_that_changes_directory_stays_one_instance() {
 
 #[test]
 fn instance_started_by_hand_is_adopted_not_duplicated() {
+    require!("python3", "python3");
     let mut env = TestEnv::new();
     let entry = env.python_service("app/svc.py", "");
     env.config("entry = \"app/svc.py\"\n");
@@ -201,6 +208,7 @@ fn instance_started_by_hand_is_adopted_not_duplicated() {
 
 #[test]
 fn keepups_own_ancestor_naming_the_entry_is_not_the_service() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.python_service("app/svc.py", "");
     env.config("entry = \"app/svc.py\"\nstartup = \"python3 svc.py\"\nsearch = \"proc_cwd\"\n");
@@ -227,6 +235,7 @@ fn keepups_own_ancestor_naming_the_entry_is_not_the_service() {
 
 #[test]
 fn forged_instance_record_others_can_write_is_not_trusted_by_root() {
+    require!("python3", "python3");
     if !nix::unistd::geteuid().is_root() {
         return; // The rule is root's: a user's own files are theirs to trust.
     }

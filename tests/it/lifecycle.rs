@@ -26,6 +26,7 @@ fn group_members(group: i32) -> Vec<i32> {
 
 #[test]
 fn service_ignoring_sigterm_is_killed_after_stop_timeout() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service(
         "svc.py",
@@ -52,6 +53,7 @@ fn service_ignoring_sigterm_is_killed_after_stop_timeout() {
 
 #[test]
 fn stop_and_kill_leave_no_member_of_a_forking_service() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service(
         "svc.py",
@@ -74,6 +76,7 @@ fn stop_and_kill_leave_no_member_of_a_forking_service() {
 
 #[test]
 fn kill_keeps_the_lock_and_stop_removes_it() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\n");
@@ -90,6 +93,7 @@ fn kill_keeps_the_lock_and_stop_removes_it() {
 
 #[test]
 fn restart_force_replaces_the_running_instance() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\n");
@@ -108,6 +112,7 @@ fn restart_force_replaces_the_running_instance() {
 
 #[test]
 fn service_that_exits_at_once_fails_start_and_leaves_no_lock() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.script(
         "svc.py",
@@ -130,6 +135,7 @@ fn service_that_exits_at_once_fails_start_and_leaves_no_lock() {
 
 #[test]
 fn startup_that_cannot_run_fails_clearly() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.python_service("svc.py", "");
     env.config(
@@ -143,6 +149,7 @@ fn startup_that_cannot_run_fails_clearly() {
 
 #[test]
 fn failed_start_shows_the_last_lines_even_after_64kib_of_output() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.script(
         "svc.py",

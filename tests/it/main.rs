@@ -1,8 +1,13 @@
 //! Integration tests: the real `keepup` binary against real processes, signals, `/proc` and
 //! `lsof`. One test binary, so cargo links once; see `testenv.rs` for the harness.
 
+// First, so its `require!` macro is in scope in every test module.
+#[macro_use]
+mod testenv;
+
 mod bad_input;
 mod cli;
+mod clock;
 mod concurrency;
 mod cron;
 mod faults;
@@ -12,6 +17,5 @@ mod lifecycle;
 mod memory;
 mod ownership;
 mod search;
-mod testenv;
 mod timer;
 mod walkthrough;

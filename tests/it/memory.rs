@@ -27,6 +27,7 @@ fn said(run: &Run) -> String {
 
 #[test]
 fn crash_loop_guard_trips_cools_down_retries_once_and_start_clears_it() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     // Runs only while the file `ok` exists; otherwise exits at once.
     let entry = env.script(
@@ -120,6 +121,7 @@ fn crash_loop_guard_trips_cools_down_retries_once_and_start_clears_it() {
 
 #[test]
 fn concurrent_invocations_lose_and_interleave_no_event() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\n");
@@ -160,6 +162,7 @@ fn late_listener(env: &TestEnv, port: u16, delay: Option<f64>, ready: &str, time
 
 #[test]
 fn start_waits_for_a_service_that_binds_late() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let port = free_port();
     late_listener(
@@ -182,6 +185,7 @@ fn start_waits_for_a_service_that_binds_late() {
 
 #[test]
 fn ready_command_decides_too() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.python_service("svc.py", "time.sleep(0.5)\nopen('ready-flag', 'w').close()");
     env.config("entry = \"svc.py\"\nready = \"cmd:test -e {dir}/ready-flag\"\n");
@@ -195,6 +199,7 @@ fn ready_command_decides_too() {
 
 #[test]
 fn start_fails_for_a_service_that_never_binds() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let port = free_port();
     late_listener(&env, port, None, &format!("tcp:127.0.0.1:{port}"), "2s");
@@ -238,6 +243,7 @@ fn assert_consecutive(text: &str) -> usize {
 
 #[test]
 fn log_is_rotated_while_the_service_writes_losing_nothing() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service(
         "svc.py",
@@ -291,6 +297,7 @@ fn log_is_rotated_while_the_service_writes_losing_nothing() {
 
 #[test]
 fn logs_follow_prints_what_is_written_next() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\n");

@@ -35,6 +35,7 @@ fn not_owned_by(dir: &Path, uid: u32) -> Vec<String> {
 
 #[test]
 fn root_acts_as_the_owner_of_the_config() {
+    require!("python3", "python3");
     let Some(alice) = TestUser::new() else { return };
     let env = TestEnv::new();
     let entry = her_service(&env);
@@ -83,6 +84,7 @@ fn root_acts_as_the_owner_of_the_config() {
 
 #[test]
 fn a_state_file_she_cannot_read_names_its_owner_and_the_fix() {
+    require!("python3", "python3");
     let Some(alice) = TestUser::new() else { return };
     let env = TestEnv::new();
     her_service(&env);
@@ -111,6 +113,7 @@ fn a_state_file_she_cannot_read_names_its_owner_and_the_fix() {
 
 #[test]
 fn root_refuses_what_another_user_can_write() {
+    require!("python3", "python3");
     let Some(alice) = TestUser::new() else { return };
     let env = TestEnv::new();
     let entry = her_service(&env);

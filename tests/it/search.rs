@@ -45,21 +45,26 @@ fn interpreted(search: &str) {
 
 #[test]
 fn proc_cwd_recognises_a_python_script() {
+    require!("python3", "python3");
     interpreted("proc_cwd");
 }
 
 #[test]
 fn lsof_cwd_recognises_a_python_script() {
+    require!("python3", "python3");
+    require!("lsof", "lsof");
     interpreted("lsof_cwd");
 }
 
 #[test]
 fn auto_recognises_a_python_script() {
+    require!("python3", "python3");
     interpreted("auto");
 }
 
 #[test]
 fn auto_recognises_a_python_script_started_by_its_shebang() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("app/svc.py", "");
     env.config("entry = \"app/svc.py\"\n");

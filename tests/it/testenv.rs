@@ -420,3 +420,35 @@ pub fn process_uid(pid: i32) -> Option<u32> {
         .ok()
         .map(|m| m.uid())
 }
+
+/// Whether `program` is on PATH. When it is not: under CI (`CI` set) the test fails, since CI
+/// must prove it; elsewhere it says `skipped: …` with the package to install, and the test
+/// passes without running.
+pub fn have(program: &str, package: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program)).is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.is_file() && m.mode() & 0o111 != 0
+            })
+        })
+    });
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this test, but {program} is not installed (apt-get install {package})"
+        );
+        eprintln!("skipped: {program} not installed (apt-get install {package})");
+    }
+    found
+}
+
+/// Ends the test early (as passed, saying why) when a program it needs is missing.
+#[macro_export]
+macro_rules! require {
+    ($program:literal, $package:literal) => {
+        if !$crate::testenv::have($program, $package) {
+            return;
+        }
+    };
+}

@@ -81,6 +81,7 @@ fn same_config_by_another_path_is_the_same_line() {
 
 #[test]
 fn two_configs_two_lines_and_uninstall_removes_only_its_own() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     service(&env);
     env.python_service("other/svc2.py", "");
@@ -164,6 +165,7 @@ fn failing_crontab_is_reported_and_nothing_changes() {
 
 #[test]
 fn timer_restart_is_quiet_unless_it_acts() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     service(&env);
     let run = env.keepup(&["restart", "--timer"]);

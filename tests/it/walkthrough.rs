@@ -44,6 +44,7 @@ fn sbin(env: &TestEnv, verb: &str) -> crate::testenv::Run {
 
 #[test]
 fn readme_walkthrough_on_the_example_server() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     let port = free_port();
     checkout(&env, port);
@@ -104,6 +105,7 @@ fn readme_walkthrough_on_the_example_server() {
 
 #[test]
 fn sbin_scripts_work_through_a_symlink_and_keepup_alone_prints_usage() {
+    require!("python3", "python3");
     let env = TestEnv::new();
     checkout(&env, free_port());
     std::fs::create_dir(env.path("bin")).unwrap();
