@@ -119,3 +119,46 @@ fn sbin_scripts_work_through_a_symlink_and_keepup_alone_prints_usage() {
     usage.expect(0).stdout_has("Usage:").stdout_has("start");
     assert!(!usage.stderr.contains("parameter not set"), "{usage:#?}");
 }
+
+/// A PATH with only what the sbin scripts use from the system: no python3, no cargo.
+fn bare_path(env: &TestEnv) -> std::path::PathBuf {
+    let bin = env.path("bare-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in [
+        "sh", "dirname", "readlink", "find", "head", "grep", "cat", "env", "printf",
+    ] {
+        let real = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap();
+        std::os::unix::fs::symlink(real, bin.join(tool)).unwrap();
+    }
+    bin
+}
+
+#[test]
+fn sbin_start_says_what_a_fresh_machine_lacks() {
+    let env = TestEnv::new();
+    checkout(&env, free_port());
+    let bin = bare_path(&env);
+    let run = |verb: &str| {
+        let output = env
+            .command(&env.path(&format!("sbin/{verb}")))
+            .current_dir("/")
+            .env("PATH", &bin)
+            .output()
+            .unwrap();
+        crate::testenv::Run::from_output(&output)
+    };
+    let start = run("start");
+    start.expect(1).stderr_has("needs python3");
+    assert_eq!(start.stderr.lines().count(), 1, "{start:#?}");
+
+    std::fs::remove_file(env.path("target/release/keepup")).unwrap();
+    let status = run("status");
+    status
+        .expect(1)
+        .stderr_has("no build at")
+        .stderr_has("install Rust");
+}
