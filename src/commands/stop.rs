@@ -1,18 +1,13 @@
 //! `stop`: remove the pid lock, then stop the service and wait until nothing of it is left.
 
-use std::time::Duration;
-
 use super::{Locked, note};
 use crate::error::{Error, Result};
 use crate::events::{Kind, Outcome, Who};
 use crate::exit_code;
 use crate::pidfile;
-use crate::process::{Finder, Instance};
+use crate::process::{Finder, Instance, KILL_GRACE};
 use crate::service::Service;
 use crate::signal::Signal;
-
-/// How long to wait for the kernel to finish a group sent SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 pub fn run(service: &Service) -> Result<u8> {
     let locked = Locked::acquire(service, Who::User)?;

@@ -441,7 +441,7 @@ impl<'a> Finder<'a> {
         };
         send(signal)?;
         let first_wait = if signal == Signal::Kill {
-            LEFTOVER_KILL_GRACE
+            KILL_GRACE
         } else {
             timeout
         };
@@ -449,7 +449,7 @@ impl<'a> Finder<'a> {
             return Ok(());
         }
         send(Signal::Kill)?;
-        if gone(LEFTOVER_KILL_GRACE) {
+        if gone(KILL_GRACE) {
             return Ok(());
         }
         Err(Error::Failed(format!(
@@ -519,13 +519,7 @@ impl<'a> Finder<'a> {
     /// A stray's command line, for a message.
     #[must_use]
     pub fn command_of(&self, pid: Pid) -> String {
-        let words = os::cmdline(pid.get()).unwrap_or_default();
-        let words: Vec<String> = words
-            .split(|b| *b == 0)
-            .filter(|w| !w.is_empty())
-            .map(|w| String::from_utf8_lossy(w).into_owned())
-            .collect();
-        words.join(" ")
+        command_line(pid.get())
     }
 
     /// Waits until the child just spawned is recognised as the service, exits, or `deadline`
@@ -576,6 +570,17 @@ fn instance(pid: Pid, facts: Facts) -> Instance {
     }
 }
 
+/// A process's command line, words joined by spaces, for messages; empty when unreadable.
+fn command_line(pid: i32) -> String {
+    let words = os::cmdline(pid).unwrap_or_default();
+    let words: Vec<String> = words
+        .split(|b| *b == 0)
+        .filter(|w| !w.is_empty())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    words.join(" ")
+}
+
 /// Makes keepup the reaper of what its children leave: a service that forks into the
 /// background and lets its first process exit leaves its daemon to keepup, where `start` can
 /// find it, instead of to init.
@@ -591,7 +596,7 @@ pub fn this_boot(start: &str) -> bool {
 }
 
 /// How long the kernel may take to finish processes sent SIGKILL.
-const LEFTOVER_KILL_GRACE: Duration = Duration::from_secs(5);
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// How long a group whose leader has ended may show members (zombies awaiting their reaper,
 /// usually) before the process table is searched for live ones.

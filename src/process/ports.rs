@@ -49,7 +49,7 @@ pub fn listeners(port: u16) -> Listening {
             found.extend(held);
             holders.push(Holder {
                 pid,
-                command: command(pid),
+                command: super::command_line(pid),
             });
         }
     }
@@ -111,16 +111,6 @@ fn socket_inode(link: &str) -> Option<u64> {
         .strip_suffix(']')?
         .parse()
         .ok()
-}
-
-fn command(pid: i32) -> String {
-    let words = super::os::cmdline(pid).unwrap_or_default();
-    let words: Vec<String> = words
-        .split(|b| *b == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect();
-    words.join(" ")
 }
 
 fn shorten(command: &str) -> String {
