@@ -155,7 +155,6 @@ pub fn not_a_file(path: &Path, kind: &str) -> Error {
 /// What a file that is not a regular one is, for a message.
 #[must_use]
 pub fn kind_name(kind: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
     if kind.is_dir() {
         "a directory"
     } else if kind.is_fifo() {

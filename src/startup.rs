@@ -126,14 +126,18 @@ impl Pattern {
     /// `also` is where the entry resolved when the running instance started.
     #[must_use]
     pub fn may_match(&self, cmdline: &[u8], also: Option<&Path>) -> bool {
-        let mut names = [Some(self.entry.as_path()), self.resolved.as_deref(), also]
-            .into_iter()
-            .flatten()
-            .filter_map(Path::file_name);
-        names.any(|name| {
+        let found = |name: &OsStr| {
             let name = name.as_encoded_bytes();
             !name.is_empty() && cmdline.windows(name.len()).any(|w| w == name)
-        })
+        };
+        let written = self.entry.file_name();
+        // Usually all three have one name: search the command line for it once.
+        written.is_some_and(found)
+            || [self.resolved.as_deref(), also]
+                .into_iter()
+                .flatten()
+                .filter_map(Path::file_name)
+                .any(|name| Some(name) != written && found(name))
     }
 
     /// Whether `path` (absolute) is the entry: as written, as it resolves now, or as it resolved
