@@ -205,6 +205,12 @@ pub struct Follower {
 }
 
 impl Follower {
+    /// Where it follows from: bytes before it are the caller's to show.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
     /// Starts at the log's current end.
     pub fn new(log: &Path, keep: u32) -> Result<Follower> {
         let position = std::fs::metadata(log)
@@ -269,16 +275,25 @@ fn copy_bytes(path: &Path, from: u64, to: u64, out: &mut dyn Write) -> std::io::
 /// The last `lines` lines of `log` written at or after byte `since` (reading at most its last
 /// MiB).
 pub fn tail(log: &Path, lines: usize, since: u64) -> Result<Vec<String>> {
+    tail_before(log, lines, since, u64::MAX)
+}
+
+/// The last `lines` lines of `log` between bytes `since` and `end` (`logs -f` shows those
+/// before the point it then follows from, so nothing written in between is missed).
+pub fn tail_before(log: &Path, lines: usize, since: u64, end: u64) -> Result<Vec<String>> {
     const WINDOW: u64 = 1 << 20;
     let mut file = File::open(log).map_err(Error::io("reading log", log))?;
     let len = file
         .metadata()
         .map_err(Error::io("reading log", log))?
-        .len();
-    file.seek(SeekFrom::Start(len.saturating_sub(WINDOW).max(since)))
+        .len()
+        .min(end);
+    let from = len.saturating_sub(WINDOW).max(since);
+    file.seek(SeekFrom::Start(from))
         .map_err(Error::io("reading log", log))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
+    file.take(len.saturating_sub(from))
+        .read_to_end(&mut bytes)
         .map_err(Error::io("reading log", log))?;
     let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();

@@ -21,8 +21,11 @@ pub fn run(service: &Service, lines: usize, follow: bool) -> Result<u8> {
             log.display()
         )));
     }
+    // Where following starts is fixed before the tail is read up to it: a line written in
+    // between is then printed once, by the follower, instead of by neither.
+    let mut follower = logfile::Follower::new(log, service.config.log_keep)?;
     let mut out = std::io::stdout().lock();
-    for line in logfile::tail(log, lines, 0)? {
+    for line in logfile::tail_before(log, lines, 0, follower.position())? {
         // A closed pipe (`keepup logs | head`) ends the command quietly.
         if writeln!(out, "{line}").is_err() {
             return Ok(exit_code::OK);
@@ -31,7 +34,6 @@ pub fn run(service: &Service, lines: usize, follow: bool) -> Result<u8> {
     if !follow {
         return Ok(exit_code::OK);
     }
-    let mut follower = logfile::Follower::new(log, service.config.log_keep)?;
     loop {
         let _ = out.flush();
         std::thread::sleep(FOLLOW_PAUSE);

@@ -122,10 +122,11 @@ fn follow_across_rotations(log_dir: &Path) {
         .spawn()
         .unwrap();
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-    for _ in 0..6 {
+    for n in 1..=6 {
         wait_for("the log to outgrow log_max_size", || size(&log) > 8 * 1024);
         env.keepup(&["restart"]).expect(0);
-        assert!(size(&log) < 8 * 1024, "not rotated");
+        let copy = format!("{}.{n}", log.display());
+        assert!(Path::new(&copy).exists(), "rotation {n} made no {copy}");
     }
     env.keepup(&["stop"]).expect(0);
     let on_disk = || {
