@@ -316,12 +316,7 @@ fn durations_and_counts_read_as_a_person_writes_them() {
 
     env.config("entry = \"svc.py\"\n");
     let pid = env.keepup(&["start"]).expect(0).pid();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    wait_for("the service to die", || !crate::testenv::alive(pid));
+    crate::testenv::sigkill(pid);
     env.keepup(&["restart"]).expect(0).stdout_has("revived");
     env.keepup(&["status"])
         .expect(0)

@@ -5,7 +5,7 @@
 use std::net::TcpListener;
 use std::path::Path;
 
-use crate::testenv::{TestEnv, alive, cmdline, cwd, locked_pid, wait_for};
+use crate::testenv::{TestEnv, alive, cmdline, cwd, locked_pid, sigkill, wait_for};
 
 /// A Python service that forks `workers` children (same process group) which sleep forever.
 fn forking_service(env: &TestEnv, relative: &str, workers: usize) -> std::path::PathBuf {
@@ -35,16 +35,6 @@ fn parent(pid: i32) -> Option<i32> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn sigkill(pid: i32) {
-    assert!(pid > 1);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    wait_for("the killed process to go", || !alive(pid));
 }
 
 #[test]

@@ -452,3 +452,11 @@ macro_rules! require {
         }
     };
 }
+
+/// SIGKILLs `pid` (a process the test started or found by its mark) and waits until it is gone.
+#[track_caller]
+pub fn sigkill(pid: i32) {
+    assert!(pid > 1);
+    kill(NixPid::from_raw(pid), Signal::SIGKILL).unwrap();
+    wait_for("the killed process to go", || !alive(pid));
+}
