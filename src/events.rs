@@ -35,6 +35,8 @@ pub enum Kind {
     Leftovers,
     /// The service's log was rotated, or could not be (a full disk).
     Rotate,
+    /// The service was found at another pid than the pid lock's (its pid: the new one).
+    PidChange,
 }
 
 impl Kind {
@@ -49,6 +51,7 @@ impl Kind {
             Kind::StaleLock => "stale lock",
             Kind::Leftovers => "leftovers",
             Kind::Rotate => "rotate",
+            Kind::PidChange => "pid change",
         }
     }
 }

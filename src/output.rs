@@ -49,7 +49,12 @@ pub struct Status {
     /// RFC 3339, UTC.
     pub started_at: Option<String>,
     pub uptime_seconds: Option<u64>,
+    /// Resident memory of the whole service: every live process of its group.
     pub memory_bytes: Option<u64>,
+    /// Resident memory of its leader alone.
+    pub leader_memory_bytes: Option<u64>,
+    /// Live processes in its group (1 when it leads none).
+    pub processes: Option<usize>,
     /// Whether the pid lock exists (the service is to be kept up).
     pub kept_up: bool,
     pub pid_lock: PathBuf,
@@ -109,8 +114,18 @@ impl Status {
             }
             line("pid:", &value);
         }
-        if let Some(bytes) = self.memory_bytes {
-            line("memory:", &format_bytes(bytes));
+        match (self.memory_bytes, self.processes, self.leader_memory_bytes) {
+            (Some(bytes), Some(n), Some(leader)) if n > 1 => line(
+                "memory:",
+                &format!(
+                    "{} in {} (leader {})",
+                    format_bytes(bytes),
+                    count_text(n, "process"),
+                    format_bytes(leader)
+                ),
+            ),
+            (Some(bytes), _, _) => line("memory:", &format_bytes(bytes)),
+            _ => {}
         }
         let lock = if self.kept_up {
             self.pid_lock.display().to_string()
@@ -184,11 +199,13 @@ pub fn duration_text(duration: Duration) -> String {
     humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
 }
 
-/// `count` and `noun`, plural when it is not one: "1 revival", "3 revivals".
+/// `count` and `noun`, plural when it is not one: "1 revival", "3 revivals", "2 processes".
 #[must_use]
 pub fn count_text(count: usize, noun: &str) -> String {
     if count == 1 {
         format!("1 {noun}")
+    } else if noun.ends_with('s') {
+        format!("{count} {noun}es")
     } else {
         format!("{count} {noun}s")
     }
@@ -218,6 +235,8 @@ mod tests {
             started_at: pid.map(|_| "2026-11-24T09:00:00Z".into()),
             uptime_seconds: pid.map(|_| 65),
             memory_bytes: pid.map(|_| 3 * 1024 * 1024),
+            leader_memory_bytes: pid.map(|_| 3 * 1024 * 1024),
+            processes: pid.map(|_| 1),
             kept_up: pid.is_some(),
             pid_lock: "/srv/bot.py.pid".into(),
             pid_lock_problem: None,
@@ -270,6 +289,7 @@ mod tests {
         assert_eq!(duration_text(ms(125_400)), "2m 5s");
         assert_eq!(count_text(1, "revival"), "1 revival");
         assert_eq!(count_text(0, "revival"), "0 revivals");
+        assert_eq!(count_text(5, "process"), "5 processes");
     }
 
     #[test]

@@ -146,6 +146,19 @@ impl<'a> Locked<'a> {
         }
         if let Some(instance) = &lookup.instance {
             self.check_keeper(instance)?;
+            // Recognition moved: the history says so, not only the rewritten pid lock.
+            if let Some(old) = self.pid_lock.pid().filter(|old| *old != instance.pid()) {
+                self.record(
+                    Kind::PidChange,
+                    Outcome::Ok,
+                    Some(instance.pid()),
+                    Some(&format!(
+                        "{} runs as {}, not as {old} (the pid lock's)",
+                        self.service.config.name,
+                        instance.pid()
+                    )),
+                );
+            }
         }
         Ok(lookup)
     }

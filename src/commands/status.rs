@@ -27,13 +27,16 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
     let now = SystemTime::now();
     let instance = lookup.instance.as_ref();
     let (started_at, uptime_seconds) = Status::new_started(instance.and_then(Instance::started_at));
+    let usage = instance.map(Instance::group_usage);
     let status = Status {
         name: service.config.name.clone(),
         state,
         pid: instance.map(|i| i.pid().get()),
         started_at,
         uptime_seconds,
-        memory_bytes: instance.and_then(Instance::memory_bytes),
+        memory_bytes: usage.and_then(|u| u.memory_bytes),
+        leader_memory_bytes: instance.and_then(Instance::memory_bytes),
+        processes: usage.map(|u| u.processes),
         kept_up: pid_lock.exists(),
         pid_lock: service.pid_file.clone(),
         pid_lock_problem: lookup.stale.clone(),

@@ -92,6 +92,34 @@ impl Instance {
         os::rss_bytes(&self.facts)
     }
 
+    /// The whole service, as systemd counts a unit: the live processes of the group it leads
+    /// (its workers too) and their resident memory; only itself when it leads no group.
+    #[must_use]
+    pub fn group_usage(&self) -> Usage {
+        let alone = Usage {
+            processes: 1,
+            memory_bytes: self.memory_bytes(),
+        };
+        if !self.leads_group() {
+            return alone;
+        }
+        let Ok(pids) = os::pids() else {
+            return alone;
+        };
+        let members: Vec<Facts> = pids
+            .into_iter()
+            .filter(|p| os::live_in_group(*p, self.facts.pgid))
+            .filter_map(os::facts)
+            .collect();
+        if members.is_empty() {
+            return alone;
+        }
+        Usage {
+            processes: members.len(),
+            memory_bytes: members.iter().map(os::rss_bytes).sum(),
+        }
+    }
+
     /// Whether it leads its own process group (as an instance keepup started does): then the
     /// members left when it dies are its leftovers.
     #[must_use]
@@ -104,6 +132,13 @@ impl Instance {
         let own = nix::unistd::getpgrp().as_raw();
         (self.facts.pgid == self.facts.pid && self.facts.pgid != own).then_some(self.identity.pid)
     }
+}
+
+/// How much of the machine a running service takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub processes: usize,
+    pub memory_bytes: Option<u64>,
 }
 
 /// What is left of a dead instance's process group: workers whose leader has ended. The

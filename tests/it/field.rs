@@ -399,3 +399,32 @@ fn a_service_that_daemonizes_is_adopted_or_named() {
         .expect("the daemon runs");
     failed.stderr_has(&format!("kill {sleeper}"));
 }
+
+#[test]
+fn status_counts_the_whole_group_and_a_pid_change_is_recorded() {
+    require!("python3", "python3");
+    let mut env = TestEnv::new();
+    let entry = forking_service(&env, "svc.py", 2);
+    env.config("entry = \"svc.py\"\nstop_timeout = \"5s\"\n");
+    let leader = env.keepup(&["start"]).expect(0).pid();
+    wait_for("two workers", || children(leader).len() == 2);
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has("in 3 processes (leader ");
+    let json = env.keepup(&["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(value["processes"], 3);
+    assert!(value["memory_bytes"].as_u64() > value["leader_memory_bytes"].as_u64());
+
+    // The pid lock names a pid that has ended; the record still leads to the service.
+    let gone = env.spawn(&env.root.clone(), "true", &[]);
+    wait_for("true to end", || !alive(gone));
+    env.write("svc.py.pid", &format!("{gone}\n"));
+    env.keepup(&["restart"]).expect(0).stdout_has("is running");
+    assert_eq!(locked_pid(&entry), Some(leader));
+    env.keepup(&["events"])
+        .expect(0)
+        .stdout_has("pid change")
+        .stdout_has(&format!("not as {gone}"));
+    env.keepup(&["stop"]).expect(0);
+}
