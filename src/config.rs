@@ -47,12 +47,6 @@ impl Search {
             .find(|(_, n)| *n == text)
             .map(|(s, _)| *s)
     }
-
-    /// Whether this mode recognises a process by its argv (and so needs `startup` to name the
-    /// entry), rather than by its executable.
-    fn needs_argv_pattern(self) -> bool {
-        matches!(self, Search::ProcCwd | Search::LsofCwd)
-    }
 }
 
 /// The config file as written. Every field is optional here so that `validate` can report all
@@ -333,13 +327,17 @@ impl RawConfig {
                     )),
                 );
             }
-            if pattern.is_none() && search.is_some_and(Search::needs_argv_pattern) {
+            if let (Some(Search::ProcExe), Some(command)) =
+                (search, pattern.as_ref().and_then(|p| p.command.as_ref()))
+            {
                 check(
                     problems,
                     Err::<(), _>(format!(
-                        "key `startup`: never names the entry, so search = \"{}\" cannot recognise \
-                     its process; name it with {{entry}}, or use search = \"proc_exe\"",
-                        search.map_or("", Search::name)
+                        "key `search`: \"proc_exe\" recognises the entry's own executable, and \
+                         startup runs {}, not {}: no process could ever be recognised; use \
+                         search = \"auto\" (the startup command line, run in the entry's folder)",
+                        command.program.display(),
+                        entry.display()
                     )),
                 );
             }
@@ -383,6 +381,18 @@ impl RawConfig {
                     .state_dir
                     .as_deref()
                     .map_or_else(|| dir_of(&entry).to_path_buf(), |d| clean(&dir.join(d)));
+                // keepup's files beside a system binary (nginx.lock in /usr/sbin), or in a
+                // folder the acting user does not own, would be litter or a failure.
+                let beside = resolved.as_deref().and_then(Path::parent);
+                if self.state_dir.is_none() && beside.is_some_and(startup::is_shared_folder) {
+                    return Err(vec![format!(
+                        "key `state_dir`: the entry {} is a shared program in {}, where keepup's \
+                         files do not belong; set state_dir = \"…\" to a folder of yours (e.g. \
+                         state_dir = \"state\", beside this config)",
+                        entry.display(),
+                        beside.map_or_else(String::new, |b| b.display().to_string())
+                    )]);
+                }
                 let log = match self.log.as_deref() {
                     Some(log) => dir.join(log),
                     None => state_dir.join(format!("{name}.log")),
@@ -730,14 +740,20 @@ mod tests {
     }
 
     #[test]
-    fn startup_must_name_entry_for_argv_modes() {
-        let message =
-            error("entry = \"bot.py\"\nstartup = \"python3 other.py\"\nsearch = \"proc_cwd\"\n");
-        assert!(message.contains("never names the entry"), "{message}");
+    fn a_config_that_can_never_be_recognised_is_refused() {
+        // By argv, a startup that never names the entry is its command line, in its folder.
         let (_dir, config) = load_text(
-            "entry = \"bot.py\"\nstartup = \"python3 other.py\"\nsearch = \"proc_exe\"\n",
+            "entry = \"bot.py\"\nstartup = \"python3 other.py\"\nsearch = \"proc_cwd\"\n",
         );
-        assert!(config.is_ok());
+        assert!(config.unwrap().pattern.unwrap().command.is_some());
+        // By executable, it can never be the entry's.
+        let message =
+            error("entry = \"bot.py\"\nstartup = \"python3 other.py\"\nsearch = \"proc_exe\"\n");
+        assert!(
+            message.contains("no process could ever be recognised"),
+            "{message}"
+        );
+        assert!(message.contains("search = \"auto\""), "{message}");
     }
 
     #[test]

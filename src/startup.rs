@@ -81,12 +81,41 @@ pub struct Pattern {
     /// The program expected as `argv[0]` (compared by file name), running the entry as its
     /// program (its first operand); `None` when the entry itself is the program.
     pub interpreter: Option<String>,
+    /// For an entry that is a shared program (`/usr/bin/python3`, `/usr/bin/redis-server`):
+    /// the words after it, exactly, since every user of that program has the same `argv[0]`
+    /// and executable.
+    pub args: Option<Vec<String>>,
+    /// For a startup that never names the entry (`gunicorn app:app`): its command line.
+    pub command: Option<CommandLine>,
 }
 
+/// The startup command line as a whole: a process running it in the entry's folder is the
+/// service, when startup does not name the entry itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandLine {
+    /// The program, resolved on PATH when it can be.
+    pub program: PathBuf,
+    /// The interpreter named by the program's `#!` line, when it is a script (gunicorn is).
+    pub interpreter: Option<String>,
+    /// The words after the program, exactly.
+    pub args: Vec<String>,
+    /// The folder it runs in: the entry's, resolved.
+    pub dir: PathBuf,
+}
+
+/// Folders whose programs any user and config may run: an entry there is a shared program.
+const SHARED_FOLDERS: [&str; 6] = [
+    "/usr/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+];
+
 impl Pattern {
-    /// Derives the pattern from the startup words, or `None` when they never name the entry.
-    /// `shebang` reads the interpreter named by a script's `#!` line.
-    /// `resolved`: where the entry resolves, if it exists.
+    /// Derives the pattern from the startup words. `shebang` reads the interpreter named by a
+    /// script's `#!` line; `resolved`: where the entry resolves, if it exists.
     pub fn derive(
         argv: &[String],
         entry: &Path,
@@ -104,22 +133,52 @@ impl Pattern {
             let full = clean(&dir.join(word));
             full == entry || (resolved.is_some() && full.canonicalize().ok().as_deref() == resolved)
         };
-        let interpreter = if names_entry(program) {
-            shebang(entry)
-        } else {
-            let rest: Vec<&OsStr> = arguments.iter().map(OsStr::new).collect();
-            let name = file_name(program);
-            let operand = crate::interpreter::program_operand(name, &rest)?;
-            if !names_entry(&operand.to_string_lossy().into_owned()) {
-                return None;
-            }
-            Some(name.to_owned())
-        };
-        Some(Pattern {
+        let mut pattern = Pattern {
             entry: entry.to_path_buf(),
             resolved: resolved.map(Path::to_path_buf),
-            interpreter,
-        })
+            interpreter: None,
+            args: None,
+            command: None,
+        };
+        if names_entry(program) {
+            pattern.interpreter = shebang(entry);
+            if pattern.interpreter.is_none() && resolved.is_some_and(is_shared) {
+                pattern.args = Some(arguments.to_vec());
+            }
+            return Some(pattern);
+        }
+        let rest: Vec<&OsStr> = arguments.iter().map(OsStr::new).collect();
+        let name = file_name(program);
+        let operand = crate::interpreter::program_operand(name, &rest);
+        if operand.is_some_and(|o| names_entry(&o.to_string_lossy().into_owned())) {
+            pattern.interpreter = Some(name.to_owned());
+            return Some(pattern);
+        }
+        let program = resolve_program(program, dir);
+        pattern.command = Some(CommandLine {
+            interpreter: shebang(&program),
+            program,
+            args: arguments.to_vec(),
+            dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()),
+        });
+        Some(pattern)
+    }
+
+    /// Whether the executable alone may tell the service: not when startup never runs the
+    /// entry, and for a shared program only with the same words after it.
+    #[must_use]
+    pub fn accepts_exe(&self, argv: &[&OsStr]) -> bool {
+        self.command.is_none()
+            && self.args.as_ref().is_none_or(|args| {
+                argv.split_first()
+                    .is_some_and(|(_, rest)| same_words(rest, args))
+            })
+    }
+
+    /// Whether the process's command line must be read to judge it by its executable.
+    #[must_use]
+    pub fn needs_argv(&self) -> bool {
+        self.args.is_some()
     }
 
     /// Whether a command line may be the service at all: cheap enough to run on every process.
@@ -130,6 +189,9 @@ impl Pattern {
             let name = name.as_encoded_bytes();
             !name.is_empty() && cmdline.windows(name.len()).any(|w| w == name)
         };
+        if let Some(command) = &self.command {
+            return command.program.file_name().is_some_and(found);
+        }
         let written = self.entry.file_name();
         // Usually all three have one name: search the command line for it once.
         written.is_some_and(found)
@@ -169,6 +231,9 @@ impl Pattern {
         cwd: &mut dyn FnMut() -> Option<PathBuf>,
         also: Option<&Path>,
     ) -> bool {
+        if let Some(command) = &self.command {
+            return command.matches(argv, cwd);
+        }
         let Some((first, rest)) = argv.split_first() else {
             return false;
         };
@@ -180,7 +245,9 @@ impl Pattern {
             cwd().is_some_and(|dir| self.is_entry(&dir.join(path), also))
         };
         match &self.interpreter {
-            None => names_entry(first),
+            None => {
+                names_entry(first) && self.args.as_ref().is_none_or(|args| same_words(rest, args))
+            }
             Some(program) => {
                 let name = file_name(&first.to_string_lossy()).to_owned();
                 name == *program
@@ -189,6 +256,88 @@ impl Pattern {
             }
         }
     }
+}
+
+impl CommandLine {
+    /// `argv` runs this command line (a script through its interpreter, with the
+    /// interpreter's own options allowed), in the entry's folder.
+    fn matches(&self, argv: &[&OsStr], cwd: &mut dyn FnMut() -> Option<PathBuf>) -> bool {
+        let Some((first, rest)) = argv.split_first() else {
+            return false;
+        };
+        let is_program = |word: &OsStr, cwd: &mut dyn FnMut() -> Option<PathBuf>| {
+            let path = Path::new(word);
+            if path.is_absolute() {
+                return clean(path) == self.program
+                    || path.canonicalize().ok() == self.program.canonicalize().ok();
+            }
+            if word.as_encoded_bytes().contains(&b'/') {
+                return cwd().is_some_and(|dir| {
+                    dir.join(path).canonicalize().ok() == self.program.canonicalize().ok()
+                });
+            }
+            path.file_name() == self.program.file_name()
+        };
+        let words = match &self.interpreter {
+            Some(interpreter) => {
+                let name = file_name(&first.to_string_lossy()).to_owned();
+                if name != *interpreter {
+                    return false;
+                }
+                let Some(operand) = crate::interpreter::program_operand(&name, rest) else {
+                    return false;
+                };
+                let Some(at) = rest.iter().position(|w| std::ptr::eq(*w, operand)) else {
+                    return false;
+                };
+                if !is_program(operand, cwd) {
+                    return false;
+                }
+                &rest[at + 1..]
+            }
+            None if is_program(first, cwd) => rest,
+            None => return false,
+        };
+        same_words(words, &self.args) && cwd().is_some_and(|dir| dir == self.dir)
+    }
+}
+
+fn same_words(words: &[&OsStr], expected: &[String]) -> bool {
+    words.len() == expected.len()
+        && words
+            .iter()
+            .zip(expected)
+            .all(|(word, want)| *word == OsStr::new(want))
+}
+
+/// Whether `program` lives where other users and configs run programs: a system program
+/// folder, or any folder the acting user does not own.
+#[must_use]
+pub fn is_shared(program: &Path) -> bool {
+    program.parent().is_some_and(is_shared_folder)
+}
+
+/// A system program folder, or one the acting user does not own.
+#[must_use]
+pub fn is_shared_folder(folder: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    SHARED_FOLDERS.iter().any(|f| Path::new(f) == folder)
+        || std::fs::metadata(folder).is_ok_and(|m| m.uid() != crate::ownership::euid())
+}
+
+/// The program a startup word names, as the spawn will find it: a path (relative to the
+/// entry's folder, where it runs), or a name looked up on PATH.
+fn resolve_program(word: &str, dir: &Path) -> PathBuf {
+    if word.contains('/') {
+        return clean(&dir.join(word));
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join(word))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from(word))
 }
 
 /// `path` without `.` components. `..` stays: resolving it by hand would be wrong across a
@@ -328,6 +477,8 @@ mod tests {
         let entry = entry.canonicalize().unwrap();
         let pattern = Pattern {
             resolved: Some(entry.clone()),
+            args: None,
+            command: None,
             entry,
             interpreter: interpreter.map(str::to_owned),
         };
@@ -363,8 +514,11 @@ mod tests {
         assert_eq!(via_path.interpreter.as_deref(), Some("python3.11"));
         let via_sh = derived("sh -c 'exec FOO=1 python3 {entry}'").unwrap();
         assert_eq!(via_sh.interpreter.as_deref(), Some("python3"));
-        assert_eq!(derived("python3 -m http.server"), None);
-        assert_eq!(derived("python3 other.py"), None);
+        // Startups that never name the entry are recognised by their whole command line.
+        for line in ["python3 -m http.server", "python3 other.py"] {
+            let command = derived(line).unwrap().command.unwrap();
+            assert_eq!(command.program.file_name().unwrap(), "python3");
+        }
         let native = Pattern::derive(
             &words("{entry} --port 1"),
             &p.entry,

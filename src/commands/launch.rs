@@ -47,7 +47,7 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
     process::become_subreaper();
     let mut child = finder.spawn()?;
     let deadline = Instant::now() + config.start_timeout;
-    let outcome = match finder.wait_recognised(&mut child, deadline) {
+    let outcome = match finder.started(&mut child) {
         Ok(Started::Running(instance)) => {
             let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
             match confirm(service, &mut exited, deadline) {
@@ -68,11 +68,6 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
             adopt_daemon(service, finder, &child, lock, deadline)
         }
         Ok(Started::Exited(status)) => Err(describe_exit(status)),
-        Ok(Started::TimedOut) => Err(format!(
-            "its process was not recognised within {} (search = \"{}\"): does startup run the entry?",
-            crate::output::duration_text(config.start_timeout),
-            config.search.name()
-        )),
         Err(e) => Err(e.to_string()),
     };
     let failure = match outcome {

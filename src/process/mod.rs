@@ -27,6 +27,7 @@ use crate::config::{Config, Search};
 use crate::error::{Error, Result};
 use crate::pid::Pid;
 use crate::signal::Signal;
+use crate::startup::Pattern;
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -264,7 +265,12 @@ impl<'a> Finder<'a> {
             }
             // Cheapest first: the argv filter (or, by executable, one readlink) decides for
             // almost every process; only a match is checked for being eligible at all.
-            let by_argv = self.config.search != Search::ProcExe;
+            let by_argv = self.config.search != Search::ProcExe
+                || self
+                    .config
+                    .pattern
+                    .as_ref()
+                    .is_some_and(Pattern::needs_argv);
             let cmdline = if by_argv {
                 os::cmdline(pid.get()).unwrap_or_default()
             } else {
@@ -299,27 +305,28 @@ impl<'a> Finder<'a> {
                 .config
                 .pattern
                 .as_ref()
-                .is_none_or(|p| p.interpreter.is_none())
+                .is_none_or(|p| p.interpreter.is_none() && p.command.is_none() && p.args.is_none())
     }
 
     /// The search rule, on one process.
     fn matches(&self, pid: i32, cmdline: &[u8]) -> Result<bool> {
         let config = self.config;
         let also = self.recorded_entry.as_deref();
+        let argv: Vec<&OsStr> = cmdline
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(os_str)
+            .collect();
         let by_exe = || {
-            os::exe(pid).is_some_and(|exe| {
-                exe == config.entry
-                    || Some(exe.as_path()) == config.resolved.as_deref()
-                    || Some(exe.as_path()) == also
-            })
+            config.pattern.as_ref().is_none_or(|p| p.accepts_exe(&argv))
+                && os::exe(pid).is_some_and(|exe| {
+                    exe == config.entry
+                        || Some(exe.as_path()) == config.resolved.as_deref()
+                        || Some(exe.as_path()) == also
+                })
         };
         let by_argv = |cwd: &mut dyn FnMut() -> Option<std::path::PathBuf>| {
-            let argv: Vec<&OsStr> = cmdline
-                .split(|b| *b == 0)
-                .filter(|w| !w.is_empty())
-                .map(os_str)
-                .collect();
-            self.config
+            config
                 .pattern
                 .as_ref()
                 .is_some_and(|p| p.matches_argv(&argv, cwd, also))
@@ -557,23 +564,23 @@ impl<'a> Finder<'a> {
         command_line(pid.get())
     }
 
-    /// Waits until the child just spawned is recognised as the service, exits, or `deadline`
-    /// passes.
-    pub fn wait_recognised(&self, child: &mut Child, deadline: Instant) -> Result<Started> {
+    /// The child just spawned, as the instance: keepup started it, so it is the service
+    /// whatever its argv says or later says (nginx and redis rewrite theirs), known from here on
+    /// by its identity. `Exited` if it has already ended.
+    pub fn started(&self, child: &mut Child) -> Result<Started> {
         let pid = Pid::new(child.id().into())
             .ok_or_else(|| Error::Failed(format!("spawned an impossible pid {}", child.id())))?;
-        let mut outcome = Ok(Started::TimedOut);
-        poll_until(deadline, || {
-            outcome = match child.try_wait() {
-                Ok(Some(status)) => Ok(Started::Exited(status)),
-                Ok(None) => self
-                    .by_rule(pid)
-                    .map(|found| found.map_or(Started::TimedOut, Started::Running)),
-                Err(e) => Err(Error::io("waiting for", "the started process")(e)),
-            };
-            !matches!(outcome, Ok(Started::TimedOut))
-        });
-        outcome
+        match child.try_wait() {
+            Ok(Some(status)) => Ok(Started::Exited(status)),
+            Ok(None) => Ok(match os::facts(pid.get()) {
+                Some(facts) if !facts.zombie => Started::Running(instance(pid, facts)),
+                _ => match child.wait() {
+                    Ok(status) => Started::Exited(status),
+                    Err(e) => return Err(Error::io("waiting for", "the started process")(e)),
+                },
+            }),
+            Err(e) => Err(Error::io("waiting for", "the started process")(e)),
+        }
     }
 
     /// Ends a child that was never recognised: its group, which it leads and which cannot be
@@ -592,7 +599,6 @@ impl<'a> Finder<'a> {
 pub enum Started {
     Running(Instance),
     Exited(ExitStatus),
-    TimedOut,
 }
 
 fn instance(pid: Pid, facts: Facts) -> Instance {

@@ -17,5 +17,6 @@ mod lifecycle;
 mod memory;
 mod ownership;
 mod search;
+mod servers;
 mod timer;
 mod walkthrough;
