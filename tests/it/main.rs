@@ -16,6 +16,7 @@ mod identity;
 mod lifecycle;
 mod memory;
 mod ownership;
+mod recipes;
 mod search;
 mod servers;
 mod timer;

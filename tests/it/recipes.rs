@@ -1,0 +1,372 @@
+//! The recipes in `examples/`, end to end with the real servers: start, ask, SIGKILL the leader
+//! alone (as the OOM killer does), revive, and stop with a request in flight.
+//!
+//! Each test copies its recipe into its own folder and gives it a free port. The servers come
+//! from the machine (nginx-light, redis-server, node) and from a virtualenv that `.ci/run`
+//! makes (`target/recipes-venv`: gunicorn, flask, uvicorn); a missing one is a skip, except
+//! under CI.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use crate::testenv::{PATIENCE, Run, TestEnv, alive, free_port, sigkill, wait_for};
+
+/// PATH with the recipes' virtualenv first, when there is one.
+fn tool_path() -> String {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/recipes-venv/bin");
+    let path = std::env::var("PATH").unwrap_or_default();
+    if venv.is_dir() {
+        format!("{}:{path}", venv.display())
+    } else {
+        path
+    }
+}
+
+/// Whether `program` is on the recipes' PATH: a skip when not, a failure under CI.
+fn installed(program: &str, install: &str) -> bool {
+    let found = std::env::split_paths(&tool_path()).any(|dir| dir.join(program).is_file());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this recipe, but {program} is not installed ({install})"
+        );
+        eprintln!("skipped: {program} not installed ({install})");
+    }
+    found
+}
+
+/// How a test holds a request in flight while `stop` runs.
+enum InFlight {
+    /// `GET /slow` takes 2 s; the server touches `slow.started` when it begins.
+    SlowPage,
+    /// nginx: a 512 KiB file served at 256 KiB/s.
+    Download,
+    /// redis: `DEBUG SLEEP 2`, seen in progress by the server's wait channel.
+    DebugSleep,
+}
+
+struct Recipe {
+    name: &'static str,
+    /// The port the recipe is written with; the test gives it another.
+    port: &'static str,
+    program: &'static str,
+    install: &'static str,
+    /// The least number of processes of a running instance (leader and workers).
+    processes: u64,
+    in_flight: InFlight,
+}
+
+/// The recipe, copied into the test's folder on a free port; keepup runs with its PATH.
+/// nginx clears its environment and redis overwrites it with its title, so the servers are
+/// followed by process group (each instance leads its own), and a failing test ends exactly
+/// the groups it started.
+struct Copy {
+    env: TestEnv,
+    dir: PathBuf,
+    port: u16,
+    groups: std::cell::RefCell<Vec<i32>>,
+}
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        for group in self.groups.borrow().iter() {
+            if *group > 1 && !members(*group).is_empty() {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(*group),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// The live processes of process group `group`.
+fn members(group: i32) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| alive(*p) && group_of(*p) == Some(group))
+        .collect()
+}
+
+impl Copy {
+    fn new(recipe: &Recipe) -> Copy {
+        let env = TestEnv::new();
+        let port = free_port();
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(recipe.name);
+        for file in std::fs::read_dir(&source).unwrap() {
+            let file = file.unwrap().path();
+            let text = std::fs::read_to_string(&file).unwrap();
+            let name = format!(
+                "{}/{}",
+                recipe.name,
+                file.file_name().unwrap().to_str().unwrap()
+            );
+            let copy = env.write(&name, &text.replace(recipe.port, &port.to_string()));
+            std::fs::set_permissions(&copy, std::fs::metadata(&file).unwrap().permissions())
+                .unwrap();
+        }
+        let dir = env.path(recipe.name);
+        Copy {
+            env,
+            dir,
+            port,
+            groups: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A leader this test started, to be ended on drop whatever happens.
+    fn started(&self, run: &Run) -> i32 {
+        let pid = run.pid();
+        self.groups.borrow_mut().push(pid);
+        pid
+    }
+
+    fn keepup(&self, args: &[&str]) -> Run {
+        let output = self
+            .env
+            .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+            .env("PATH", tool_path())
+            .arg("--config")
+            .arg(self.dir.join("cfg.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        Run::from_output(&output)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .collect()
+    }
+}
+
+/// The process group of `pid`.
+fn group_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// One request and its whole answer.
+fn ask(port: u16, request: &[u8]) -> Option<Vec<u8>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(PATIENCE)).ok()?;
+    stream.write_all(request).ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).ok()?;
+    Some(answer)
+}
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    ask(port, request.as_bytes()).map(|a| String::from_utf8_lossy(&a).into_owned())
+}
+
+/// Asks the server its ordinary question: an HTTP GET, or redis' PING.
+fn answers(recipe: &Recipe, port: u16) -> bool {
+    if recipe.name == "redis" {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(b"PING\r\n").unwrap();
+        let mut reply = [0u8; 7];
+        stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+    } else {
+        get(port, "/").is_some_and(|a| a.contains("running"))
+    }
+}
+
+/// Starts a request that takes about 2 s and returns once the server is working on it; the
+/// receiver gets whether it completed whole.
+fn request_in_flight(recipe: &Recipe, copy: &Copy, leader: i32) -> mpsc::Receiver<bool> {
+    let (done, completed) = mpsc::channel();
+    let port = copy.port;
+    match recipe.in_flight {
+        InFlight::SlowPage => {
+            let marker = copy.dir.join("slow.started");
+            std::thread::spawn(move || {
+                let _ = done.send(get(port, "/slow").is_some_and(|a| a.contains("slow done")));
+            });
+            wait_for("the slow request to begin", || marker.exists());
+        }
+        InFlight::Download => {
+            let size = 512 * 1024;
+            copy.env.write("nginx/files/big.bin", &"x".repeat(size));
+            let (begun, started) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                stream.set_read_timeout(Some(PATIENCE)).unwrap();
+                stream
+                    .write_all(b"GET /files/big.bin HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    .unwrap();
+                let mut first = [0u8; 1024];
+                let n = stream.read(&mut first).unwrap();
+                begun.send(()).unwrap();
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest);
+                let answer = [&first[..n], &rest[..]].concat();
+                let body = answer
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(0, |i| answer.len() - i - 4);
+                let _ = done.send(body == size);
+            });
+            started.recv_timeout(PATIENCE).unwrap();
+        }
+        InFlight::DebugSleep => {
+            std::thread::spawn(move || {
+                let answer = ask(port, b"DEBUG SLEEP 2\r\n");
+                let _ = done.send(answer.is_some_and(|a| a.starts_with(b"+OK")));
+            });
+            wait_for("redis to be busy with the request", || {
+                std::fs::read_to_string(format!("/proc/{leader}/wchan"))
+                    .is_ok_and(|w| w.contains("nanosleep"))
+            });
+        }
+    }
+    completed
+}
+
+fn exercise(recipe: &Recipe) {
+    if !installed(recipe.program, recipe.install) {
+        return;
+    }
+    let copy = Copy::new(recipe);
+    let first = copy.started(copy.keepup(&["start"]).expect(0).stdout_has("started"));
+    assert!(
+        answers(recipe, copy.port),
+        "{} does not answer",
+        recipe.name
+    );
+    wait_for("all its workers", || {
+        members(first).len() as u64 >= recipe.processes
+    });
+
+    // status counts the whole group, as systemd counts a unit.
+    let status = copy.keepup(&["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(status.stdout.trim()).unwrap();
+    assert!(
+        value["processes"].as_u64() >= Some(recipe.processes),
+        "{status:#?}"
+    );
+    assert!(value["memory_bytes"].as_u64() >= value["leader_memory_bytes"].as_u64());
+
+    // The leader alone dies; the revival ends what is left of it before starting afresh.
+    let old = members(first);
+    assert!(old.len() as u64 >= recipe.processes, "{old:?}");
+    sigkill(first);
+    let second = copy.started(
+        copy.keepup(&["restart", "--timer"])
+            .expect(0)
+            .stdout_has("revived"),
+    );
+    for pid in &old {
+        assert!(
+            !alive(*pid),
+            "{pid} of the old generation survived the revival"
+        );
+    }
+    let log = copy.log();
+    for bind_failure in ["in use", "EADDRINUSE"] {
+        assert!(
+            !log.contains(bind_failure),
+            "{bind_failure} in the log:\n{log}"
+        );
+    }
+    assert!(
+        answers(recipe, copy.port),
+        "{} does not answer after the revival",
+        recipe.name
+    );
+    // Exactly one generation: the new one, whole.
+    assert_eq!(
+        members(first),
+        Vec::<i32>::new(),
+        "the old generation lives on"
+    );
+    wait_for("the new generation's workers", || {
+        members(second).len() as u64 >= recipe.processes
+    });
+
+    // stop is graceful: a request in flight completes.
+    let completed = request_in_flight(recipe, &copy, second);
+    copy.keepup(&["stop"]).expect(0).stdout_has("stopped");
+    assert!(
+        completed.recv_timeout(PATIENCE).unwrap(),
+        "the request in flight was cut by stop"
+    );
+    wait_for("nothing of it left", || {
+        members(second).is_empty() && copy.env.own_processes().is_empty()
+    });
+}
+
+#[test]
+fn nginx_recipe() {
+    exercise(&Recipe {
+        name: "nginx",
+        port: "8080",
+        program: "nginx",
+        install: "apt-get install nginx-light",
+        processes: 3,
+        in_flight: InFlight::Download,
+    });
+}
+
+#[test]
+fn gunicorn_recipe() {
+    exercise(&Recipe {
+        name: "gunicorn",
+        port: "8001",
+        program: "gunicorn",
+        install: "pip install gunicorn flask, or run .ci/run",
+        processes: 3,
+        in_flight: InFlight::SlowPage,
+    });
+}
+
+#[test]
+fn uvicorn_recipe() {
+    exercise(&Recipe {
+        name: "uvicorn",
+        port: "8002",
+        program: "uvicorn",
+        install: "pip install uvicorn, or run .ci/run",
+        processes: 3,
+        in_flight: InFlight::SlowPage,
+    });
+}
+
+#[test]
+fn redis_recipe() {
+    exercise(&Recipe {
+        name: "redis",
+        port: "6380",
+        program: "redis-server",
+        install: "apt-get install redis-server",
+        processes: 1,
+        in_flight: InFlight::DebugSleep,
+    });
+}
+
+#[test]
+fn node_recipe() {
+    exercise(&Recipe {
+        name: "node",
+        port: "8003",
+        program: "node",
+        install: "apt-get install nodejs",
+        processes: 1,
+        in_flight: InFlight::SlowPage,
+    });
+}
