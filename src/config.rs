@@ -117,6 +117,8 @@ pub struct Config {
     pub resolved: Option<PathBuf>,
     /// The entry's metadata as loaded (its owner and mode, for root's safety check).
     pub entry_meta: Option<std::fs::Metadata>,
+    /// The metadata of the folder the entry resolves into, likewise.
+    pub entry_dir_meta: Option<std::fs::Metadata>,
     /// The service's name in messages: the entry's file name.
     pub name: String,
     /// Where keepup's state files go: the pid lock, the instance record, the operation lock,
@@ -384,7 +386,11 @@ impl RawConfig {
                 // keepup's files beside a system binary (nginx.lock in /usr/sbin), or in a
                 // folder the acting user does not own, would be litter or a failure.
                 let beside = resolved.as_deref().and_then(Path::parent);
-                if self.state_dir.is_none() && beside.is_some_and(startup::is_shared_folder) {
+                // Looked at once: root's safety check reuses it.
+                let entry_dir_meta = beside.and_then(|b| std::fs::metadata(b).ok());
+                if self.state_dir.is_none()
+                    && beside.is_some_and(|b| startup::shared_folder(b, entry_dir_meta.as_ref()))
+                {
                     return Err(vec![format!(
                         "key `state_dir`: the entry {} is a shared program in {}, where keepup's \
                          files do not belong; set state_dir = \"…\" to a folder of yours (e.g. \
@@ -401,6 +407,7 @@ impl RawConfig {
                     file: file.to_path_buf(),
                     resolved,
                     entry_meta,
+                    entry_dir_meta,
                     name,
                     state_dir,
                     entry,

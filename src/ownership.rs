@@ -94,7 +94,12 @@ pub fn refuse_unsafe_as_root(
     if let Some(meta) = &config.entry_meta {
         checks.push(("entry", config.entry.as_path(), Some(meta.clone())));
     }
-    checks.push(("entry's folder", config.dir(), None));
+    // The folder as written leads where the entry resolves; its metadata was taken at load.
+    checks.push((
+        "entry's folder",
+        config.dir(),
+        config.entry_dir_meta.clone(),
+    ));
     // By default the state folder is the entry's: one look is enough.
     if config.state_dir != config.dir() {
         checks.push(("state folder", config.state_dir.as_path(), None));

@@ -320,9 +320,15 @@ pub fn is_shared(program: &Path) -> bool {
 /// A system program folder, or one the acting user does not own.
 #[must_use]
 pub fn is_shared_folder(folder: &Path) -> bool {
+    shared_folder(folder, std::fs::metadata(folder).ok().as_ref())
+}
+
+/// As [`is_shared_folder`], with the folder's metadata already at hand.
+#[must_use]
+pub fn shared_folder(folder: &Path, meta: Option<&std::fs::Metadata>) -> bool {
     use std::os::unix::fs::MetadataExt;
     SHARED_FOLDERS.iter().any(|f| Path::new(f) == folder)
-        || std::fs::metadata(folder).is_ok_and(|m| m.uid() != crate::ownership::euid())
+        || meta.is_some_and(|m| m.uid() != crate::ownership::euid())
 }
 
 /// The program a startup word names, as the spawn will find it: a path (relative to the

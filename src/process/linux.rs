@@ -92,17 +92,25 @@ pub fn facts(pid: i32) -> Option<Facts> {
 /// counted from the last `)`.
 fn parse_stat(stat: &str) -> Option<Facts> {
     let pid = stat.split_once(' ')?.0.parse().ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let number = |i: usize| fields.get(i)?.parse::<i64>().ok();
+    // Fields after the name, counted from 0 (state): ppid 1, pgrp 2, starttime 19, rss 21.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_ascii_whitespace();
+    let state = fields.next()?;
+    let parent = fields.next()?.parse().ok()?;
+    let group = fields.next()?.parse().ok()?;
+    let start_ticks: u64 = fields.nth(16)?.parse().ok()?;
+    let rss_pages = fields
+        .nth(1)
+        .and_then(|f| f.parse::<u64>().ok())
+        .unwrap_or(0);
     Some(Facts {
         pid,
-        zombie: matches!(fields.first(), Some(&("Z" | "X" | "x"))),
-        ppid: i32::try_from(number(1)?).ok()?,
-        pgid: i32::try_from(number(2)?).ok()?,
+        zombie: matches!(state, "Z" | "X" | "x"),
+        ppid: parent,
+        pgid: group,
         uid: 0,
-        start: format!("{}:{}", boot_id(), number(19)?),
-        start_ticks: u64::try_from(number(19)?).ok()?,
-        rss_pages: u64::try_from(number(21)?).unwrap_or(0),
+        start: format!("{}:{start_ticks}", boot_id()),
+        start_ticks,
+        rss_pages,
     })
 }
 
