@@ -129,6 +129,28 @@ pub fn become_subreaper() {
     let _ = nix::sys::prctl::set_child_subreaper(true);
 }
 
+/// `pid` and every process below it, from each thread's `children` list: the size of the
+/// service, not of the process table. `None` where the kernel lacks those lists.
+pub fn family(pid: i32) -> Option<Vec<i32>> {
+    let mut found = vec![pid];
+    let mut next = 0;
+    while let Some(&parent) = found.get(next) {
+        next += 1;
+        let Ok(tasks) = std::fs::read_dir(path(parent, "task")) else {
+            continue;
+        };
+        for task in tasks.filter_map(Result::ok) {
+            let children = match std::fs::read_to_string(task.path().join("children")) {
+                Ok(children) => children,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(_) => continue,
+            };
+            found.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+        }
+    }
+    Some(found)
+}
+
 /// Whether `start` (from [`facts`]) was taken during this boot.
 pub fn this_boot(start: &str) -> bool {
     start

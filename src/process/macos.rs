@@ -99,6 +99,11 @@ pub fn exe(pid: i32) -> Option<PathBuf> {
     .flatten()
 }
 
+/// No children lists here: the caller looks through the whole table.
+pub fn family(_pid: i32) -> Option<Vec<i32>> {
+    None
+}
+
 /// macOS has no subreaper: a daemonizing service is reported as such by its exit, no more.
 pub fn become_subreaper() {}
 

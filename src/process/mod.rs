@@ -104,7 +104,9 @@ impl Instance {
         if !self.leads_group() {
             return alone;
         }
-        let Ok(pids) = os::pids() else {
+        // Its workers are its descendants (a live leader's group is its family): look there
+        // first, and through the whole table only where the kernel cannot tell a family.
+        let Some(pids) = os::family(self.facts.pid).or_else(|| os::pids().ok()) else {
             return alone;
         };
         let members: Vec<Facts> = pids
