@@ -145,7 +145,11 @@ pub fn family(pid: i32) -> Option<Vec<i32>> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
                 Err(_) => continue,
             };
-            found.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+            found.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
         }
     }
     Some(found)
