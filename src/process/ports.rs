@@ -162,7 +162,7 @@ mod tests {
             "{listening:?}"
         );
         assert!(describe(port).contains(&format!("pid {me} (")));
+        // Nothing is asserted once it is closed: a parallel test may take the freed port.
         drop(listener);
-        assert_eq!(listeners(port), Listening::default());
     }
 }
