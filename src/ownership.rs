@@ -63,6 +63,14 @@ pub fn act_as_config_owner(config: &Path) -> Result<Option<std::fs::Metadata>> {
     nix::unistd::setgroups(&groups).map_err(|e| failed("setting groups", e))?;
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| failed("setting the group id", e))?;
     nix::unistd::setresuid(uid, uid, uid).map_err(|e| failed("setting the user id", e))?;
+    // The switch must be for good: a way back to root would let her service's keepup act as
+    // root.
+    if nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
+        return Err(Error::Failed(format!(
+            "acting as the owner of {}: root could be regained after giving it up; refusing to go on",
+            config.display()
+        )));
+    }
     if let Some(user) = user {
         // SAFETY: keepup is single-threaded here (the first thing a command does), so nothing
         // reads the environment while it changes.

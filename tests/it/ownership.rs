@@ -133,3 +133,41 @@ fn root_refuses_what_another_user_can_write() {
     assert!(env.instances(&entry).is_empty());
     wait_for("nothing started", || env.own_processes().is_empty());
 }
+
+#[test]
+fn sudo_start_gives_the_service_her_environment_and_groups() {
+    let Some(alice) = TestUser::new() else { return };
+    let env = TestEnv::new();
+    env.script(
+        "app/svc.py",
+        "#!/usr/bin/python3\nimport os, time\n\
+         print('env', os.environ.get('USER'), os.environ.get('LOGNAME'), \
+         os.environ.get('HOME'), os.getgid(), flush=True)\nwhile True:\n    time.sleep(1)\n",
+    );
+    env.config("entry = \"app/svc.py\"\nstop_timeout = \"5s\"\n");
+    alice.give(&env.root);
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    assert_eq!(process_uid(pid), Some(alice.uid));
+    // Her groups only (useradd gave her her own group and no other), none of root's.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let groups = status.lines().find(|l| l.starts_with("Groups:")).unwrap();
+    assert_eq!(
+        groups.split_whitespace().collect::<Vec<_>>(),
+        ["Groups:", &alice.gid.to_string()]
+    );
+    let home = nix::unistd::User::from_name(&alice.name)
+        .unwrap()
+        .unwrap()
+        .dir;
+    let expected = format!(
+        "env {0} {0} {1} {2}\n",
+        alice.name,
+        home.display(),
+        alice.gid
+    );
+    wait_for("the service to print its environment", || {
+        std::fs::read_to_string(env.path("app/svc.py.log")).is_ok_and(|log| log == expected)
+    });
+    env.keepup(&["stop"]).expect(0);
+    assert!(!alive(pid));
+}
