@@ -69,6 +69,19 @@ pub enum Verb {
         #[arg(short, long)]
         follow: bool,
     },
+    /// The watcher's own life: keepup starts it, with the operation lock and a pipe to answer
+    /// on; never run by hand.
+    #[command(hide = true, group(clap::ArgGroup::new("state").required(true).args(["lock_fd", "revive"])))]
+    Watch {
+        #[arg(long, requires = "report_fd")]
+        lock_fd: Option<i32>,
+        #[arg(long, requires = "lock_fd")]
+        report_fd: Option<i32>,
+        #[arg(long, requires = "lock_fd")]
+        launch: bool,
+        #[arg(long, conflicts_with = "lock_fd")]
+        revive: bool,
+    },
 }
 
 impl Verb {
@@ -84,6 +97,17 @@ impl Verb {
             Verb::UninstallTimer => Command::UninstallTimer,
             Verb::Events { lines, json } => Command::Events { lines, json },
             Verb::Logs { lines, follow } => Command::Logs { lines, follow },
+            Verb::Watch {
+                lock_fd: Some(lock_fd),
+                report_fd: Some(report_fd),
+                launch,
+                ..
+            } => Command::Watch {
+                lock_fd,
+                report_fd,
+                launch,
+            },
+            Verb::Watch { .. } => Command::Revive,
         }
     }
 }

@@ -80,6 +80,8 @@ pub struct RawConfig {
     pub log_keep: Option<u32>,
     /// Where keepup's state files go (default: the entry's folder).
     pub state_dir: Option<String>,
+    /// Whether a watcher revives the service the moment it dies (default: true).
+    pub watch: Option<bool>,
 }
 
 /// `[restart_limit]` as written.
@@ -138,6 +140,9 @@ pub struct Config {
     pub ready: Option<Ready>,
     pub log_max_size: u64,
     pub log_keep: u32,
+    /// A watcher waits for the service's exit and revives it at once; the timer alone
+    /// revives it otherwise.
+    pub watch: bool,
 }
 
 impl Config {
@@ -423,6 +428,7 @@ impl RawConfig {
                     ready,
                     log_max_size: log_max_size.unwrap_or(0),
                     log_keep: self.log_keep.unwrap_or(3),
+                    watch: self.watch.unwrap_or(true),
                 })
             }
             _ => Err(std::mem::take(problems)),

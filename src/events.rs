@@ -56,12 +56,22 @@ impl Kind {
     }
 }
 
-/// Who acted: a person (or their script), or the crontab line.
+/// Who acted: a person (or their script), the crontab line, or the service's watcher.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Who {
     User,
     Timer,
+    Watcher,
+}
+
+impl Who {
+    /// Whether a person waits for the answer: the timer and the watcher write to a log, and
+    /// say only what they did.
+    #[must_use]
+    pub fn is_person(self) -> bool {
+        self == Who::User
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,9 +134,10 @@ impl Event {
         let by = match self.by {
             Who::User => "user",
             Who::Timer => "timer",
+            Who::Watcher => "watcher",
         };
         let mut line = format!(
-            "{}  {:<10} {:>7}  {:<5}  {outcome}",
+            "{}  {:<10} {:>7}  {:<7}  {outcome}",
             self.time,
             self.event.name(),
             pid,

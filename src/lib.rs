@@ -23,3 +23,4 @@ pub mod service;
 pub mod signal;
 pub mod startup;
 pub mod timer;
+pub mod watcher;

@@ -12,7 +12,13 @@ use keepup::cli::Cli;
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     // std reads the arguments itself (glibc hands them over at load time).
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The watcher's waiting state lasts for days: it is kept apart from the parser (and the
+    // rest of keepup), so that it stays small.
+    if let Some(code) = keepup::commands::watch::waiting(&args) {
+        return c_int::from(code);
+    }
+    let cli = Cli::parse_from(args);
     let code = match keepup::commands::run(cli.verb.command(), &cli.config) {
         Ok(code) => code,
         Err(error) => {

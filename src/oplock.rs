@@ -15,7 +15,24 @@ use std::os::unix::fs::OpenOptionsExt;
 /// Held until dropped; the kernel releases it if keepup dies.
 #[derive(Debug)]
 pub struct OpLock {
-    _file: File,
+    file: File,
+}
+
+impl OpLock {
+    /// The lock a keepup that holds it handed to this process (the same open file, so the
+    /// same lock): the watcher it starts acts under it.
+    #[must_use]
+    pub fn inherited(fd: std::os::fd::OwnedFd) -> OpLock {
+        OpLock {
+            file: File::from(fd),
+        }
+    }
+}
+
+impl std::os::fd::AsFd for OpLock {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
 }
 
 /// Waits for the lock. Every holder is bounded by its own timeouts, so the wait is too.
@@ -33,7 +50,7 @@ pub fn acquire(path: &Path) -> Result<OpLock> {
             _ => crate::ownership::io_error("opening operation lock", path, e),
         })?;
     file.lock().map_err(Error::io("locking", path))?;
-    Ok(OpLock { _file: file })
+    Ok(OpLock { file })
 }
 
 /// Takes the lock if nobody holds it; `None` when someone does, or when it was never made
@@ -45,7 +62,7 @@ pub fn try_acquire_existing(path: &Path) -> Result<Option<OpLock>> {
         Err(e) => return Err(Error::io("opening operation lock", path)(e)),
     };
     match file.try_lock() {
-        Ok(()) => Ok(Some(OpLock { _file: file })),
+        Ok(()) => Ok(Some(OpLock { file })),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking", path)(e)),
     }

@@ -72,10 +72,24 @@ pub struct Status {
     pub timer_installed: Option<bool>,
     /// Why the crontab could not be read.
     pub timer_problem: Option<String>,
+    /// Whether the config asks for a watcher (`watch`).
+    pub watch: bool,
+    /// The running watcher, if one runs.
+    pub watcher: Option<Watcher>,
     pub guard: Guard,
     pub revivals_24h: usize,
     /// The newest few events, oldest first.
     pub recent_events: Vec<Event>,
+}
+
+/// The watcher, as `status` tells it.
+#[derive(Debug, Serialize)]
+pub struct Watcher {
+    pub pid: i32,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    /// `pidfd` (woken the moment the service exits) or `polling` (looks every 100 ms).
+    pub waits: crate::process::exit::Waits,
 }
 
 /// The crash-loop guard, as `status` tells it.
@@ -158,6 +172,23 @@ impl Status {
             (None, None) => "unknown".to_owned(),
         };
         line("timer:", &timer);
+        let watcher = match (&self.watcher, self.watch, self.kept_up) {
+            (Some(w), _, _) => Some(format!(
+                "pid {}, since {}{}",
+                w.pid,
+                w.started_at,
+                match w.waits {
+                    crate::process::exit::Waits::Pidfd => "",
+                    crate::process::exit::Waits::Polling => " (looks every 100 ms: no pidfd here)",
+                }
+            )),
+            (None, true, true) => Some("not running — the timer restarts it".to_owned()),
+            (None, false, _) => Some("off (watch = false): the timer alone revives".to_owned()),
+            (None, true, false) => None,
+        };
+        if let Some(watcher) = watcher {
+            line("watcher:", &watcher);
+        }
         let guard = match &self.guard.until {
             Some(until) if self.guard.state == "tripped" => {
                 format!("tripped: no revival before {until} (start clears it)")
@@ -246,6 +277,12 @@ mod tests {
             config: "/srv/cfg.toml".into(),
             timer_installed: pid.map(|_| true),
             timer_problem: None,
+            watch: true,
+            watcher: pid.map(|_| Watcher {
+                pid: 43,
+                started_at: "2026-11-24T09:00:01Z".into(),
+                waits: crate::process::exit::Waits::Pidfd,
+            }),
             guard: Guard {
                 state: "ok",
                 until: None,
@@ -265,6 +302,10 @@ mod tests {
         );
         assert!(text.contains("memory:   3.0 MiB"), "{text}");
         assert!(text.contains("timer:    installed"), "{text}");
+        assert!(
+            text.contains("watcher:  pid 43, since 2026-11-24T09:00:01Z\n"),
+            "{text}"
+        );
         assert!(
             text.contains("guard:    ok; 2 revivals in the last 24 h"),
             "{text}"

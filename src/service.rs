@@ -14,6 +14,7 @@ use crate::oplock::{self, OpLock};
 use crate::pidfile::{self, PidLock};
 use crate::process::{self, Finder, Instance, Leftovers};
 use crate::record::Record;
+use crate::watcher::{self, WatcherRecord};
 
 pub struct Service {
     pub config: Config,
@@ -28,6 +29,8 @@ pub struct Service {
     pub timer_log: PathBuf,
     /// `<entry>.events`: the event history.
     pub events_file: PathBuf,
+    /// `<entry>.watcher`: who the watcher is.
+    pub watcher_file: PathBuf,
     /// The instance record as last read or written by this invocation.
     record_cache: RefCell<Cached>,
 }
@@ -59,6 +62,7 @@ impl Service {
             lock_file: config.state_file(".lock"),
             timer_log: config.state_file(".timer.log"),
             events_file: config.state_file(".events"),
+            watcher_file: config.state_file(".watcher"),
             record_cache: RefCell::new(Cached::Unread),
             config,
         }
@@ -91,8 +95,6 @@ impl Service {
         pidfile::read(&self.pid_file)
     }
 
-    /// The recorded instance; a missing, unsafe or garbled record is no record. Read once:
-    /// this invocation holds the operation lock, so only it changes the file.
     /// The recorded instance; a missing, unsafe or garbled record is no record. Read once
     /// (this invocation holds the operation lock, so only it changes the file) and shared.
     #[must_use]
@@ -177,6 +179,20 @@ impl Service {
             pidfile::write(&self.pid_file, instance.pid())?;
         }
         Ok(())
+    }
+
+    /// The running watcher, as its record names it (a record whose process has gone, or is
+    /// now another, names none).
+    #[must_use]
+    pub fn watcher(&self, finder: &Finder<'_>) -> Option<WatcherRecord> {
+        watcher::read(&self.watcher_file)
+            .filter(|w| finder.is_watcher(&w.identity(), &self.config.file))
+    }
+
+    /// Forgets what this invocation read of the instance record: another process (the
+    /// watcher it handed the launch to) has written it since.
+    pub fn reread_record(&self) {
+        *self.record_cache.borrow_mut() = Cached::Unread;
     }
 
     /// Drops the record of an instance that has ended.

@@ -12,9 +12,11 @@ use crate::oplock::OpLock;
 use crate::ownership;
 use crate::pid::Pid;
 use crate::pidfile::PidLock;
-use crate::process::{Finder, Instance, Leftovers};
+use crate::process::watcher::First;
+use crate::process::{self, Finder, Instance, Leftovers};
 use crate::service::{Lookup, Service};
 use crate::signal::Signal;
+use crate::watcher;
 
 mod events_cmd;
 mod kill;
@@ -25,6 +27,7 @@ mod start;
 mod status;
 mod stop;
 mod timer;
+pub mod watch;
 
 /// What the user asked for, free of the command-line parser's types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,12 +35,31 @@ pub enum Command {
     Start,
     Stop,
     Kill,
-    Restart { force: bool, timer: bool },
-    Status { json: bool },
+    Restart {
+        force: bool,
+        timer: bool,
+    },
+    Status {
+        json: bool,
+    },
     InstallTimer,
     UninstallTimer,
-    Events { lines: usize, json: bool },
-    Logs { lines: usize, follow: bool },
+    Events {
+        lines: usize,
+        json: bool,
+    },
+    Logs {
+        lines: usize,
+        follow: bool,
+    },
+    /// The watcher's own life (started by keepup itself, never by a person).
+    Watch {
+        lock_fd: i32,
+        report_fd: i32,
+        launch: bool,
+    },
+    /// The watcher, once the instance it waited for has ended.
+    Revive,
 }
 
 /// Loads the config and runs `command`. A config error comes back before anything is done.
@@ -55,6 +77,12 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
         Command::UninstallTimer => timer::uninstall(&service),
         Command::Events { lines, json } => events_cmd::run(&service, lines, json),
         Command::Logs { lines, follow } => logs::run(&service, lines, follow),
+        Command::Watch {
+            lock_fd,
+            report_fd,
+            launch,
+        } => watch::run(&service, lock_fd, report_fd, launch),
+        Command::Revive => watch::act(service),
         // status answers "unknown" (LSB 4) when it cannot tell, rather than "failed".
         Command::Status { json } => status::run(&service, json).or_else(|e| match e {
             Error::Config { .. } => Err(e),
@@ -75,16 +103,36 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
     }
 }
 
-/// A message for the user on stderr, one line.
+/// A message for the user on stderr, one line. A stderr that cannot be written (a closed
+/// pipe, a full disk under the watcher's log) loses the message, not the action.
 fn note(message: &str) {
-    eprintln!("keepup: {message}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "keepup: {message}");
+}
+
+/// A result on stdout, one line; like [`note`], never fatal.
+fn say(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{message}");
+}
+
+/// Where the timer's and the watcher's lines start: the time, since they go to a log.
+fn stamp(who: Who) -> String {
+    if who.is_person() {
+        String::new()
+    } else {
+        format!(
+            "{} ",
+            crate::output::time_text(std::time::SystemTime::now())
+        )
+    }
 }
 
 /// What every verb that may act holds: the operation lock, and the pid lock as read under it.
 /// It also keeps the log rotated and the event history written, for all of them alike.
 struct Locked<'a> {
     service: &'a Service,
-    _lock: OpLock,
+    lock: OpLock,
     finder: Finder<'a>,
     pid_lock: PidLock,
     who: Who,
@@ -92,12 +140,16 @@ struct Locked<'a> {
 
 impl<'a> Locked<'a> {
     fn acquire(service: &'a Service, who: Who) -> Result<Locked<'a>> {
+        Locked::holding(service, service.lock()?, who)
+    }
+
+    /// Acts under `lock`, already held.
+    fn holding(service: &'a Service, lock: OpLock, who: Who) -> Result<Locked<'a>> {
         let config = &service.config;
-        let lock = service.lock()?;
         let rotated = logfile::rotate_if_needed(&config.log, config.log_max_size, config.log_keep);
         let locked = Locked {
             service,
-            _lock: lock,
+            lock,
             finder: service.finder(),
             pid_lock: service.pid_lock()?,
             who,
@@ -206,6 +258,111 @@ impl<'a> Locked<'a> {
         )?;
         note(&ended);
         Ok(())
+    }
+
+    /// Launches the service: with `watch`, through a new watcher, which becomes its parent
+    /// (any other watcher is ended first, with what it was left with); in the watcher, or
+    /// without `watch`, from this process.
+    fn launch(&self, lock: &PidLock) -> Result<Instance> {
+        let service = self.service;
+        if self.who == Who::Watcher {
+            self.end_orphans_of_me()?;
+            return launch::launch(service, &self.finder, lock);
+        }
+        self.end_watcher(None)?;
+        if !service.config.watch {
+            return launch::launch(service, &self.finder, lock);
+        }
+        let answer = process::watcher::spawn(&service.config.file, &self.lock, First::Launch)?;
+        // The watcher wrote the record and the pid lock.
+        service.reread_record();
+        watch::take_answer(&answer, &self.finder, &service.config.name)?.ok_or_else(|| {
+            Error::Failed(format!(
+                "{}: the watcher answered what it was not asked: {answer:?}",
+                service.config.name
+            ))
+        })
+    }
+
+    /// With `watch`, makes sure a watcher watches `instance` (one is started if none runs);
+    /// without, that none does. Says on stdout what it started when a log is listening.
+    fn ensure_watcher(&self, instance: &Instance) -> Result<()> {
+        let service = self.service;
+        if self.who == Who::Watcher {
+            return Ok(());
+        }
+        if !service.config.watch {
+            return self.end_watcher(Some(instance));
+        }
+        if service.watcher(&self.finder).is_some() {
+            return Ok(());
+        }
+        let answer = process::watcher::spawn(&service.config.file, &self.lock, First::Watch)?;
+        watch::take_answer(&answer, &self.finder, &service.config.name)?;
+        if let Some(watcher) = watcher::read(&service.watcher_file)
+            && !self.who.is_person()
+        {
+            say(&format!(
+                "{}{}: watcher ({}) started",
+                stamp(self.who),
+                service.config.name,
+                watcher.pid
+            ));
+        }
+        Ok(())
+    }
+
+    /// Ends the watcher, if one runs, and first what it was left with (other than `keep`);
+    /// its record goes with it.
+    fn end_watcher(&self, keep: Option<&Instance>) -> Result<()> {
+        let service = self.service;
+        let Some(record) = watcher::read(&service.watcher_file) else {
+            return Ok(());
+        };
+        let config = &service.config;
+        let ended = self.finder.end_watcher(
+            &record.identity(),
+            &config.file,
+            keep,
+            config.stop_signal,
+            config.stop_timeout,
+        );
+        self.record_orphans(ended)?;
+        watcher::remove(&service.watcher_file)
+    }
+
+    /// In the watcher: ends what the dead instance left to it as subreaper (workers that left
+    /// its process group), before a new instance starts.
+    fn end_orphans_of_me(&self) -> Result<()> {
+        let config = &self.service.config;
+        let me = Pid::new(std::process::id().into())
+            .ok_or_else(|| Error::Failed("keepup runs as an impossible pid".to_owned()))?;
+        let ended =
+            self.finder
+                .end_orphans(me.get(), None, config.stop_signal, config.stop_timeout);
+        self.record_orphans(ended)
+    }
+
+    fn record_orphans(&self, ended: Result<Vec<Pid>>) -> Result<()> {
+        match ended {
+            Ok(pids) if pids.is_empty() => Ok(()),
+            other => {
+                let pids = other.as_ref().map(Vec::clone).unwrap_or_default();
+                let done = self.record_result(
+                    Kind::Leftovers,
+                    pids.first().copied(),
+                    other.map(|pids| {
+                        format!(
+                            "ended {} that left the dead instance's group ({})",
+                            crate::output::count_text(pids.len(), "process"),
+                            process::watcher::pid_list(&pids)
+                        )
+                    }),
+                )?;
+                note(&done);
+                Ok(())
+            }
+        }
     }
 
     /// Adds an event to the history. A history that cannot be written is worth a word on

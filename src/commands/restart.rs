@@ -4,15 +4,15 @@
 
 use std::time::SystemTime;
 
-use super::launch::launch;
 use super::stop::stop_instance;
-use super::{Locked, note};
+use super::{Locked, note, say, stamp};
 use crate::error::{Error, Result};
 use crate::events::{self, Kind, Outcome, Who};
 use crate::exit_code;
 use crate::guard::{self, Verdict};
 use crate::output::time_text;
 use crate::pidfile::PidLock;
+use crate::process::Instance;
 use crate::service::Service;
 
 /// `timer`: run by the crontab line; says nothing when there is nothing to do, so the timer's
@@ -27,35 +27,70 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
     if force {
         return force_restart(service, &locked);
     }
-    if !locked.pid_lock.exists() {
-        if !timer {
-            println!("{name} has no pid lock: not reviving (start keeps it up)");
+    match revive(&locked)? {
+        Revival::NotKept => {
+            if !timer {
+                say(&format!(
+                    "{name} has no pid lock: not reviving (start keeps it up)"
+                ));
+            }
+            Ok(exit_code::OK)
         }
-        return Ok(exit_code::OK);
+        Revival::Running(instance) => {
+            locked.ensure_watcher(&instance)?;
+            if !timer {
+                say(&format!("{name} ({}) is running", instance.pid()));
+            }
+            Ok(exit_code::OK)
+        }
+        Revival::Revived(_) | Revival::Waiting { tripped: false, .. } => Ok(exit_code::OK),
+        Revival::Waiting { tripped: true, .. } => Ok(exit_code::FAILED),
+    }
+}
+
+/// What the revival check came to.
+pub(super) enum Revival {
+    /// No pid lock: the service is not kept up.
+    NotKept,
+    Running(Instance),
+    Revived(Instance),
+    /// Dead, and the guard allows no revival before `until`; `tripped` when it has tripped
+    /// (not a backoff).
+    Waiting {
+        until: SystemTime,
+        tripped: bool,
+    },
+}
+
+/// The revival check, shared by the timer's `restart` and the watcher: revives the service
+/// if its pid lock exists, nothing runs, and the crash-loop guard allows it; says what it
+/// did (only what it did, when a log listens rather than a person).
+pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
+    let service = locked.service;
+    let name = &service.config.name;
+    let quiet = !locked.who.is_person();
+    if !locked.pid_lock.exists() {
+        return Ok(Revival::NotKept);
     }
     let lookup = locked.locate()?;
     if let Some(instance) = lookup.instance {
         service.remember(&instance, &locked.pid_lock)?;
-        if !timer {
-            println!("{name} ({}) is running", instance.pid());
-        }
-        return Ok(exit_code::OK);
+        return Ok(Revival::Running(instance));
     }
-    let stamp = if timer {
-        format!("{} ", time_text(SystemTime::now()))
-    } else {
-        String::new()
-    };
+    let stamp = stamp(locked.who);
     let history = events::read(&service.events_file)?;
     let limit = &service.config.restart_limit;
     match guard::judge(&history, SystemTime::now(), limit) {
         Verdict::Revive => {}
         Verdict::Backoff { until } => {
-            println!(
+            say(&format!(
                 "{stamp}{name} is dead: backing off, next revival at {}",
                 time_text(until)
-            );
-            return Ok(exit_code::OK);
+            ));
+            return Ok(Revival::Waiting {
+                until,
+                tripped: false,
+            });
         }
         Verdict::Tripped {
             until,
@@ -73,25 +108,28 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
                 locked.record(Kind::GuardTrip, Outcome::Ok, None, Some(&why));
             }
             // Every minute would repeat it: the timer says it once, when the guard trips.
-            if new || !timer {
+            if new || !quiet {
                 note(&format!("{stamp}{why}"));
             }
-            return Ok(exit_code::FAILED);
+            return Ok(Revival::Waiting {
+                until,
+                tripped: true,
+            });
         }
     }
     service.config.launchable_entry()?;
     if let Some(leftovers) = &lookup.leftovers {
         locked.end_leftovers(leftovers, service.config.stop_signal)?;
     }
-    let launched = launch(service, &locked.finder, &locked.pid_lock);
+    let launched = locked.launch(&locked.pid_lock);
     let instance = locked
         .record_launch(Kind::Revive, launched)
         .map_err(|e| match e {
-            Error::Failed(why) if timer => Error::Failed(format!("{stamp}{why}")),
+            Error::Failed(why) if quiet => Error::Failed(format!("{stamp}{why}")),
             other => other,
         })?;
-    println!("{stamp}{name} ({}) revived", instance.pid());
-    Ok(exit_code::OK)
+    say(&format!("{stamp}{name} ({}) revived", instance.pid()));
+    Ok(Revival::Revived(instance))
 }
 
 fn force_restart(service: &Service, locked: &Locked<'_>) -> Result<u8> {
@@ -110,8 +148,8 @@ fn force_restart(service: &Service, locked: &Locked<'_>) -> Result<u8> {
         None => "started",
     };
     // The old pid is gone: whatever the lock says, rewrite it.
-    let launched = launch(service, &locked.finder, &PidLock::Absent);
+    let launched = locked.launch(&PidLock::Absent);
     let instance = locked.record_launch(Kind::Start, launched)?;
-    println!("{name} ({}) {verb}", instance.pid());
+    say(&format!("{name} ({}) {verb}", instance.pid()));
     Ok(exit_code::OK)
 }

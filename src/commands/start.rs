@@ -2,7 +2,6 @@
 //! guard (its event is where the guard starts counting again).
 
 use super::Locked;
-use super::launch::launch;
 use crate::error::Result;
 use crate::events::{Kind, Outcome, Who};
 use crate::exit_code;
@@ -16,6 +15,7 @@ pub fn run(service: &Service) -> Result<u8> {
     let lookup = locked.locate()?;
     if let Some(instance) = lookup.instance {
         service.remember(&instance, &locked.pid_lock)?;
+        locked.ensure_watcher(&instance)?;
         locked.record(
             Kind::Start,
             Outcome::AlreadyRunning,
@@ -28,7 +28,7 @@ pub fn run(service: &Service) -> Result<u8> {
     if let Some(leftovers) = &lookup.leftovers {
         locked.end_leftovers(leftovers, service.config.stop_signal)?;
     }
-    let launched = launch(service, &locked.finder, &locked.pid_lock);
+    let launched = locked.launch(&locked.pid_lock);
     match locked.record_launch(Kind::Start, launched) {
         Ok(instance) => {
             println!("{name} ({}) started", instance.pid());

@@ -6,7 +6,7 @@ use crate::config::RestartLimit;
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
 use crate::guard::{self, Verdict};
-use crate::output::{Guard, time_text};
+use crate::output::{Guard, Watcher, time_text};
 use crate::output::{State, Status};
 use crate::pidfile::PidLock;
 use crate::process::Instance;
@@ -50,6 +50,12 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
         config: service.config.file.clone(),
         timer_installed: timer.as_ref().ok().copied(),
         timer_problem: timer.err().map(|e| e.to_string()),
+        watch: service.config.watch,
+        watcher: service.watcher(&finder).map(|w| Watcher {
+            pid: w.pid.get(),
+            started_at: w.started_at,
+            waits: w.waits,
+        }),
         guard: guard_state(&history, now, &service.config.restart_limit),
         revivals_24h: guard::revivals_within(&history, now, DAY),
         recent_events: history[history.len().saturating_sub(RECENT_EVENTS)..].to_vec(),

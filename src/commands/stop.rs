@@ -34,6 +34,10 @@ pub fn run(service: &Service) -> Result<u8> {
         service.config.stop_signal,
         |instance| stop_instance(service, &locked.finder, instance),
     )?;
+    // After the service: the watcher is the parent of workers that left its group, and they
+    // must not pass to init untracked. Seeing the service end, it waits for the operation lock,
+    // so it revives nothing meanwhile.
+    locked.end_watcher(None)?;
     service.forget()?;
     Ok(exit_code::OK)
 }

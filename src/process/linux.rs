@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::os::fd::OwnedFd;
+
 use super::Facts;
 
 fn path(pid: i32, file: &str) -> PathBuf {
@@ -199,6 +203,85 @@ pub fn started_at(facts: &Facts) -> Option<SystemTime> {
 pub fn rss_bytes(facts: &Facts) -> Option<u64> {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
     Some(facts.rss_pages * u64::try_from(page).ok()?)
+}
+
+/// keepup's own program, to run again: `/proc/self/exe` still runs it after a rebuild or an
+/// upgrade replaced the file.
+pub fn own_program() -> PathBuf {
+    PathBuf::from("/proc/self/exe")
+}
+
+/// A pidfd for `pid`: it turns readable when the process exits, whoever its parent is.
+pub fn pidfd(pid: i32) -> std::io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid).ok_or(std::io::ErrorKind::InvalidInput)?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// SIGCHLD, blocked and readable as a file: a wakeup only when a child ends. Unblocked on drop,
+/// so what runs later (a `ready` command, the service) starts with the usual mask.
+pub struct ChildSignals(SignalFd);
+
+impl ChildSignals {
+    pub fn block() -> Option<ChildSignals> {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.thread_block().ok()?;
+        if let Ok(fd) = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        {
+            Some(ChildSignals(fd))
+        } else {
+            let _ = mask.thread_unblock();
+            None
+        }
+    }
+
+    fn drain(&self) {
+        while let Ok(Some(_)) = self.0.read_signal() {}
+    }
+}
+
+impl Drop for ChildSignals {
+    fn drop(&mut self) {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        let _ = mask.thread_unblock();
+    }
+}
+
+/// Sleeps until `watched` turns readable (true), a child ends, or `timeout` passes.
+pub fn wait(
+    watched: Option<&OwnedFd>,
+    children: Option<&ChildSignals>,
+    timeout: Option<Duration>,
+) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = Vec::with_capacity(2);
+    if let Some(fd) = watched {
+        fds.push(PollFd::new(fd, PollFlags::IN));
+    }
+    if let Some(children) = children {
+        fds.push(PollFd::new(&children.0, PollFlags::IN));
+    }
+    if fds.is_empty() {
+        // Nothing to wait on (no signalfd): only the clock.
+        std::thread::sleep(timeout.unwrap_or(Duration::from_secs(1)));
+        return false;
+    }
+    let timeout = timeout.map(|t| Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    // EINTR and the like: the caller looks again.
+    if rustix::event::poll(&mut fds, timeout.as_ref()).is_err() {
+        return false;
+    }
+    if let Some(children) = children {
+        children.drain();
+    }
+    watched.is_some() && !fds[0].revents().is_empty()
 }
 
 #[cfg(test)]

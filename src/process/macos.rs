@@ -123,3 +123,32 @@ pub fn started_at(facts: &Facts) -> Option<SystemTime> {
 pub fn rss_bytes(facts: &Facts) -> Option<u64> {
     Some(facts.rss_pages)
 }
+
+/// keepup's own program, to run again.
+pub fn own_program() -> PathBuf {
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("keepup"))
+}
+
+/// No pidfd here: the watcher looks every 100 ms instead.
+pub fn pidfd(_pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// No signalfd here: children are reaped at each look.
+pub struct ChildSignals;
+
+impl ChildSignals {
+    pub fn block() -> Option<ChildSignals> {
+        None
+    }
+}
+
+/// Sleeps for `timeout`: with nothing to wait on, only the clock wakes the watcher.
+pub fn wait(
+    _watched: Option<&std::os::fd::OwnedFd>,
+    _children: Option<&ChildSignals>,
+    timeout: Option<Duration>,
+) -> bool {
+    std::thread::sleep(timeout.unwrap_or(Duration::from_secs(1)));
+    false
+}

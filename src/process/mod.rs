@@ -29,10 +29,12 @@ use crate::pid::Pid;
 use crate::signal::Signal;
 use crate::startup::Pattern;
 
+pub mod exit;
 #[cfg(target_os = "linux")]
 mod linux;
 pub mod lsof;
 pub mod ports;
+pub mod watcher;
 #[cfg(target_os = "linux")]
 use linux as os;
 #[cfg(target_os = "macos")]
@@ -629,6 +631,23 @@ fn command_line(pid: i32) -> String {
 /// find it, instead of to init.
 pub fn become_subreaper() {
     os::become_subreaper();
+}
+
+/// Whether the process `identity` still runs (whoever it is: the watcher's own check).
+#[must_use]
+pub fn is_running(identity: &Identity) -> bool {
+    os::facts(identity.pid.get()).is_some_and(|f| !f.zombie && f.start == identity.start)
+}
+
+/// This process's own identity (the watcher writes it down).
+#[must_use]
+pub fn own_identity() -> Option<Identity> {
+    let pid = Pid::new(std::process::id().into())?;
+    let facts = os::facts(pid.get())?;
+    Some(Identity {
+        pid,
+        start: facts.start,
+    })
 }
 
 /// Whether a process start (as in [`Identity::start`]) is from this boot: a group id from

@@ -1,0 +1,227 @@
+//! The watcher: one per kept-up service, started by keepup itself (never by a person, and
+//! hidden from `--help`). It waits for the instance to end without waking while it runs, then
+//! does at once what the timer's `restart` does: same operation lock, guard and history, by
+//! "watcher". It re-reads the config for each revival, and leaves when the pid lock is gone.
+//!
+//! Its life starts under the lock of the keepup that started it (see `process::watcher`):
+//! it launches the service as its own child (or takes the running one), writes down who it
+//! is, answers, and only then lets go of the lock.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use super::restart::{Revival, revive};
+use super::{Locked, note, stamp};
+use crate::config::{self, Config};
+use crate::error::{Error, Result};
+use crate::events::Who;
+use crate::exit_code;
+use crate::oplock::OpLock;
+use crate::process::exit::{Children, Waits};
+use crate::process::watcher::Handed;
+use crate::process::{self, Finder, Identity, Instance};
+use crate::service::Service;
+use crate::watcher::{self, WatcherRecord};
+
+/// The longest wait between tries when a revival fails for a reason the guard does not
+/// count (the entry is gone, the state folder cannot be written): it doubles from a second.
+const MOST_BETWEEN_TRIES: Duration = Duration::from_secs(60);
+
+/// The watcher's first state, under the lock of the keepup that started it.
+pub fn run(service: &Service, lock_fd: i32, report_fd: i32, launch: bool) -> Result<u8> {
+    // SAFETY: keepup passes these on the watcher's command line, which only
+    // `process::watcher::spawn` writes: they are the lock and pipe it handed over.
+    let handed = unsafe { Handed::take(lock_fd, report_fd)? };
+    process::watcher::calm_signals();
+    process::become_subreaper();
+    let waits = Waits::here();
+    let me = process::own_identity()
+        .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
+    let Handed { lock, report } = handed;
+    let lock = OpLock::inherited(lock);
+    let first = first_instance(service, launch);
+    let mut answer = match &first {
+        Ok(instance) => format!(
+            "{} {} {}\n",
+            if launch { "started" } else { "watching" },
+            instance.pid(),
+            instance.identity.start
+        ),
+        Err(e) => format!("failed\n{e}"),
+    };
+    let recorded = first.as_ref().map_or(Ok(()), |_| {
+        watcher::write(&service.watcher_file, &WatcherRecord::new(&me, waits))
+    });
+    if let Err(e) = &recorded {
+        let _ = writeln!(
+            answer,
+            "note: the watcher is not running: it could not write {}: {e}; the timer's next \
+             check starts one",
+            service.watcher_file.display()
+        );
+    }
+    process::watcher::detach_output(&service.timer_log);
+    report.answer(&answer);
+    drop(lock);
+    let (Ok(instance), Ok(())) = (first, recorded) else {
+        return Ok(exit_code::FAILED);
+    };
+    Err(process::watcher::become_waiting(
+        &service.config.file,
+        &instance.identity,
+        waits,
+    ))
+}
+
+/// Under the caller's lock: the instance to watch, launched here or found running.
+fn first_instance(service: &Service, launch: bool) -> Result<Instance> {
+    let finder = service.finder();
+    let pid_lock = service.pid_lock()?;
+    if launch {
+        return super::launch::launch(service, &finder, &pid_lock);
+    }
+    service.locate(&finder, &pid_lock)?.instance.ok_or_else(|| {
+        Error::Failed(format!(
+            "{} stopped before its watcher began",
+            service.config.name
+        ))
+    })
+}
+
+/// The waiting state, if `args` is its command line: blocks until the instance ends, then
+/// becomes the acting state. Returns the exit code only if that fails.
+#[must_use]
+pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
+    let (config, identity, waits) = process::watcher::waiting_args(args)?;
+    process::watcher::calm_signals();
+    process::become_subreaper();
+    process::exit::wait_for_end(&identity, waits);
+    let error = process::watcher::become_acting(&config);
+    note(&format!("{}{error}", stamp(Who::Watcher)));
+    Some(exit_code::FAILED)
+}
+
+/// The acting state: revives the service (or waits out the guard) until something runs,
+/// then waits for it; leaves when the service is no longer kept up.
+pub fn act(service: Service) -> Result<u8> {
+    process::watcher::calm_signals();
+    process::become_subreaper();
+    let me = process::own_identity()
+        .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
+    let waits = watcher::read(&service.watcher_file).map_or_else(Waits::here, |w| w.waits);
+    let mut config = service.config;
+    let mut failures: u32 = 0;
+    let mut last_failure = String::new();
+    loop {
+        match revive_once(&mut config, &me) {
+            Next::Watch(identity) => {
+                return Err(process::watcher::become_waiting(
+                    &config.file,
+                    &identity,
+                    waits,
+                ));
+            }
+            Next::Leave => return Ok(exit_code::OK),
+            Next::Wait(until) => Children::watch().sleep_until(until),
+            Next::Retry(e) => {
+                let why = e.to_string();
+                if why != last_failure {
+                    note(&format!("{}{why}", stamp(Who::Watcher)));
+                    last_failure = why;
+                }
+                let pause = Duration::from_secs(1u64 << failures.min(6)).min(MOST_BETWEEN_TRIES);
+                failures = failures.saturating_add(1);
+                Children::watch().sleep_until(SystemTime::now() + pause);
+            }
+        }
+    }
+}
+
+/// What to do after a revival check.
+enum Next {
+    Watch(Identity),
+    Leave,
+    Wait(SystemTime),
+    Retry(Error),
+}
+
+/// One revival check, under the operation lock, with the config as it is now (or as last
+/// loaded, if it no longer loads).
+fn revive_once(config: &mut Config, me: &Identity) -> Next {
+    match config::load(&config.file) {
+        Ok(fresh) => *config = fresh,
+        Err(e) => note(&format!(
+            "{}{e}; {} is revived with the config as last loaded",
+            stamp(Who::Watcher),
+            config.name
+        )),
+    }
+    let service = Service::new(config.clone());
+    let locked = match Locked::acquire(&service, Who::Watcher) {
+        Ok(locked) => locked,
+        Err(e) => return Next::Retry(e),
+    };
+    // Another watcher took over while this one waited for the lock: it is not ours to act.
+    if watcher::read(&service.watcher_file).map(|w| w.identity()) != Some(me.clone()) {
+        return Next::Leave;
+    }
+    if !config.watch {
+        note(&format!(
+            "{}{}: watch = false now: the watcher leaves revivals to the timer",
+            stamp(Who::Watcher),
+            config.name
+        ));
+        let _ = watcher::remove(&service.watcher_file);
+        return Next::Leave;
+    }
+    match revive(&locked) {
+        Ok(Revival::NotKept) => {
+            let _ = watcher::remove(&service.watcher_file);
+            Next::Leave
+        }
+        Ok(Revival::Running(instance) | Revival::Revived(instance)) => {
+            Next::Watch(instance.identity)
+        }
+        Ok(Revival::Waiting { until, .. }) => Next::Wait(until),
+        Err(e) => Next::Retry(e),
+    }
+}
+
+/// The watcher's answer, as its starter reads it: the instance it launched (`Some`), or that
+/// it watches the running one (`None`); a failed launch is the error it gives. Notes it adds
+/// are passed on.
+pub fn take_answer(answer: &str, finder: &Finder<'_>, name: &str) -> Result<Option<Instance>> {
+    let (head, rest) = answer.split_once('\n').unwrap_or((answer, ""));
+    let mut words = head.split(' ');
+    let verb = words.next().unwrap_or_default();
+    if verb == "failed" {
+        return Err(Error::Failed(rest.trim_end().to_owned()));
+    }
+    for line in rest.lines() {
+        if let Some(text) = line.strip_prefix("note: ") {
+            note(text);
+        }
+    }
+    let identity = match (
+        words.next().and_then(|p| p.parse::<i64>().ok()),
+        words.next(),
+    ) {
+        (Some(pid), Some(start)) => crate::pid::Pid::new(pid).map(|pid| Identity {
+            pid,
+            start: start.to_owned(),
+        }),
+        _ => None,
+    };
+    match (verb, identity) {
+        ("watching", _) => Ok(None),
+        ("started", Some(identity)) => finder.by_identity(&identity).map(Some).ok_or_else(|| {
+            Error::Failed(format!(
+                "{name} ({}) started, then ended at once",
+                identity.pid
+            ))
+        }),
+        _ => Err(Error::Failed(format!(
+            "the watcher gave an answer keepup does not know: {head:?}"
+        ))),
+    }
+}

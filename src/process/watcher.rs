@@ -1,0 +1,402 @@
+//! The watcher as a process: starting it detached, handing it the operation lock, knowing it
+//! again, and ending it with whatever it was left with.
+//!
+//! It is started by a keepup that holds the operation lock, and takes over that very lock (the
+//! same open file, inherited): so it launches the service, or writes down who it is, before any
+//! other keepup for the config can act. It answers on a pipe, then lets go of the lock, and of
+//! the caller's terminal, and stays.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+use nix::sys::signal as nix_signal;
+use nix::unistd::Pid as NixPid;
+
+use super::exit::Waits;
+use super::{Finder, Identity, Instance, os, poll_until, reset_signals, to_nix};
+use crate::error::{Error, Result};
+use crate::pid::Pid;
+use crate::signal::Signal;
+
+/// The hidden verb that runs the watcher (see `cli.rs`).
+pub const VERB: &str = "watch";
+
+/// How long a watcher may take to end on SIGTERM: it is only ever waiting (for the operation
+/// lock, the service's exit, or a backoff), never in the middle of an action.
+const END_GRACE: Duration = Duration::from_secs(2);
+
+/// What the watcher was asked to do first, under the caller's lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum First {
+    /// Launch the service (as its parent), then watch it.
+    Launch,
+    /// Watch the instance that runs.
+    Watch,
+}
+
+/// Starts a watcher for `config_file`, handing it `lock`, and returns its answer: what it
+/// reported (its first line says how it went), or why it said nothing.
+pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<String> {
+    let exe = std::env::current_exe().map_err(Error::io("finding keepup's own program", "/"))?;
+    let (mut answer, report) =
+        std::io::pipe().map_err(Error::io("making a pipe for", "the watcher"))?;
+    let lock_fd = lock.as_fd().as_raw_fd();
+    let report_fd = report.as_raw_fd();
+    let mut command = Command::new(&exe);
+    command
+        .arg("--config")
+        .arg(config_file)
+        .arg(VERB)
+        .arg("--lock-fd")
+        .arg(lock_fd.to_string())
+        .arg("--report-fd")
+        .arg(report_fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        // Inherited until it has answered: a note it has for the user (a service that forked
+        // into the background) reaches them.
+        .stderr(Stdio::inherit());
+    if first == First::Launch {
+        command.arg("--launch");
+    }
+    // SAFETY: between fork and exec only async-signal-safe calls: setsid, fcntl, sigprocmask
+    // and sigaction; nothing allocates.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setsid()?;
+            for fd in [lock_fd, report_fd] {
+                fcntl(
+                    std::os::fd::BorrowedFd::borrow_raw(fd),
+                    FcntlArg::F_SETFD(FdFlag::empty()),
+                )?;
+            }
+            reset_signals();
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| Error::Failed(format!("cannot run the watcher {}: {e}", exe.display())))?;
+    drop(report);
+    let mut text = String::new();
+    let read = answer.read_to_string(&mut text);
+    if read.is_err() || text.is_empty() {
+        // It died before answering: whatever it is, it must not be left half-started.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(Error::Failed(
+            "the watcher ended before it said how the launch went".to_owned(),
+        ));
+    }
+    // Reaped by whoever inherits it when this keepup exits; nothing waits for it here.
+    drop(child);
+    Ok(text)
+}
+
+/// The watcher's two states are two images of keepup under one pid, so its identity (pid and
+/// start) stays: while the service runs it waits, lean (no config, no argument parser: it
+/// stays small for days); when the service ends it becomes the full keepup to act, and then
+/// waits again. Each state's command line names the config and the verb, as
+/// [`Finder::is_watcher`] expects.
+#[must_use]
+pub fn become_waiting(config_file: &Path, identity: &Identity, waits: Waits) -> Error {
+    let waits = match waits {
+        Waits::Pidfd => "pidfd",
+        Waits::Polling => "polling",
+    };
+    exec_self(&[
+        config_file.as_os_str(),
+        OsStr::new(VERB),
+        OsStr::new(WAIT),
+        OsStr::new(&identity.pid.to_string()),
+        OsStr::new(&identity.start),
+        OsStr::new(waits),
+    ])
+}
+
+/// The state that acts: revives the service, as the timer would.
+#[must_use]
+pub fn become_acting(config_file: &Path) -> Error {
+    exec_self(&[
+        config_file.as_os_str(),
+        OsStr::new(VERB),
+        OsStr::new("--revive"),
+    ])
+}
+
+/// The waiting state's command line, if `args` is one: the config, the instance, and how to
+/// wait for it.
+#[must_use]
+pub fn waiting_args(args: &[OsString]) -> Option<(PathBuf, Identity, Waits)> {
+    let [_, flag, config, verb, wait, pid, start, waits] = args else {
+        return None;
+    };
+    if flag != "--config" || verb != VERB || wait != WAIT {
+        return None;
+    }
+    let pid = Pid::new(pid.to_str()?.parse().ok()?)?;
+    let waits = match waits.to_str()? {
+        "pidfd" => Waits::Pidfd,
+        "polling" => Waits::Polling,
+        _ => return None,
+    };
+    Some((
+        PathBuf::from(config),
+        Identity {
+            pid,
+            start: start.to_str()?.to_owned(),
+        },
+        waits,
+    ))
+}
+
+/// The flag of the waiting state.
+const WAIT: &str = "--wait";
+
+/// Replaces this process's image with keepup's own program, run with `--config` and `args`.
+fn exec_self(args: &[&OsStr]) -> Error {
+    use std::os::unix::ffi::OsStrExt;
+    let program = os::own_program();
+    // What `ps` shows: keepup's path, not /proc/self/exe.
+    let name = std::env::current_exe().map_or_else(
+        |_| OsString::from("keepup"),
+        |p| {
+            let bytes = p.as_os_str().as_bytes();
+            OsStr::from_bytes(bytes.strip_suffix(b" (deleted)").unwrap_or(bytes)).to_owned()
+        },
+    );
+    let mut words = vec![name.as_os_str(), OsStr::new("--config")];
+    words.extend_from_slice(args);
+    let cstrings: std::result::Result<Vec<CString>, _> =
+        words.iter().map(|a| CString::new(a.as_bytes())).collect();
+    let (Ok(path), Ok(cstrings)) = (CString::new(program.as_os_str().as_bytes()), cstrings) else {
+        return Error::Failed("the watcher's command line holds a NUL byte".to_owned());
+    };
+    match nix::unistd::execv(&path, &cstrings) {
+        Err(e) => Error::Failed(format!(
+            "the watcher cannot run keepup again ({}): {}",
+            program.display(),
+            e.desc()
+        )),
+    }
+}
+
+/// What a watcher received from the keepup that started it.
+pub struct Handed {
+    /// The operation lock, held (the caller's open file).
+    pub lock: OwnedFd,
+    /// Where it answers.
+    pub report: Report,
+}
+
+/// The pipe on which the watcher answers the keepup that started it.
+pub struct Report(std::fs::File);
+
+impl Handed {
+    /// Takes the descriptors named on the command line.
+    ///
+    /// # Safety
+    /// `lock_fd` and `report_fd` must be open descriptors that nothing else in this process
+    /// owns: the ones [`spawn`] hands over.
+    pub unsafe fn take(lock_fd: RawFd, report_fd: RawFd) -> Result<Handed> {
+        let check = |fd: RawFd| {
+            // SAFETY: only looked at here; owned below once known to be open.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            // Nothing the watcher starts may inherit them (the service would hold the lock).
+            fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+                .map_err(|e| Error::Failed(format!("watcher: descriptor {fd}: {}", e.desc())))
+        };
+        check(lock_fd)?;
+        check(report_fd)?;
+        // SAFETY: open (checked above) and handed to this process alone, by the caller's word.
+        let (lock, report) = unsafe {
+            (
+                OwnedFd::from_raw_fd(lock_fd),
+                OwnedFd::from_raw_fd(report_fd),
+            )
+        };
+        Ok(Handed {
+            lock,
+            report: Report(std::fs::File::from(report)),
+        })
+    }
+}
+
+impl Report {
+    /// Answers the keepup that started this watcher; it stops waiting when this is closed.
+    pub fn answer(mut self, text: &str) {
+        let _ = self.0.write_all(text.as_bytes());
+    }
+}
+
+/// The watcher has no terminal, and what it writes goes to a log: a hangup or a closed pipe
+/// must not end it. SIGTERM (from `stop`) must.
+pub fn calm_signals() {
+    use nix_signal::{SigHandler, Signal as S};
+    // SAFETY: setting dispositions installs no handler code.
+    unsafe {
+        let _ = nix_signal::signal(S::SIGHUP, SigHandler::SigIgn);
+        let _ = nix_signal::signal(S::SIGPIPE, SigHandler::SigIgn);
+        let _ = nix_signal::signal(S::SIGTERM, SigHandler::SigDfl);
+    }
+}
+
+/// From here on the watcher's output goes to `log` (the timer's log), and it holds nothing of
+/// the terminal or pipes of whoever started it; `/dev/null` when the log cannot be opened.
+pub fn detach_output(log: &Path) {
+    let target =
+        crate::files::open_append(log, "opening the timer's log", false, false).or_else(|_| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .map_err(Error::io("opening", "/dev/null"))
+        });
+    if let Ok(file) = target {
+        let _ = nix::unistd::dup2_stdout(&file);
+        let _ = nix::unistd::dup2_stderr(&file);
+    }
+}
+
+impl Finder<'_> {
+    /// Whether `identity` is this config's watcher, still running: same process (pid and
+    /// start), ours, and running the watch verb for this config.
+    #[must_use]
+    pub fn is_watcher(&self, identity: &Identity, config_file: &Path) -> bool {
+        let Some(facts) = os::facts(identity.pid.get()) else {
+            return false;
+        };
+        if facts.zombie || facts.start != identity.start || facts.uid != self.uid {
+            return false;
+        }
+        let argv = os::cmdline(identity.pid.get()).unwrap_or_default();
+        let words: Vec<&[u8]> = argv.split(|b| *b == 0).collect();
+        let config = config_file.as_os_str().as_encoded_bytes();
+        words
+            .windows(2)
+            .any(|w| w[0] == b"--config" && w[1] == config)
+            && words.contains(&VERB.as_bytes())
+    }
+
+    /// Ends the watcher `identity`, and first what it was left with as subreaper: the live
+    /// processes it is the parent of, other than `keep` (the service, when it is to run on).
+    /// Those get `signal`, then SIGKILL after `timeout`. Returns their pids.
+    pub fn end_watcher(
+        &self,
+        identity: &Identity,
+        config_file: &Path,
+        keep: Option<&Instance>,
+        signal: Signal,
+        timeout: Duration,
+    ) -> Result<Vec<Pid>> {
+        if !self.is_watcher(identity, config_file) {
+            return Ok(Vec::new());
+        }
+        let watcher = identity.pid.get();
+        let left = self.end_orphans(watcher, keep, signal, timeout)?;
+        for signal in [Signal::Term, Signal::Kill] {
+            if !self.is_watcher(identity, config_file) {
+                break;
+            }
+            match nix_signal::kill(NixPid::from_raw(watcher), to_nix(signal)) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => {
+                    return Err(Error::Failed(format!(
+                        "sending {signal} to the watcher {watcher}: {}",
+                        e.desc()
+                    )));
+                }
+            }
+            if poll_until(Instant::now() + END_GRACE, || {
+                !self.is_watcher(identity, config_file)
+            }) {
+                return Ok(left);
+            }
+        }
+        if self.is_watcher(identity, config_file) {
+            return Err(Error::Failed(format!(
+                "the watcher {watcher} still runs after SIGKILL"
+            )));
+        }
+        Ok(left)
+    }
+
+    /// Ends the live children of `watcher` other than `keep` (what a subreaper is left with):
+    /// `signal`, then SIGKILL after `timeout`. Returns their pids.
+    pub fn end_orphans(
+        &self,
+        watcher: i32,
+        keep: Option<&Instance>,
+        signal: Signal,
+        timeout: Duration,
+    ) -> Result<Vec<Pid>> {
+        let left = orphans_of(watcher, keep);
+        if left.is_empty() {
+            return Ok(left);
+        }
+        signal_orphans(watcher, &left, signal);
+        if poll_until(Instant::now() + timeout, || {
+            orphans_of(watcher, keep).is_empty()
+        }) {
+            return Ok(left);
+        }
+        let still = orphans_of(watcher, keep);
+        signal_orphans(watcher, &still, Signal::Kill);
+        if poll_until(Instant::now() + super::KILL_GRACE, || {
+            orphans_of(watcher, keep).is_empty()
+        }) {
+            return Ok(left);
+        }
+        Err(Error::Failed(format!(
+            "{} still run after SIGKILL: {}",
+            crate::output::count_text(still.len(), "process"),
+            pid_list(&orphans_of(watcher, keep))
+        )))
+    }
+}
+
+/// The live children of `watcher` other than `keep`: a process's parent is only ever
+/// changed to a subreaper or init, so these are the watcher's own or what it inherited.
+fn orphans_of(watcher: i32, keep: Option<&Instance>) -> Vec<Pid> {
+    let keep = keep.map(|k| k.pid().get());
+    os::pids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| Some(*p) != keep && os::ppid(*p) == Some(watcher))
+        .filter(|p| os::facts(*p).is_some_and(|f| !f.zombie))
+        .filter_map(|p| Pid::new(p.into()))
+        .collect()
+}
+
+/// `signal` to each of `orphans` still the watcher's child (and to the group it leads,
+/// if it leads one: a worker that left with `setsid` took its own children along).
+fn signal_orphans(watcher: i32, orphans: &[Pid], signal: Signal) {
+    let own_group = nix::unistd::getpgrp().as_raw();
+    for pid in orphans {
+        let Some(facts) = os::facts(pid.get()) else {
+            continue;
+        };
+        // Still the watcher's: a pid cannot be reused before its parent reaps it.
+        if facts.ppid != watcher || facts.zombie {
+            continue;
+        }
+        let target = NixPid::from_raw(pid.get());
+        let _ = if facts.pgid == facts.pid && facts.pgid != own_group {
+            nix_signal::killpg(target, to_nix(signal))
+        } else {
+            nix_signal::kill(target, to_nix(signal))
+        };
+    }
+}
+/// Pids for a message: "12, 34".
+#[must_use]
+pub fn pid_list(pids: &[Pid]) -> String {
+    let words: Vec<String> = pids.iter().map(ToString::to_string).collect();
+    words.join(", ")
+}

@@ -1,0 +1,96 @@
+//! The watcher's record `<entry>.watcher`: who the running watcher is (pid and start, so a
+//! reused pid is never taken for it), since when, and how it waits. The watcher writes it
+//! under the operation lock before it lets go of the lock, so there is never a watcher that
+//! the next keepup cannot see; it removes it when it leaves, and `stop` removes it after
+//! ending it.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::files::{self, Trusted};
+use crate::pid::Pid;
+use crate::process::Identity;
+use crate::process::exit::Waits;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatcherRecord {
+    pub pid: Pid,
+    pub start: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub waits: Waits,
+}
+
+impl WatcherRecord {
+    #[must_use]
+    pub fn new(identity: &Identity, waits: Waits) -> WatcherRecord {
+        WatcherRecord {
+            pid: identity.pid,
+            start: identity.start.clone(),
+            started_at: crate::output::time_text(SystemTime::now()),
+            waits,
+        }
+    }
+
+    #[must_use]
+    pub fn identity(&self) -> Identity {
+        Identity {
+            pid: self.pid,
+            start: self.start.clone(),
+        }
+    }
+}
+
+/// The record, if there is a trustworthy, well-formed one.
+#[must_use]
+pub fn read(path: &Path) -> Option<WatcherRecord> {
+    match files::read_trusted(path, 4096) {
+        Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok(),
+        _ => None,
+    }
+}
+
+pub fn write(path: &Path, record: &WatcherRecord) -> Result<()> {
+    let json = serde_json::to_vec(record)
+        .map_err(|e| Error::Failed(format!("encoding the watcher's record: {e}")))?;
+    files::write_atomic(path, &json)
+}
+
+pub fn remove(path: &Path) -> Result<()> {
+    files::remove(path).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbled_or_foreign_records_are_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svc.watcher");
+        assert_eq!(read(&path), None);
+        for bad in [
+            "",
+            "{",
+            "{\"pid\":0,\"start\":\"b:1\",\"started_at\":\"x\",\"waits\":\"pidfd\"}",
+            "{\"pid\":-1,\"start\":\"b:1\",\"started_at\":\"x\",\"waits\":\"pidfd\"}",
+            "{\"pid\":1,\"start\":\"b:1\",\"started_at\":\"x\",\"waits\":\"pidfd\"}",
+            "{\"pid\":42,\"start\":\"b:1\",\"started_at\":\"x\",\"waits\":\"sometimes\"}",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert_eq!(read(&path), None, "{bad:?}");
+        }
+        let record = WatcherRecord::new(
+            &Identity {
+                pid: Pid::new(4242).unwrap(),
+                start: "b:1".into(),
+            },
+            Waits::Pidfd,
+        );
+        write(&path, &record).unwrap();
+        assert_eq!(read(&path), Some(record));
+    }
+}
