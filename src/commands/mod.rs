@@ -266,7 +266,6 @@ impl<'a> Locked<'a> {
     fn launch(&self, lock: &PidLock) -> Result<Instance> {
         let service = self.service;
         if self.who == Who::Watcher {
-            self.end_orphans_of_me()?;
             return launch::launch(service, &self.finder, lock);
         }
         self.end_watcher(None)?;
@@ -353,7 +352,7 @@ impl<'a> Locked<'a> {
                     pids.first().copied(),
                     other.map(|pids| {
                         format!(
-                            "ended {} that left the dead instance's group ({})",
+                            "ended {} that had left the service's process group ({})",
                             crate::output::count_text(pids.len(), "process"),
                             process::watcher::pid_list(&pids)
                         )

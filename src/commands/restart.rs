@@ -44,6 +44,7 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
             Ok(exit_code::OK)
         }
         Revival::Revived(_) | Revival::Waiting { tripped: false, .. } => Ok(exit_code::OK),
+        Revival::Failed(e) => Err(e),
         Revival::Waiting { tripped: true, .. } => Ok(exit_code::FAILED),
     }
 }
@@ -54,6 +55,8 @@ pub(super) enum Revival {
     NotKept,
     Running(Instance),
     Revived(Instance),
+    /// The revival failed (and counts for the guard): why.
+    Failed(Error),
     /// Dead, and the guard allows no revival before `until`; `tripped` when it has tripped
     /// (not a backoff).
     Waiting {
@@ -71,6 +74,11 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
     let quiet = !locked.who.is_person();
     if !locked.pid_lock.exists() {
         return Ok(Revival::NotKept);
+    }
+    // The watcher's live children are what the instance it watched left to it (workers that
+    // left its group): never the service, and ended now, as systemd ends a unit's cgroup.
+    if locked.who == Who::Watcher {
+        locked.end_orphans_of_me()?;
     }
     let lookup = locked.locate()?;
     if let Some(instance) = lookup.instance {
@@ -122,14 +130,16 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
         locked.end_leftovers(leftovers, service.config.stop_signal)?;
     }
     let launched = locked.launch(&locked.pid_lock);
-    let instance = locked
-        .record_launch(Kind::Revive, launched)
-        .map_err(|e| match e {
-            Error::Failed(why) if quiet => Error::Failed(format!("{stamp}{why}")),
-            other => other,
-        })?;
-    say(&format!("{stamp}{name} ({}) revived", instance.pid()));
-    Ok(Revival::Revived(instance))
+    match locked.record_launch(Kind::Revive, launched) {
+        Ok(instance) => {
+            say(&format!("{stamp}{name} ({}) revived", instance.pid()));
+            Ok(Revival::Revived(instance))
+        }
+        Err(Error::Failed(why)) if quiet => {
+            Ok(Revival::Failed(Error::Failed(format!("{stamp}{why}"))))
+        }
+        Err(e) => Ok(Revival::Failed(e)),
+    }
 }
 
 fn force_restart(service: &Service, locked: &Locked<'_>) -> Result<u8> {

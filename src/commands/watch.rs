@@ -123,6 +123,7 @@ pub fn act(service: Service) -> Result<u8> {
             }
             Next::Leave => return Ok(exit_code::OK),
             Next::Wait(until) => Children::watch().sleep_until(until),
+            Next::Again => {}
             Next::Retry(e) => {
                 let why = e.to_string();
                 if why != last_failure {
@@ -142,6 +143,7 @@ enum Next {
     Watch(Identity),
     Leave,
     Wait(SystemTime),
+    Again,
     Retry(Error),
 }
 
@@ -183,6 +185,11 @@ fn revive_once(config: &mut Config, me: &Identity) -> Next {
             Next::Watch(instance.identity)
         }
         Ok(Revival::Waiting { until, .. }) => Next::Wait(until),
+        // The guard counts it: the next check decides when to try again.
+        Ok(Revival::Failed(e)) => {
+            note(&e.to_string());
+            Next::Again
+        }
         Err(e) => Next::Retry(e),
     }
 }

@@ -275,7 +275,12 @@ impl Finder<'_> {
         if facts.zombie || facts.start != identity.start || facts.uid != self.uid {
             return false;
         }
+        // Between its two states (an exec) its command line may read empty for an instant;
+        // the identity alone is then the answer.
         let argv = os::cmdline(identity.pid.get()).unwrap_or_default();
+        if argv.is_empty() {
+            return true;
+        }
         let words: Vec<&[u8]> = argv.split(|b| *b == 0).collect();
         let config = config_file.as_os_str().as_encoded_bytes();
         words

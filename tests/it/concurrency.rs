@@ -58,7 +58,7 @@ fn starts_racing_restarts_leave_exactly_one_instance() {
     require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("svc.py", "");
-    env.config("entry = \"svc.py\"\n");
+    env.config("entry = \"svc.py\"\nwatch = false\n");
     env.keepup(&["start"]).expect(0);
     let verbs: Vec<&str> = (0..AT_ONCE)
         .map(|i| if i % 2 == 0 { "start" } else { "restart" })

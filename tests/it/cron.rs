@@ -92,7 +92,7 @@ fn cron_revives_a_killed_service_within_75_seconds() {
     let entry = env.python_service("svc.py", "");
     // Marked by config too: cron's keepup does not run with this test's environment.
     env.config(&format!(
-        "entry = \"svc.py\"\n\n[env]\n{MARK} = \"{}\"\n",
+        "entry = \"svc.py\"\nwatch = false\n\n[env]\n{MARK} = \"{}\"\n",
         env.root.display()
     ));
 

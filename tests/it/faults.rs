@@ -314,7 +314,7 @@ fn durations_and_counts_read_as_a_person_writes_them() {
     }
     assert!(env.instances(&entry).is_empty());
 
-    env.config("entry = \"svc.py\"\n");
+    env.config("entry = \"svc.py\"\nwatch = false\n");
     let pid = env.keepup(&["start"]).expect(0).pid();
     crate::testenv::sigkill(pid);
     env.keepup(&["restart"]).expect(0).stdout_has("revived");

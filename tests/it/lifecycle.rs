@@ -79,7 +79,7 @@ fn kill_keeps_the_lock_and_stop_removes_it() {
     require!("python3", "python3");
     let env = TestEnv::new();
     let entry = env.python_service("svc.py", "");
-    env.config("entry = \"svc.py\"\n");
+    env.config("entry = \"svc.py\"\nwatch = false\n");
     let pid = env.keepup(&["start"]).expect(0).pid();
     env.keepup(&["kill"])
         .expect(0)

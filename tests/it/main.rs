@@ -21,3 +21,4 @@ mod search;
 mod servers;
 mod timer;
 mod walkthrough;
+mod watcher;

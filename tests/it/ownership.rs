@@ -13,7 +13,7 @@ fn her_service(env: &TestEnv) -> std::path::PathBuf {
         "app/svc.py",
         "#!/usr/bin/python3\nimport time\nprint('up', flush=True)\nwhile True:\n    time.sleep(1)\n",
     );
-    env.config("entry = \"app/svc.py\"\nstop_timeout = \"5s\"\n");
+    env.config("entry = \"app/svc.py\"\nstop_timeout = \"5s\"\nwatch = false\n");
     entry
 }
 

@@ -266,11 +266,23 @@ fn exercise(recipe: &Recipe) {
     let old = members(first);
     assert!(old.len() as u64 >= recipe.processes, "{old:?}");
     sigkill(first);
-    let second = copy.started(
-        copy.keepup(&["restart", "--timer"])
-            .expect(0)
-            .stdout_has("revived"),
-    );
+    // Its watcher revives it at once, ending the old generation first.
+    let mut second = first;
+    wait_for("the watcher's revival", || {
+        let status = copy.keepup(&["status", "--json"]);
+        let value: serde_json::Value =
+            serde_json::from_str(status.stdout.trim()).unwrap_or_default();
+        let locked = value["pid_lock"]
+            .as_str()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| t.trim().parse::<i64>().ok());
+        second = value["pid"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or(first);
+        second != first && locked == Some(i64::from(second))
+    });
+    copy.groups.borrow_mut().push(second);
     for pid in &old {
         assert!(
             !alive(*pid),

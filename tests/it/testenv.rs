@@ -244,11 +244,22 @@ impl Drop for TestEnv {
             let _ = child.kill();
             let _ = child.wait();
         }
-        // By pid, each one found carrying this test's mark: nothing else is touched.
-        for pid in self.own_processes() {
-            if pid > 1 {
-                let _ = kill(NixPid::from_raw(pid), Signal::SIGKILL);
+        // By pid, each one found carrying this test's mark: nothing else is touched. keepup's
+        // own (a watcher) go first, and the table is looked at again until none is left: a
+        // watcher may have started a service between the look and its end.
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut left = self.own_processes();
+            if left.is_empty() || Instant::now() > deadline {
+                break;
             }
+            left.sort_by_key(|p| !cmdline(*p).first().is_some_and(|a| a.ends_with("keepup")));
+            for pid in left {
+                if pid > 1 {
+                    let _ = kill(NixPid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -1,0 +1,433 @@
+//! The watcher: a crash is revived at once; the watcher itself is revived by the timer; `stop`
+//! ends both and nothing comes back; concurrent verbs leave one of each; a crash loop costs it
+//! next to nothing; idle, it never wakes. Real processes and signals; every wait is a poll with
+//! a deadline.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::testenv::{Run, TestEnv, alive, cmdline, locked_pid, sigkill, wait_for};
+
+/// A Python service that counts for one process; confirmed after 300 ms (its settle), and a
+/// guard that lets it be revived as often as the test kills it.
+fn service(env: &TestEnv) -> PathBuf {
+    let entry = env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\nstart_timeout = \"300ms\"\n\n[restart_limit]\nburst = 1000\n");
+    entry
+}
+
+fn status(env: &TestEnv) -> Value {
+    let run = env.keepup(&["status", "--json"]);
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+fn pid_of(value: &Value) -> Option<i32> {
+    value.as_i64().and_then(|p| i32::try_from(p).ok())
+}
+
+/// This test's watcher processes, by the process table.
+fn watchers(env: &TestEnv) -> Vec<i32> {
+    env.own_processes()
+        .into_iter()
+        .filter(|p| {
+            let argv = cmdline(*p);
+            argv.first().is_some_and(|a| a.ends_with("keepup")) && argv.iter().any(|w| w == "watch")
+        })
+        .collect()
+}
+
+fn events(env: &TestEnv) -> Vec<Value> {
+    let run = env.keepup(&["events", "--json", "-n", "10000"]);
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+/// Whether the history has a `revive` of `pid` by the watcher, with `outcome`.
+fn revived_by_watcher(env: &TestEnv, pid: i32) -> bool {
+    events(env).iter().any(|e| {
+        e["event"] == "revive"
+            && e["by"] == "watcher"
+            && e["outcome"] == "ok"
+            && pid_of(&e["pid"]) == Some(pid)
+    })
+}
+
+/// Waits for the service to run as another pid than `old`, seen by `status`; never two
+/// instances meanwhile. Returns the new pid and how long it took from `since`.
+#[track_caller]
+fn await_revival(env: &TestEnv, entry: &Path, old: i32, since: Instant) -> (i32, Duration) {
+    let mut new = None;
+    wait_for("a new instance", || {
+        // A launch passes through shims (pyenv's bash) in the new instance's own group: one
+        // group is one instance.
+        let mut groups: Vec<Option<i32>> = env.instances(entry).into_iter().map(group_of).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        assert!(groups.len() <= 1, "two instances: {groups:?}");
+        let value = status(env);
+        new = pid_of(&value["pid"]).filter(|p| *p != old && value["state"] == "running");
+        new.is_some()
+    });
+    (new.unwrap(), since.elapsed())
+}
+
+#[test]
+fn a_killed_service_is_back_within_a_second_fifty_times() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = service(&env);
+    let mut pid = env.keepup(&["start"]).expect(0).pid();
+    let mut slowest = Duration::ZERO;
+    for round in 0..50 {
+        let killed = Instant::now();
+        if round % 2 == 0 {
+            sigkill(pid);
+        } else {
+            env.keepup(&["kill"]).expect(0).stdout_has("killed");
+        }
+        let (new, took) = await_revival(&env, &entry, pid, killed);
+        slowest = slowest.max(took);
+        assert!(
+            took < Duration::from_secs(1),
+            "round {round}: back after {took:?}"
+        );
+        wait_for("the watcher's revive event", || {
+            revived_by_watcher(&env, new)
+        });
+        assert_eq!(env.instances(&entry), [new], "round {round}");
+        assert_eq!(watchers(&env).len(), 1, "round {round}");
+        pid = new;
+    }
+    eprintln!("slowest revival seen by status: {slowest:?}");
+    env.keepup(&["stop"]).expect(0);
+    assert!(
+        env.own_processes().is_empty(),
+        "stop left {:?}",
+        env.own_processes()
+    );
+}
+
+#[test]
+fn a_killed_watcher_leaves_the_service_alone_and_the_timer_brings_it_back() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = service(&env);
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
+    assert_eq!(watchers(&env), [watcher]);
+
+    sigkill(watcher);
+    let value = status(&env);
+    assert_eq!(pid_of(&value["pid"]), Some(pid), "{value}");
+    assert_eq!(value["watcher"], Value::Null, "{value}");
+    let text = env.keepup(&["status"]);
+    text.expect(0)
+        .stdout_has("watcher:  not running — the timer restarts it");
+
+    let tick = env.keepup(&["restart", "--timer"]);
+    tick.expect(0).stdout_has("watcher (");
+    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no new watcher");
+    assert_eq!(watchers(&env), [watcher]);
+    assert_eq!(env.instances(&entry), [pid], "the service was touched");
+    // The next tick finds both: nothing to do, nothing said.
+    let quiet = env.keepup(&["restart", "--timer"]);
+    assert_eq!((quiet.code, quiet.stdout.as_str()), (0, ""), "{quiet:#?}");
+
+    // A reboot: both gone. One tick brings back both.
+    sigkill(watcher);
+    sigkill(pid);
+    let tick = env.keepup(&["restart", "--timer"]);
+    let revived = tick.expect(0).stdout_has("revived").pid();
+    assert_eq!(env.instances(&entry), [revived]);
+    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher after the tick");
+    assert_eq!(watchers(&env), [watcher]);
+    // And it watches: a crash now is revived by it.
+    sigkill(revived);
+    await_revival(&env, &entry, revived, Instant::now());
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn stop_racing_kill_leaves_nothing_that_comes_back() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = service(&env);
+    for round in 0..40 {
+        env.keepup(&["start"]).expect(0);
+        let kill = env.keepup_spawn(&["kill"]);
+        let stop = env.keepup_spawn(&["stop"]);
+        let stopped = Run::from_output(&stop.wait_with_output().unwrap());
+        stopped.expect(0);
+        let killed = Run::from_output(&kill.wait_with_output().unwrap());
+        killed.expect(0);
+        // Two seconds of looking: nothing runs and nothing is revived.
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            assert!(
+                env.instances(&entry).is_empty(),
+                "round {round}: revived after stop"
+            );
+            assert!(
+                watchers(&env).is_empty(),
+                "round {round}: a watcher after stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(locked_pid(&entry), None);
+    }
+}
+
+#[test]
+fn eight_starts_at_once_make_one_service_and_one_watcher() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = service(&env);
+    for round in 0..20 {
+        let children: Vec<_> = (0..8).map(|_| env.keepup_spawn(&["start"])).collect();
+        let runs: Vec<Run> = children
+            .into_iter()
+            .map(|c| Run::from_output(&c.wait_with_output().unwrap()))
+            .collect();
+        for run in &runs {
+            run.expect(0);
+        }
+        assert_eq!(
+            runs.iter().filter(|r| r.stdout.contains("started")).count(),
+            1,
+            "round {round}: {runs:#?}"
+        );
+        let running = env.instances(&entry);
+        assert_eq!(running.len(), 1, "round {round}");
+        assert_eq!(watchers(&env).len(), 1, "round {round}");
+        env.keepup(&["stop"]).expect(0);
+        assert!(env.own_processes().is_empty(), "round {round}");
+    }
+}
+
+#[test]
+fn the_timer_racing_the_watcher_leaves_one_instance() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = service(&env);
+    let mut pid = env.keepup(&["start"]).expect(0).pid();
+    for round in 0..20 {
+        sigkill(pid);
+        let tick = env.keepup(&["restart", "--timer"]);
+        tick.expect(0);
+        let (new, _) = await_revival(&env, &entry, pid, Instant::now());
+        wait_for("the revival to be recorded", || {
+            locked_pid(&entry) == Some(new)
+        });
+        assert_eq!(env.instances(&entry), [new], "round {round}");
+        assert_eq!(watchers(&env).len(), 1, "round {round}");
+        pid = new;
+    }
+    env.keepup(&["stop"]).expect(0);
+}
+
+/// CPU time (user + system) of `pid` in clock ticks, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_crash_loop_trips_the_guard_and_costs_the_watcher_next_to_nothing() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    // Runs only while the file `ok` exists; otherwise exits at once.
+    // A shell script, so it fails well within its settle however loaded the machine.
+    let entry = env.script(
+        "svc.sh",
+        "#!/bin/sh\ntest -e ok || exit 1\nexec sleep 100000\n",
+    );
+    env.config(
+        "entry = \"svc.sh\"\nstart_timeout = \"1s\"\n\n[restart_limit]\nburst = 3\n\
+         interval = \"1m\"\ncooldown = \"3s\"\n",
+    );
+    env.write("ok", "");
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
+    let before = cpu_ticks(watcher);
+    std::fs::remove_file(env.path("ok")).unwrap();
+    sigkill(pid);
+    let trips = |env: &TestEnv| {
+        events(env)
+            .iter()
+            .filter(|e| e["event"] == "guard_trip")
+            .count()
+    };
+    wait_for("the guard to trip twice", || trips(&env) >= 2);
+    let spent = cpu_ticks(watcher) - before;
+    let history = events(&env);
+    let after_start: Vec<&Value> = history
+        .iter()
+        .skip_while(|e| e["event"] != "start")
+        .skip(1)
+        .collect();
+    let kinds: Vec<String> = after_start
+        .iter()
+        .map(|e| format!("{} {} {}", e["event"], e["by"], e["outcome"]).replace('"', ""))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "revive watcher failed",
+            "revive watcher failed",
+            "revive watcher failed",
+            "guard_trip watcher ok",
+            "revive watcher failed",
+            "guard_trip watcher ok",
+        ],
+        "{history:#?}"
+    );
+    // The one retry waited out the cool-down.
+    let at = |e: &Value| humantime::parse_rfc3339(e["time"].as_str().unwrap()).unwrap();
+    let waited = at(after_start[4])
+        .duration_since(at(after_start[3]))
+        .unwrap();
+    assert!(waited >= Duration::from_secs(3), "retried after {waited:?}");
+    assert!(waited < Duration::from_secs(5), "retried after {waited:?}");
+    // Clock ticks are 10 ms: 5 of them is 50 ms.
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap();
+    let spent_ms = spent * 1000 / u64::try_from(per_second).unwrap();
+    assert!(spent_ms <= 50, "the watcher spent {spent_ms} ms of CPU");
+    assert!(env.instances(&entry).is_empty());
+    env.keepup(&["stop"]).expect(0);
+    assert!(env.own_processes().is_empty());
+}
+
+/// Context switches of `pid`, voluntary and not: each is a wakeup.
+fn switches(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("ctxt_switches"))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn an_idle_watcher_never_wakes() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    service(&env);
+    env.keepup(&["start"]).expect(0);
+    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
+    wait_for("the watcher to wait", || {
+        cmdline(watcher).iter().any(|w| w == "--wait")
+    });
+    let before = switches(watcher);
+    // Ten seconds of a healthy service: the observation itself, not a wait for something.
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(
+        switches(watcher),
+        before,
+        "the watcher woke while all was well"
+    );
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn without_pidfd_the_watcher_looks_every_100ms_and_still_revives() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = service(&env);
+    let start = env
+        .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+        .env("KEEPUP_WATCH_POLL", "1")
+        .args(["--config", "cfg.toml", "start"])
+        .output()
+        .unwrap();
+    let pid = Run::from_output(&start).expect(0).pid();
+    let value = status(&env);
+    assert_eq!(value["watcher"]["waits"], "polling", "{value}");
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has("looks every 100 ms");
+    let killed = Instant::now();
+    sigkill(pid);
+    let (new, took) = await_revival(&env, &entry, pid, killed);
+    assert!(took < Duration::from_secs(1), "back after {took:?}");
+    wait_for("the revival to be recorded", || {
+        revived_by_watcher(&env, new)
+    });
+    let after = status(&env);
+    assert_eq!(after["watcher"], value["watcher"], "{after}");
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn workers_that_leave_the_group_are_ended_by_stop_and_before_a_revival() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    // Its worker leaves the process group (and session) and says where it went.
+    env.script(
+        "svc.py",
+        "#!/usr/bin/env python3\nimport os, time\nif os.fork() == 0:\n    os.setsid()\n    \
+         open('worker-%d' % os.getpid(), 'w').close()\n    while True:\n        time.sleep(1)\n\
+         while True:\n    time.sleep(1)\n",
+    );
+    env.config("entry = \"svc.py\"\nstart_timeout = \"300ms\"\nstop_timeout = \"2s\"\n");
+    let worker = |env: &TestEnv, not: &[i32]| {
+        let mut found = None;
+        wait_for("the worker", || {
+            found = std::fs::read_dir(&env.root)
+                .unwrap()
+                .filter_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_str()?
+                        .strip_prefix("worker-")?
+                        .parse()
+                        .ok()
+                })
+                .find(|p: &i32| !not.contains(p) && alive(*p));
+            found.is_some()
+        });
+        found.unwrap()
+    };
+    let dead = env.keepup(&["start"]).expect(0).pid();
+    let first = worker(&env, &[]);
+    assert_ne!(
+        group_of(first),
+        Some(dead),
+        "the worker did not leave the group"
+    );
+
+    // The leader dies; the worker it left is ended before the new instance starts.
+    sigkill(dead);
+    let entry = env.path("svc.py");
+    let mut leader = dead;
+    wait_for("the watcher's revival", || {
+        leader = locked_pid(&entry).unwrap_or(dead);
+        leader != dead
+    });
+    let second = worker(&env, &[first]);
+    assert!(!alive(first), "the old worker survived the revival");
+    assert_ne!(leader, first, "the old worker was taken for the service");
+
+    env.keepup(&["stop"]).expect(0);
+    assert!(!alive(second), "stop left the worker that left the group");
+    assert!(!alive(leader));
+    assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
+}
+
+fn group_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
