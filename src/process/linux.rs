@@ -159,6 +159,27 @@ pub fn family(pid: i32) -> Option<Vec<i32>> {
     Some(found)
 }
 
+/// The children of `pid`, from each thread's `children` list; `None` where the kernel lacks
+/// those lists.
+pub fn children(pid: i32) -> Option<Vec<i32>> {
+    let mut found = Vec::new();
+    for task in std::fs::read_dir(path(pid, "task"))
+        .ok()?
+        .filter_map(Result::ok)
+    {
+        match std::fs::read_to_string(task.path().join("children")) {
+            Ok(children) => found.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(_) => {}
+        }
+    }
+    Some(found)
+}
+
 /// Whether `start` (from [`facts`]) was taken during this boot.
 pub fn this_boot(start: &str) -> bool {
     start

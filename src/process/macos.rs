@@ -124,6 +124,11 @@ pub fn rss_bytes(facts: &Facts) -> Option<u64> {
     Some(facts.rss_pages)
 }
 
+/// No children lists here: callers look through the whole table.
+pub fn children(_pid: i32) -> Option<Vec<i32>> {
+    None
+}
+
 /// keepup's own program, to run again.
 pub fn own_program() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("keepup"))

@@ -370,7 +370,9 @@ impl Finder<'_> {
 /// changed to a subreaper or init, so these are the watcher's own or what it inherited.
 fn orphans_of(watcher: i32, keep: Option<&Instance>) -> Vec<Pid> {
     let keep = keep.map(|k| k.pid().get());
-    os::pids()
+    // Its own children list first: the size of the service, not of the process table.
+    os::children(watcher)
+        .or_else(|| os::pids().ok())
         .unwrap_or_default()
         .into_iter()
         .filter(|p| Some(*p) != keep && os::ppid(*p) == Some(watcher))

@@ -9,7 +9,7 @@ fn crontab(env: &TestEnv) -> Option<String> {
 
 fn service(env: &TestEnv) {
     env.python_service("svc.py", "");
-    env.config("entry = \"svc.py\"\n");
+    env.config("entry = \"svc.py\"\nwatch = false\n");
 }
 
 #[test]
