@@ -71,16 +71,14 @@ pub enum Verb {
     },
     /// The watcher's own life: keepup starts it, with the operation lock and a pipe to answer
     /// on; never run by hand.
-    #[command(hide = true, group(clap::ArgGroup::new("state").required(true).args(["lock_fd", "revive"])))]
+    #[command(hide = true)]
     Watch {
-        #[arg(long, requires = "report_fd")]
-        lock_fd: Option<i32>,
-        #[arg(long, requires = "lock_fd")]
-        report_fd: Option<i32>,
-        #[arg(long, requires = "lock_fd")]
+        #[arg(long)]
+        lock_fd: i32,
+        #[arg(long)]
+        report_fd: i32,
+        #[arg(long)]
         launch: bool,
-        #[arg(long, conflicts_with = "lock_fd")]
-        revive: bool,
     },
 }
 
@@ -98,16 +96,14 @@ impl Verb {
             Verb::Events { lines, json } => Command::Events { lines, json },
             Verb::Logs { lines, follow } => Command::Logs { lines, follow },
             Verb::Watch {
-                lock_fd: Some(lock_fd),
-                report_fd: Some(report_fd),
+                lock_fd,
+                report_fd,
                 launch,
-                ..
             } => Command::Watch {
                 lock_fd,
                 report_fd,
                 launch,
             },
-            Verb::Watch { .. } => Command::Revive,
         }
     }
 }

@@ -58,7 +58,8 @@ pub enum Command {
         report_fd: i32,
         launch: bool,
     },
-    /// The watcher, once the instance it waited for has ended.
+    /// The watcher, once the instance it waited for has ended (from its waiting state, never
+    /// from the command line).
     Revive,
 }
 

@@ -89,31 +89,39 @@ fn first_instance(service: &Service, launch: bool) -> Result<Instance> {
 }
 
 /// The waiting state, if `args` is its command line: blocks until the instance ends, then
-/// becomes the acting state. Returns the exit code only if that fails.
+/// acts in this same image (no exec on the way to the revival: it would cost a millisecond),
+/// and at the end becomes the lean waiting state again. Returns the exit code when it leaves.
 #[must_use]
 pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     let (config, identity, waits) = process::watcher::waiting_args(args)?;
     process::watcher::calm_signals();
     process::become_subreaper();
     process::exit::wait_for_end(&identity, waits);
-    let error = process::watcher::become_acting(&config);
-    note(&format!("{}{error}", stamp(Who::Watcher)));
-    Some(exit_code::FAILED)
+    Some(match super::run(super::Command::Revive, &config) {
+        Ok(code) => code,
+        Err(e) => {
+            note(&format!("{}{e}", stamp(Who::Watcher)));
+            exit_code::FAILED
+        }
+    })
 }
 
 /// The acting state: revives the service (or waits out the guard) until something runs,
-/// then waits for it; leaves when the service is no longer kept up.
+/// then becomes the waiting state for it; leaves when the service is no longer kept up.
 pub fn act(service: Service) -> Result<u8> {
-    process::watcher::calm_signals();
-    process::become_subreaper();
     let me = process::own_identity()
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
     let waits = watcher::read(&service.watcher_file).map_or_else(Waits::here, |w| w.waits);
     let mut config = service.config;
+    // Just loaded: the first check needs no second read.
+    let mut fresh = true;
     let mut failures: u32 = 0;
     let mut last_failure = String::new();
     loop {
-        match revive_once(&mut config, &me) {
+        if !std::mem::take(&mut fresh) {
+            reload(&mut config);
+        }
+        match revive_once(&config, &me) {
             Next::Watch(identity) => {
                 return Err(process::watcher::become_waiting(
                     &config.file,
@@ -138,6 +146,18 @@ pub fn act(service: Service) -> Result<u8> {
     }
 }
 
+/// The config as it is now, or as last loaded if it no longer loads (said in the log).
+fn reload(config: &mut Config) {
+    match config::load(&config.file) {
+        Ok(fresh) => *config = fresh,
+        Err(e) => note(&format!(
+            "{}{e}; {} is revived with the config as last loaded",
+            stamp(Who::Watcher),
+            config.name
+        )),
+    }
+}
+
 /// What to do after a revival check.
 enum Next {
     Watch(Identity),
@@ -147,17 +167,8 @@ enum Next {
     Retry(Error),
 }
 
-/// One revival check, under the operation lock, with the config as it is now (or as last
-/// loaded, if it no longer loads).
-fn revive_once(config: &mut Config, me: &Identity) -> Next {
-    match config::load(&config.file) {
-        Ok(fresh) => *config = fresh,
-        Err(e) => note(&format!(
-            "{}{e}; {} is revived with the config as last loaded",
-            stamp(Who::Watcher),
-            config.name
-        )),
-    }
+/// One revival check, under the operation lock.
+fn revive_once(config: &Config, me: &Identity) -> Next {
     let service = Service::new(config.clone());
     let locked = match Locked::acquire(&service, Who::Watcher) {
         Ok(locked) => locked,

@@ -100,11 +100,10 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
     Ok(text)
 }
 
-/// The watcher's two states are two images of keepup under one pid, so its identity (pid and
-/// start) stays: while the service runs it waits, lean (no config, no argument parser: it
-/// stays small for days); when the service ends it becomes the full keepup to act, and then
-/// waits again. Each state's command line names the config and the verb, as
-/// [`Finder::is_watcher`] expects.
+/// After each action the watcher runs keepup afresh under the same pid (so its identity, pid
+/// and start, stays) in its waiting state: lean (no config, no argument parser), so that what
+/// it held to act is not kept resident for the days it waits. Its command line names the
+/// config and the verb, as [`Finder::is_watcher`] expects.
 #[must_use]
 pub fn become_waiting(config_file: &Path, identity: &Identity, waits: Waits) -> Error {
     let waits = match waits {
@@ -118,16 +117,6 @@ pub fn become_waiting(config_file: &Path, identity: &Identity, waits: Waits) -> 
         OsStr::new(&identity.pid.to_string()),
         OsStr::new(&identity.start),
         OsStr::new(waits),
-    ])
-}
-
-/// The state that acts: revives the service, as the timer would.
-#[must_use]
-pub fn become_acting(config_file: &Path) -> Error {
-    exec_self(&[
-        config_file.as_os_str(),
-        OsStr::new(VERB),
-        OsStr::new("--revive"),
     ])
 }
 
