@@ -197,6 +197,28 @@ pub fn read(path: &Path) -> Result<Vec<Event>> {
         .collect())
 }
 
+/// The events the crash-loop guard looks at: from the last `start` on (it clears the guard),
+/// or all of them if there is none. Only those lines are parsed: a history near its size limit
+/// holds thousands of lines, and a revival should not wait for them.
+pub fn read_since_start(path: &Path) -> Result<Vec<Event>> {
+    let bytes = read_bytes(path)?;
+    // As serde_json writes it; a detail that quotes it is escaped, so never matches.
+    let marker = br#""event":"start""#;
+    let from = bytes
+        .windows(marker.len())
+        .rposition(|w| w == marker)
+        .map_or(0, |at| {
+            bytes[..at]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |nl| nl + 1)
+        });
+    Ok(bytes[from..]
+        .split(|b| *b == b'\n')
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +285,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read(&path).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_guard_reads_from_the_last_start_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svc.events");
+        let tricky = Event::now(Kind::Revive, Who::Watcher, Outcome::Failed, Pid::new(9))
+            .detail(r#"it said "event":"start" in its log"#);
+        for event in [
+            Event::now(Kind::Revive, Who::Timer, Outcome::Ok, Pid::new(5)),
+            Event::now(Kind::Start, Who::User, Outcome::Ok, Pid::new(6)),
+            Event::now(Kind::Revive, Who::Watcher, Outcome::Ok, Pid::new(7)),
+            tricky,
+        ] {
+            append(&path, &event).unwrap();
+        }
+        let all = read(&path).unwrap();
+        assert_eq!(read_since_start(&path).unwrap(), all[1..]);
+        let missing = dir.path().join("none");
+        assert!(read_since_start(&missing).unwrap().is_empty());
     }
 }

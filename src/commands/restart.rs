@@ -86,7 +86,7 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
         return Ok(Revival::Running(instance));
     }
     let stamp = stamp(locked.who);
-    let history = events::read(&service.events_file)?;
+    let history = events::read_since_start(&service.events_file)?;
     let limit = &service.config.restart_limit;
     match guard::judge(&history, SystemTime::now(), limit) {
         Verdict::Revive => {}
