@@ -172,6 +172,12 @@ impl Config {
 
 /// Reads and checks the config at `path`.
 pub fn load(path: &Path) -> Result<Config> {
+    load_with_text(path).map(|(config, _)| config)
+}
+
+/// Reads and checks the config at `path`, and gives the text it was read from (the watcher
+/// keeps it, to revive with if the file is later broken).
+pub fn load_with_text(path: &Path) -> Result<(Config, String)> {
     let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let text = std::fs::read_to_string(&file).map_err(|e| {
         config_error(&file)(match e.kind() {
@@ -181,8 +187,15 @@ pub fn load(path: &Path) -> Result<Config> {
             _ => format!("cannot read: {e}"),
         })
     })?;
+    let config = parse(&file, &text)?;
+    Ok((config, text))
+}
+
+/// Checks `text` as the config at `path` (already read).
+pub fn parse(path: &Path, text: &str) -> Result<Config> {
+    let file = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let raw: RawConfig =
-        toml::from_str(&text).map_err(|e| config_error(&file)(toml_message(&text, &e)))?;
+        toml::from_str(text).map_err(|e| config_error(&file)(toml_message(text, &e)))?;
     // Canonical, so `-c cfg.toml` and `-c ./cfg.toml` name the same service (and timer line).
     let file = file.canonicalize().unwrap_or(file);
     let dir = file.parent().unwrap_or(Path::new("/"));

@@ -58,15 +58,12 @@ pub enum Command {
         report_fd: i32,
         launch: bool,
     },
-    /// The watcher, once the instance it waited for has ended (from its waiting state, never
-    /// from the command line).
-    Revive,
 }
 
 /// Loads the config and runs `command`. A config error comes back before anything is done.
 pub fn run(command: Command, config_path: &Path) -> Result<u8> {
     let config_meta = ownership::act_as_config_owner(config_path)?;
-    let config = config::load(config_path)?;
+    let (config, text) = config::load_with_text(config_path)?;
     ownership::refuse_unsafe_as_root(&config, config_meta.as_ref())?;
     let service = Service::new(config);
     match command {
@@ -82,8 +79,7 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
             lock_fd,
             report_fd,
             launch,
-        } => watch::run(&service, lock_fd, report_fd, launch),
-        Command::Revive => watch::act(service),
+        } => watch::run(&service, &text, lock_fd, report_fd, launch),
         // status answers "unknown" (LSB 4) when it cannot tell, rather than "failed".
         Command::Status { json } => status::run(&service, json).or_else(|e| match e {
             Error::Config { .. } => Err(e),

@@ -28,7 +28,13 @@ use crate::watcher::{self, WatcherRecord};
 const MOST_BETWEEN_TRIES: Duration = Duration::from_secs(60);
 
 /// The watcher's first state, under the lock of the keepup that started it.
-pub fn run(service: &Service, lock_fd: i32, report_fd: i32, launch: bool) -> Result<u8> {
+pub fn run(
+    service: &Service,
+    text: &str,
+    lock_fd: i32,
+    report_fd: i32,
+    launch: bool,
+) -> Result<u8> {
     // SAFETY: keepup passes these on the watcher's command line, which only
     // `process::watcher::spawn` writes: they are the lock and pipe it handed over.
     let handed = unsafe { Handed::take(lock_fd, report_fd)? };
@@ -70,6 +76,7 @@ pub fn run(service: &Service, lock_fd: i32, report_fd: i32, launch: bool) -> Res
         &service.config.file,
         &instance.identity,
         waits,
+        text,
     ))
 }
 
@@ -93,33 +100,49 @@ fn first_instance(service: &Service, launch: bool) -> Result<Instance> {
 /// and at the end becomes the lean waiting state again. Returns the exit code when it leaves.
 #[must_use]
 pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
-    let (config, identity, waits) = process::watcher::waiting_args(args)?;
+    let mut waiting = process::watcher::waiting_args(args)?;
     process::watcher::calm_signals();
     process::become_subreaper();
-    process::exit::wait_for_end(&identity, waits);
-    Some(match super::run(super::Command::Revive, &config) {
-        Ok(code) => code,
-        Err(e) => {
-            note(&format!("{}{e}", stamp(Who::Watcher)));
-            exit_code::FAILED
-        }
-    })
+    process::exit::wait_for_end(&waiting.identity, waiting.waits);
+    let loaded = match config::load_with_text(&waiting.config) {
+        Err(e) => match waiting.last_good() {
+            Some(text) => {
+                note(&format!(
+                    "{}{e}; the service is revived with the config as last loaded",
+                    stamp(Who::Watcher)
+                ));
+                config::parse(&waiting.config, &text).map(|config| (config, text))
+            }
+            None => Err(e),
+        },
+        loaded => loaded,
+    };
+    Some(
+        match loaded.and_then(|(config, text)| act(Service::new(config), text)) {
+            Ok(code) => code,
+            Err(e) => {
+                note(&format!("{}{e}", stamp(Who::Watcher)));
+                exit_code::FAILED
+            }
+        },
+    )
 }
 
 /// The acting state: revives the service (or waits out the guard) until something runs,
 /// then becomes the waiting state for it; leaves when the service is no longer kept up.
-pub fn act(service: Service) -> Result<u8> {
+pub fn act(service: Service, text: String) -> Result<u8> {
     let me = process::own_identity()
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
     let waits = watcher::read(&service.watcher_file).map_or_else(Waits::here, |w| w.waits);
     let mut config = service.config;
+    let mut text = text;
     // Just loaded: the first check needs no second read.
     let mut fresh = true;
     let mut failures: u32 = 0;
     let mut last_failure = String::new();
     loop {
         if !std::mem::take(&mut fresh) {
-            reload(&mut config);
+            reload(&mut config, &mut text);
         }
         match revive_once(&config, &me) {
             Next::Watch(identity) => {
@@ -127,6 +150,7 @@ pub fn act(service: Service) -> Result<u8> {
                     &config.file,
                     &identity,
                     waits,
+                    &text,
                 ));
             }
             Next::Leave => return Ok(exit_code::OK),
@@ -147,9 +171,12 @@ pub fn act(service: Service) -> Result<u8> {
 }
 
 /// The config as it is now, or as last loaded if it no longer loads (said in the log).
-fn reload(config: &mut Config) {
-    match config::load(&config.file) {
-        Ok(fresh) => *config = fresh,
+fn reload(config: &mut Config, text: &mut String) {
+    match config::load_with_text(&config.file) {
+        Ok((fresh, fresh_text)) => {
+            *config = fresh;
+            *text = fresh_text;
+        }
         Err(e) => note(&format!(
             "{}{e}; {} is revived with the config as last loaded",
             stamp(Who::Watcher),

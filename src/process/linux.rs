@@ -232,6 +232,17 @@ pub fn own_program() -> PathBuf {
     PathBuf::from("/proc/self/exe")
 }
 
+/// A file in memory holding `bytes`, read from the start, that an exec'd program inherits
+/// (no close-on-exec): how the watcher carries its last good config into its next image.
+pub fn inheritable_copy(bytes: &[u8]) -> std::io::Result<OwnedFd> {
+    use std::io::{Seek, Write};
+    let fd = nix::sys::memfd::memfd_create("keepup-config", nix::sys::memfd::MFdFlags::empty())?;
+    let mut file = File::from(fd);
+    file.write_all(bytes)?;
+    file.rewind()?;
+    Ok(OwnedFd::from(file))
+}
+
 /// A pidfd for `pid`: it turns readable when the process exits, whoever its parent is.
 pub fn pidfd(pid: i32) -> std::io::Result<OwnedFd> {
     let pid = rustix::process::Pid::from_raw(pid).ok_or(std::io::ErrorKind::InvalidInput)?;

@@ -134,6 +134,26 @@ pub fn own_program() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("keepup"))
 }
 
+/// A pipe holding `bytes` whose reading end an exec'd program inherits (no close-on-exec):
+/// how the watcher carries its last good config into its next image. A pipe holds 16 KiB
+/// here; a larger config is not carried (the watcher then leaves if the file breaks).
+pub fn inheritable_copy(bytes: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    if bytes.len() > 16 * 1024 {
+        return Err(std::io::ErrorKind::FileTooLarge.into());
+    }
+    let (reader, mut writer) = std::io::pipe()?;
+    writer.write_all(bytes)?;
+    drop(writer);
+    let fd = std::os::fd::OwnedFd::from(reader);
+    nix::fcntl::fcntl(
+        fd.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )?;
+    Ok(fd)
+}
+
 /// No pidfd here: the watcher looks every 100 ms instead.
 pub fn pidfd(_pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     Err(std::io::ErrorKind::Unsupported.into())

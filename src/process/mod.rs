@@ -741,6 +741,22 @@ fn os_str(bytes: &[u8]) -> &OsStr {
 mod tests {
     use super::{linux, macos_type_check as macos};
 
+    /// The copy the watcher carries across exec reads back whole, from the start, on either
+    /// platform's way of making it.
+    #[test]
+    fn inheritable_copies_read_back() {
+        use std::io::Read;
+        for make in [linux::inheritable_copy, macos::inheritable_copy] {
+            let fd = make(b"entry = \"svc.py\"\n").unwrap();
+            let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+            assert_eq!(flags & nix::libc::FD_CLOEXEC, 0, "it must survive exec");
+            let mut text = String::new();
+            std::fs::File::from(fd).read_to_string(&mut text).unwrap();
+            assert_eq!(text, "entry = \"svc.py\"\n");
+        }
+        assert!(macos::inheritable_copy(&vec![b'x'; 20 * 1024]).is_err());
+    }
+
     /// macOS's layer run on Linux's sysinfo must say what `/proc` says of the same process.
     #[test]
     fn sysinfo_layer_agrees_with_proc() {

@@ -58,6 +58,9 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
         .arg(lock_fd.to_string())
         .arg("--report-fd")
         .arg(report_fd.to_string())
+        // It may live for months: it must not keep the caller's folder busy (an unmount, a
+        // removed checkout). Every path it uses is absolute.
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         // Inherited until it has answered: a note it has for the user (a service that forked
@@ -105,11 +108,22 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
 /// it held to act is not kept resident for the days it waits. Its command line names the
 /// config and the verb, as [`Finder::is_watcher`] expects.
 #[must_use]
-pub fn become_waiting(config_file: &Path, identity: &Identity, waits: Waits) -> Error {
+pub fn become_waiting(
+    config_file: &Path,
+    identity: &Identity,
+    waits: Waits,
+    last_good: &str,
+) -> Error {
     let waits = match waits {
         Waits::Pidfd => "pidfd",
         Waits::Polling => "polling",
     };
+    // The config it acted with goes along, to revive with if the file breaks meanwhile; "-"
+    // when it cannot (the watcher then leaves the next revival to the timer, if it must).
+    let copy = os::inheritable_copy(last_good.as_bytes()).ok();
+    let copy_fd = copy
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), |fd| fd.as_raw_fd().to_string());
     exec_self(&[
         config_file.as_os_str(),
         OsStr::new(VERB),
@@ -117,14 +131,34 @@ pub fn become_waiting(config_file: &Path, identity: &Identity, waits: Waits) -> 
         OsStr::new(&identity.pid.to_string()),
         OsStr::new(&identity.start),
         OsStr::new(waits),
+        OsStr::new(&copy_fd),
     ])
 }
 
-/// The waiting state's command line, if `args` is one: the config, the instance, and how to
-/// wait for it.
+/// The waiting state, as its command line describes it.
+pub struct Waiting {
+    pub config: PathBuf,
+    pub identity: Identity,
+    pub waits: Waits,
+    last_good: Option<std::fs::File>,
+}
+
+impl Waiting {
+    /// The config text the watcher last acted with.
+    pub fn last_good(&mut self) -> Option<String> {
+        use std::io::{Read, Seek};
+        let file = self.last_good.as_mut()?;
+        let mut text = String::new();
+        file.rewind().ok()?;
+        file.read_to_string(&mut text).ok()?;
+        Some(text)
+    }
+}
+
+/// The waiting state's command line, if `args` is one.
 #[must_use]
-pub fn waiting_args(args: &[OsString]) -> Option<(PathBuf, Identity, Waits)> {
-    let [_, flag, config, verb, wait, pid, start, waits] = args else {
+pub fn waiting_args(args: &[OsString]) -> Option<Waiting> {
+    let [_, flag, config, verb, wait, pid, start, waits, copy] = args else {
         return None;
     };
     if flag != "--config" || verb != VERB || wait != WAIT {
@@ -136,14 +170,29 @@ pub fn waiting_args(args: &[OsString]) -> Option<(PathBuf, Identity, Waits)> {
         "polling" => Waits::Polling,
         _ => return None,
     };
-    Some((
-        PathBuf::from(config),
-        Identity {
+    let last_good = copy
+        .to_str()?
+        .parse::<RawFd>()
+        .ok()
+        .filter(|fd| *fd > 2)
+        .and_then(|fd| {
+            // SAFETY: only looked at here; owned below once known to be open.
+            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            // Nothing the watcher starts may inherit it.
+            fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
+            // SAFETY: open (checked above), and handed to this image alone by
+            // `become_waiting`, whose command line this is.
+            Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+        });
+    Some(Waiting {
+        config: PathBuf::from(config),
+        identity: Identity {
             pid,
             start: start.to_str()?.to_owned(),
         },
         waits,
-    ))
+        last_good,
+    })
 }
 
 /// The flag of the waiting state.

@@ -431,3 +431,75 @@ fn group_of(pid: i32) -> Option<i32> {
         .parse()
         .ok()
 }
+
+#[test]
+fn each_revival_reads_the_config_afresh_or_keeps_the_last_good_one() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = service(&env);
+    let good = |flavour: &str| {
+        env.config(&format!(
+            "entry = \"svc.py\"\nstart_timeout = \"300ms\"\n[env]\nFLAVOUR = \"{flavour}\"\n\
+             [restart_limit]\nburst = 1000\n"
+        ));
+    };
+    let flavour = |pid: i32| {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .find_map(|v| v.strip_prefix(b"FLAVOUR=").map(<[u8]>::to_vec))
+    };
+    good("one");
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    assert_eq!(flavour(pid).as_deref(), Some(&b"one"[..]));
+
+    // A fix to the config takes effect at the next crash.
+    good("two");
+    sigkill(pid);
+    let (pid, _) = await_revival(&env, &entry, pid, Instant::now());
+    assert_eq!(flavour(pid).as_deref(), Some(&b"two"[..]));
+
+    // A config that no longer loads: said in the timer's log, and the last good one is used.
+    env.config("entry = \"svc.py\"\nstartup = \n");
+    wait_for("the watcher to wait", || locked_pid(&entry) == Some(pid));
+    sigkill(pid);
+    let mut revived = pid;
+    wait_for("the revival with the last good config", || {
+        revived = locked_pid(&entry).unwrap_or(pid);
+        revived != pid && alive(revived)
+    });
+    assert_eq!(flavour(revived).as_deref(), Some(&b"two"[..]));
+    let log = std::fs::read_to_string(env.path("svc.py.timer.log")).unwrap();
+    assert!(
+        log.contains("cfg.toml") && log.contains("revived with the config as last loaded"),
+        "{log}"
+    );
+    good("two");
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn root_starts_a_watcher_that_acts_as_the_owner_of_the_config() {
+    require!("python3", "python3");
+    let Some(alice) = crate::testenv::TestUser::new() else {
+        return;
+    };
+    let env = TestEnv::new();
+    let entry = env.script(
+        "app/svc.py",
+        "#!/usr/bin/python3\nimport time\nwhile True:\n    time.sleep(1)\n",
+    );
+    env.config("entry = \"app/svc.py\"\nstart_timeout = \"300ms\"\n");
+    alice.give(&env.root);
+    // Root's own start: keepup acts as the config's owner, and so does the watcher it leaves.
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
+    assert_eq!(crate::testenv::process_uid(watcher), Some(alice.uid));
+    sigkill(pid);
+    let (revived, _) = await_revival(&env, &entry, pid, Instant::now());
+    assert_eq!(crate::testenv::process_uid(revived), Some(alice.uid));
+    // She stops it herself: her watcher, her service.
+    alice.keepup(&env, &["stop"]).expect(0);
+    assert!(!alive(watcher) && !alive(revived));
+    assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
+}
