@@ -3,6 +3,8 @@
 //! This is the only module that asks the OS about processes or sends signals. Platform code
 //! (how to read a process's facts) sits in `linux.rs` (`/proc`) and `macos.rs` (sysinfo),
 //! behind the same few functions; the rules for what counts as the service are here, once.
+//! Starting it is in `spawn.rs`, ending it (signals, groups, leftovers) in `ending.rs`, the
+//! watcher's own process in `watcher.rs`, and waiting for an exit in `exit.rs`.
 //!
 //! Safety rules kept here:
 //! - a signal goes only to an [`Instance`], made by recognising a live process, and its identity
@@ -13,30 +15,30 @@
 use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::errno::Errno;
-use nix::sys::signal as nix_signal;
-use nix::unistd::Pid as NixPid;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Search};
 use crate::error::{Error, Result};
 use crate::pid::Pid;
-use crate::signal::Signal;
 use crate::startup::Pattern;
 
+mod ending;
 pub mod exit;
 #[cfg(target_os = "linux")]
 mod linux;
 pub mod lsof;
 pub mod ports;
+mod spawn;
 pub mod watcher;
+
+use ending::to_nix;
+pub use ending::{KILL_GRACE, Leftovers};
 #[cfg(target_os = "linux")]
 use linux as os;
+pub use spawn::{Started, become_subreaper};
+use spawn::{command_line, reset_signals};
 #[cfg(target_os = "macos")]
 mod macos;
 #[cfg(target_os = "macos")]
@@ -144,32 +146,6 @@ impl Instance {
 pub struct Usage {
     pub processes: usize,
     pub memory_bytes: Option<u64>,
-}
-
-/// What is left of a dead instance's process group: workers whose leader has ended. The
-/// group's id cannot be given to a new process while any member lives, so the group is still
-/// the dead instance's, whatever its members run and whoever they run as.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Leftovers {
-    pub group: Pid,
-    pub members: Vec<Pid>,
-}
-
-impl std::fmt::Display for Leftovers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let pids: Vec<String> = self.members.iter().map(ToString::to_string).collect();
-        write!(
-            f,
-            "{} of the dead instance {} ({})",
-            if self.members.len() == 1 {
-                "1 process".to_owned()
-            } else {
-                format!("{} processes", self.members.len())
-            },
-            self.group,
-            pids.join(", ")
-        )
-    }
 }
 
 /// Finds the service's processes for one config.
@@ -356,253 +332,6 @@ impl<'a> Finder<'a> {
             None => Ok(matched),
         }
     }
-
-    /// Sends `signal` to the instance's group (or only to it, when it leads no group of its
-    /// own). Returns false when the instance is already gone, so nothing was sent.
-    pub fn signal(&self, instance: &Instance, signal: Signal) -> Result<bool> {
-        if self.by_identity(&instance.identity).is_none() {
-            return Ok(false);
-        }
-        let result = match instance.group() {
-            Some(group) => nix_signal::killpg(NixPid::from_raw(group.get()), to_nix(signal)),
-            None => nix_signal::kill(NixPid::from_raw(instance.pid().get()), to_nix(signal)),
-        };
-        match result {
-            Ok(()) => Ok(true),
-            Err(Errno::ESRCH) => Ok(false),
-            Err(e) => Err(Error::Failed(format!(
-                "sending {signal} to {} ({}): {}",
-                self.config.name,
-                instance.pid(),
-                e.desc()
-            ))),
-        }
-    }
-
-    /// SIGKILL for what is left of the instance's group after its leader has gone.
-    pub fn kill_leftovers(&self, instance: &Instance) -> Result<()> {
-        match instance.group() {
-            // A pgid is never reused while any member lives, so a group that still has live
-            // members is still the service's.
-            Some(group) if group_alive(group) => {
-                match nix_signal::killpg(NixPid::from_raw(group.get()), nix_signal::Signal::SIGKILL)
-                {
-                    Ok(()) | Err(Errno::ESRCH) => Ok(()),
-                    Err(e) => Err(Error::Failed(format!(
-                        "sending SIGKILL to group {group}: {}",
-                        e.desc()
-                    ))),
-                }
-            }
-            Some(_) => Ok(()),
-            None => self.signal(instance, Signal::Kill).map(drop),
-        }
-    }
-
-    /// Waits until nothing of the instance is left (its group's live members, or itself when
-    /// it leads no group), or `timeout` passes; true if it is gone.
-    #[must_use]
-    pub fn wait_gone(&self, instance: &Instance, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut leader_dead_since = None;
-        poll_until(deadline, || match instance.group() {
-            None => self.by_identity(&instance.identity).is_none(),
-            Some(group) => {
-                // The group is empty once its last member is reaped, which init does within
-                // microseconds. Until then only the leader is looked at; the whole table is
-                // scanned for other live members only if the group lingers past REAP_GRACE.
-                if !group_exists(group) {
-                    return true;
-                }
-                if self.by_identity(&instance.identity).is_some() {
-                    return false;
-                }
-                let since = *leader_dead_since.get_or_insert_with(Instant::now);
-                since.elapsed() >= REAP_GRACE && !group_alive(group)
-            }
-        })
-    }
-
-    /// The leftovers of a dead instance that led `group`: its group's live members, once no
-    /// live process holds the leader's pid. With `must_match`, only if one of them is
-    /// recognised by the search rule (the group is known from the pid lock alone).
-    pub fn leftovers(&self, group: Pid, must_match: bool) -> Result<Option<Leftovers>> {
-        if self.exists(group) || !group_exists(group) {
-            return Ok(None);
-        }
-        let pids = os::pids().map_err(Error::io("listing processes in", "/proc"))?;
-        let members: Vec<Pid> = pids
-            .into_iter()
-            .filter(|p| os::live_in_group(*p, group.get()))
-            .filter_map(|p| Pid::new(p.into()))
-            .collect();
-        if members.is_empty() {
-            return Ok(None);
-        }
-        if must_match {
-            let mut recognised = false;
-            for pid in &members {
-                recognised = recognised || self.by_rule(*pid)?.is_some();
-            }
-            if !recognised {
-                return Ok(None);
-            }
-        }
-        Ok(Some(Leftovers { group, members }))
-    }
-
-    /// Ends `leftovers`: `signal` to their group, up to `timeout` for it to empty, then SIGKILL.
-    pub fn end_leftovers(
-        &self,
-        leftovers: &Leftovers,
-        signal: Signal,
-        timeout: Duration,
-    ) -> Result<()> {
-        let group = leftovers.group;
-        let send = |signal: Signal| {
-            // The leader's pid must still be free: then the group is still the dead instance's.
-            if self.exists(group) || !group_alive(group) {
-                return Ok(());
-            }
-            if self.ancestors().contains(&group.get())
-                || nix::unistd::getpgrp().as_raw() == group.get()
-            {
-                return Err(Error::Failed(format!(
-                    "leftovers of {}: keepup itself runs in their group {group}",
-                    self.config.name
-                )));
-            }
-            match nix_signal::killpg(NixPid::from_raw(group.get()), to_nix(signal)) {
-                Ok(()) | Err(Errno::ESRCH) => Ok(()),
-                Err(e) => Err(Error::Failed(format!(
-                    "ending {leftovers}: sending {signal} to group {group}: {} (they run as another user: run keepup as that user or as root)",
-                    e.desc()
-                ))),
-            }
-        };
-        let gone = |within: Duration| {
-            poll_until(Instant::now() + within, || {
-                self.exists(group) || !group_alive(group)
-            })
-        };
-        send(signal)?;
-        let first_wait = if signal == Signal::Kill {
-            KILL_GRACE
-        } else {
-            timeout
-        };
-        if gone(first_wait) {
-            return Ok(());
-        }
-        send(Signal::Kill)?;
-        if gone(KILL_GRACE) {
-            return Ok(());
-        }
-        Err(Error::Failed(format!(
-            "{leftovers} still run{} after SIGKILL",
-            if leftovers.members.len() == 1 {
-                "s"
-            } else {
-                ""
-            }
-        )))
-    }
-
-    /// Starts the service detached: a new session (so a terminal's hangup does not reach it and
-    /// its group is its own), stdin from /dev/null, output appended to the log, cwd = the
-    /// entry's folder.
-    pub fn spawn(&self) -> Result<Child> {
-        let config = self.config;
-        let log = crate::files::open_append(&config.log, "opening log", true, true)?;
-        let log_err = log
-            .try_clone()
-            .map_err(Error::io("opening log", &config.log))?;
-        let (program, args) = config
-            .startup
-            .split_first()
-            .ok_or_else(|| Error::Failed("startup is empty".into()))?;
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .current_dir(config.dir())
-            .envs(&config.env)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        // SAFETY: between fork and exec only async-signal-safe calls are allowed; setsid,
-        // sigprocmask and sigaction are, and nothing here allocates.
-        unsafe {
-            command.pre_exec(|| {
-                nix::unistd::setsid()?;
-                reset_signals();
-                Ok(())
-            });
-        }
-        command.spawn().map_err(|e| {
-            Error::Failed(format!(
-                "{}: cannot run {}: {}",
-                config.name,
-                Path::new(program).display(),
-                e
-            ))
-        })
-    }
-
-    /// Live processes whose parent is keepup, other than `child`: what a service that forked
-    /// into the background left behind, once keepup is their subreaper ([`become_subreaper`]).
-    #[must_use]
-    pub fn strays(&self, child: &Child) -> Vec<Pid> {
-        let child = i32::try_from(child.id()).unwrap_or(0);
-        os::pids()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| *p != child && os::ppid(*p) == Some(self.me))
-            .filter(|p| os::facts(*p).is_some_and(|f| !f.zombie))
-            .filter_map(|p| Pid::new(p.into()))
-            .collect()
-    }
-
-    /// A stray's command line, for a message.
-    #[must_use]
-    pub fn command_of(&self, pid: Pid) -> String {
-        command_line(pid.get())
-    }
-
-    /// The child just spawned, as the instance: keepup started it, so it is the service
-    /// whatever its argv says or later says (nginx and redis rewrite theirs), known from here on
-    /// by its identity. `Exited` if it has already ended.
-    pub fn started(&self, child: &mut Child) -> Result<Started> {
-        let pid = Pid::new(child.id().into())
-            .ok_or_else(|| Error::Failed(format!("spawned an impossible pid {}", child.id())))?;
-        match child.try_wait() {
-            Ok(Some(status)) => Ok(Started::Exited(status)),
-            Ok(None) => Ok(match os::facts(pid.get()) {
-                Some(facts) if !facts.zombie => Started::Running(instance(pid, facts)),
-                _ => match child.wait() {
-                    Ok(status) => Started::Exited(status),
-                    Err(e) => return Err(Error::io("waiting for", "the started process")(e)),
-                },
-            }),
-            Err(e) => Err(Error::io("waiting for", "the started process")(e)),
-        }
-    }
-
-    /// Ends a child that was never recognised: its group, which it leads and which cannot be
-    /// reused while the child is not reaped.
-    pub fn abandon(&self, child: &mut Child) {
-        if let Some(pid) = Pid::new(child.id().into()) {
-            let _ = nix_signal::killpg(NixPid::from_raw(pid.get()), nix_signal::Signal::SIGKILL);
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-/// The outcome of waiting for a just-started service.
-#[derive(Debug)]
-pub enum Started {
-    Running(Instance),
-    Exited(ExitStatus),
 }
 
 fn instance(pid: Pid, facts: Facts) -> Instance {
@@ -613,24 +342,6 @@ fn instance(pid: Pid, facts: Facts) -> Instance {
         },
         facts,
     }
-}
-
-/// A process's command line, words joined by spaces, for messages; empty when unreadable.
-fn command_line(pid: i32) -> String {
-    let words = os::cmdline(pid).unwrap_or_default();
-    let words: Vec<String> = words
-        .split(|b| *b == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect();
-    words.join(" ")
-}
-
-/// Makes keepup the reaper of what its children leave: a service that forks into the
-/// background and lets its first process exit leaves its daemon to keepup, where `start` can
-/// find it, instead of to init.
-pub fn become_subreaper() {
-    os::become_subreaper();
 }
 
 /// Whether the process `identity` still runs (whoever it is: the watcher's own check).
@@ -657,31 +368,6 @@ pub fn this_boot(start: &str) -> bool {
     os::this_boot(start)
 }
 
-/// How long the kernel may take to finish processes sent SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(5);
-
-/// How long a group whose leader has ended may show members (zombies awaiting their reaper,
-/// usually) before the process table is searched for live ones.
-const REAP_GRACE: Duration = Duration::from_millis(10);
-
-/// Whether any process, zombies included, is in `group`: one syscall.
-fn group_exists(group: Pid) -> bool {
-    !matches!(
-        nix_signal::killpg(NixPid::from_raw(group.get()), None),
-        Err(Errno::ESRCH)
-    )
-}
-
-/// Whether any live (non-zombie) process is in `group`.
-fn group_alive(group: Pid) -> bool {
-    // Members may all be zombies that nobody has reaped yet: those are gone for us.
-    group_exists(group)
-        && os::pids()
-            .unwrap_or_default()
-            .into_iter()
-            .any(|pid| os::live_in_group(pid, group.get()))
-}
-
 /// Calls `done` until it says true or `deadline` passes; short sleeps first, so a prompt
 /// process is seen within a millisecond or two, and never more than 10 ms between looks.
 pub fn poll_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
@@ -696,38 +382,6 @@ pub fn poll_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(10));
-    }
-}
-
-fn to_nix(signal: Signal) -> nix_signal::Signal {
-    use nix_signal::Signal as S;
-    match signal {
-        Signal::Hup => S::SIGHUP,
-        Signal::Int => S::SIGINT,
-        Signal::Quit => S::SIGQUIT,
-        Signal::Kill => S::SIGKILL,
-        Signal::Usr1 => S::SIGUSR1,
-        Signal::Usr2 => S::SIGUSR2,
-        Signal::Term => S::SIGTERM,
-    }
-}
-
-/// The service should not inherit keepup's caller's ignored or blocked signals (cron, nohup),
-/// or `stop` could not stop it.
-fn reset_signals() {
-    use nix_signal::{SigHandler, SigSet, SigmaskHow, Signal as S};
-    let _ = nix_signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    for signal in [
-        S::SIGHUP,
-        S::SIGINT,
-        S::SIGQUIT,
-        S::SIGTERM,
-        S::SIGUSR1,
-        S::SIGUSR2,
-        S::SIGPIPE,
-    ] {
-        // SAFETY: restoring the default disposition installs no handler.
-        let _ = unsafe { nix_signal::signal(signal, SigHandler::SigDfl) };
     }
 }
 

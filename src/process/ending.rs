@@ -1,0 +1,231 @@
+//! Ending the service: signals to its process group (only ever to a recognised instance,
+//! checked again right before), waiting until nothing of it is left, and what a dead instance
+//! left behind.
+
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal as nix_signal;
+use nix::unistd::Pid as NixPid;
+
+use super::{Finder, Instance, os, poll_until};
+use crate::error::{Error, Result};
+use crate::pid::Pid;
+use crate::signal::Signal;
+
+/// What is left of a dead instance's process group: workers whose leader has ended. The
+/// group's id cannot be given to a new process while any member lives, so the group is still
+/// the dead instance's, whatever its members run and whoever they run as.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftovers {
+    pub group: Pid,
+    pub members: Vec<Pid>,
+}
+
+impl std::fmt::Display for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pids: Vec<String> = self.members.iter().map(ToString::to_string).collect();
+        write!(
+            f,
+            "{} of the dead instance {} ({})",
+            if self.members.len() == 1 {
+                "1 process".to_owned()
+            } else {
+                format!("{} processes", self.members.len())
+            },
+            self.group,
+            pids.join(", ")
+        )
+    }
+}
+
+impl Finder<'_> {
+    /// Sends `signal` to the instance's group (or only to it, when it leads no group of its
+    /// own). Returns false when the instance is already gone, so nothing was sent.
+    pub fn signal(&self, instance: &Instance, signal: Signal) -> Result<bool> {
+        if self.by_identity(&instance.identity).is_none() {
+            return Ok(false);
+        }
+        let result = match instance.group() {
+            Some(group) => nix_signal::killpg(NixPid::from_raw(group.get()), to_nix(signal)),
+            None => nix_signal::kill(NixPid::from_raw(instance.pid().get()), to_nix(signal)),
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(Errno::ESRCH) => Ok(false),
+            Err(e) => Err(Error::Failed(format!(
+                "sending {signal} to {} ({}): {}",
+                self.config.name,
+                instance.pid(),
+                e.desc()
+            ))),
+        }
+    }
+
+    /// SIGKILL for what is left of the instance's group after its leader has gone.
+    pub fn kill_leftovers(&self, instance: &Instance) -> Result<()> {
+        match instance.group() {
+            // A pgid is never reused while any member lives, so a group that still has live
+            // members is still the service's.
+            Some(group) if group_alive(group) => {
+                match nix_signal::killpg(NixPid::from_raw(group.get()), nix_signal::Signal::SIGKILL)
+                {
+                    Ok(()) | Err(Errno::ESRCH) => Ok(()),
+                    Err(e) => Err(Error::Failed(format!(
+                        "sending SIGKILL to group {group}: {}",
+                        e.desc()
+                    ))),
+                }
+            }
+            Some(_) => Ok(()),
+            None => self.signal(instance, Signal::Kill).map(drop),
+        }
+    }
+
+    /// Waits until nothing of the instance is left (its group's live members, or itself when
+    /// it leads no group), or `timeout` passes; true if it is gone.
+    #[must_use]
+    pub fn wait_gone(&self, instance: &Instance, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut leader_dead_since = None;
+        poll_until(deadline, || match instance.group() {
+            None => self.by_identity(&instance.identity).is_none(),
+            Some(group) => {
+                // The group is empty once its last member is reaped, which init does within
+                // microseconds. Until then only the leader is looked at; the whole table is
+                // scanned for other live members only if the group lingers past REAP_GRACE.
+                if !group_exists(group) {
+                    return true;
+                }
+                if self.by_identity(&instance.identity).is_some() {
+                    return false;
+                }
+                let since = *leader_dead_since.get_or_insert_with(Instant::now);
+                since.elapsed() >= REAP_GRACE && !group_alive(group)
+            }
+        })
+    }
+
+    /// The leftovers of a dead instance that led `group`: its group's live members, once no
+    /// live process holds the leader's pid. With `must_match`, only if one of them is
+    /// recognised by the search rule (the group is known from the pid lock alone).
+    pub fn leftovers(&self, group: Pid, must_match: bool) -> Result<Option<Leftovers>> {
+        if self.exists(group) || !group_exists(group) {
+            return Ok(None);
+        }
+        let pids = os::pids().map_err(Error::io("listing processes in", "/proc"))?;
+        let members: Vec<Pid> = pids
+            .into_iter()
+            .filter(|p| os::live_in_group(*p, group.get()))
+            .filter_map(|p| Pid::new(p.into()))
+            .collect();
+        if members.is_empty() {
+            return Ok(None);
+        }
+        if must_match {
+            let mut recognised = false;
+            for pid in &members {
+                recognised = recognised || self.by_rule(*pid)?.is_some();
+            }
+            if !recognised {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Leftovers { group, members }))
+    }
+
+    /// Ends `leftovers`: `signal` to their group, up to `timeout` for it to empty, then SIGKILL.
+    pub fn end_leftovers(
+        &self,
+        leftovers: &Leftovers,
+        signal: Signal,
+        timeout: Duration,
+    ) -> Result<()> {
+        let group = leftovers.group;
+        let send = |signal: Signal| {
+            // The leader's pid must still be free: then the group is still the dead instance's.
+            if self.exists(group) || !group_alive(group) {
+                return Ok(());
+            }
+            if self.ancestors().contains(&group.get())
+                || nix::unistd::getpgrp().as_raw() == group.get()
+            {
+                return Err(Error::Failed(format!(
+                    "leftovers of {}: keepup itself runs in their group {group}",
+                    self.config.name
+                )));
+            }
+            match nix_signal::killpg(NixPid::from_raw(group.get()), to_nix(signal)) {
+                Ok(()) | Err(Errno::ESRCH) => Ok(()),
+                Err(e) => Err(Error::Failed(format!(
+                    "ending {leftovers}: sending {signal} to group {group}: {} (they run as another user: run keepup as that user or as root)",
+                    e.desc()
+                ))),
+            }
+        };
+        let gone = |within: Duration| {
+            poll_until(Instant::now() + within, || {
+                self.exists(group) || !group_alive(group)
+            })
+        };
+        send(signal)?;
+        let first_wait = if signal == Signal::Kill {
+            KILL_GRACE
+        } else {
+            timeout
+        };
+        if gone(first_wait) {
+            return Ok(());
+        }
+        send(Signal::Kill)?;
+        if gone(KILL_GRACE) {
+            return Ok(());
+        }
+        Err(Error::Failed(format!(
+            "{leftovers} still run{} after SIGKILL",
+            if leftovers.members.len() == 1 {
+                "s"
+            } else {
+                ""
+            }
+        )))
+    }
+}
+
+/// How long the kernel may take to finish processes sent SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a group whose leader has ended may show members (zombies awaiting their reaper,
+/// usually) before the process table is searched for live ones.
+const REAP_GRACE: Duration = Duration::from_millis(10);
+
+/// Whether any process, zombies included, is in `group`: one syscall.
+fn group_exists(group: Pid) -> bool {
+    !matches!(
+        nix_signal::killpg(NixPid::from_raw(group.get()), None),
+        Err(Errno::ESRCH)
+    )
+}
+
+/// Whether any live (non-zombie) process is in `group`.
+fn group_alive(group: Pid) -> bool {
+    // Members may all be zombies that nobody has reaped yet: those are gone for us.
+    group_exists(group)
+        && os::pids()
+            .unwrap_or_default()
+            .into_iter()
+            .any(|pid| os::live_in_group(pid, group.get()))
+}
+
+pub(super) fn to_nix(signal: Signal) -> nix_signal::Signal {
+    use nix_signal::Signal as S;
+    match signal {
+        Signal::Hup => S::SIGHUP,
+        Signal::Int => S::SIGINT,
+        Signal::Quit => S::SIGQUIT,
+        Signal::Kill => S::SIGKILL,
+        Signal::Usr1 => S::SIGUSR1,
+        Signal::Usr2 => S::SIGUSR2,
+        Signal::Term => S::SIGTERM,
+    }
+}
