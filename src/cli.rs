@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::Command;
+use crate::commands::{Command, ExportTarget};
+use crate::export::Scope;
 
 /// Keeps one long-running program alive, without root and without systemd.
 #[derive(Debug, Parser)]
@@ -69,6 +70,11 @@ pub enum Verb {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Print this config as a systemd unit or a launchd agent (writes nothing, starts nothing).
+    Export {
+        #[command(subcommand)]
+        to: ExportTo,
+    },
     /// The watcher's own life: keepup starts it, with the operation lock and a pipe to answer
     /// on; never run by hand.
     #[command(hide = true)]
@@ -79,6 +85,28 @@ pub enum Verb {
         report_fd: i32,
         #[arg(long)]
         launch: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportTo {
+    /// A systemd service unit.
+    Systemd {
+        /// For the user's manager (systemctl --user): the default.
+        #[arg(long, conflicts_with = "system")]
+        user: bool,
+        /// For the system manager, running as the config's owner (User=, Group=).
+        #[arg(long)]
+        system: bool,
+        /// The unit's name (default: the entry's name without its extension).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// A launchd agent property list.
+    Launchd {
+        /// The agent's label (default: local.<the entry's name without its extension>).
+        #[arg(long)]
+        label: Option<String>,
     },
 }
 
@@ -95,6 +123,17 @@ impl Verb {
             Verb::UninstallTimer => Command::UninstallTimer,
             Verb::Events { lines, json } => Command::Events { lines, json },
             Verb::Logs { lines, follow } => Command::Logs { lines, follow },
+            Verb::Export { ref to } => Command::Export(match *to {
+                ExportTo::Systemd {
+                    system, ref name, ..
+                } => ExportTarget::Systemd {
+                    scope: if system { Scope::System } else { Scope::User },
+                    name: name.clone(),
+                },
+                ExportTo::Launchd { ref label } => ExportTarget::Launchd {
+                    label: label.clone(),
+                },
+            }),
             Verb::Watch {
                 lock_fd,
                 report_fd,

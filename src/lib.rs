@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod exit_code;
+pub mod export;
 pub mod files;
 pub mod guard;
 pub mod interpreter;

@@ -19,6 +19,7 @@ use crate::signal::Signal;
 use crate::watcher;
 
 mod events_cmd;
+mod export;
 mod kill;
 mod launch;
 mod logs;
@@ -29,8 +30,10 @@ mod stop;
 mod timer;
 pub mod watch;
 
+pub use export::Target as ExportTarget;
+
 /// What the user asked for, free of the command-line parser's types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Start,
     Stop,
@@ -52,6 +55,7 @@ pub enum Command {
         lines: usize,
         follow: bool,
     },
+    Export(ExportTarget),
     /// The watcher's own life (started by keepup itself, never by a person).
     Watch {
         lock_fd: i32,
@@ -75,6 +79,7 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
         Command::UninstallTimer => timer::uninstall(&service),
         Command::Events { lines, json } => events_cmd::run(&service, lines, json),
         Command::Logs { lines, follow } => logs::run(&service, lines, follow),
+        Command::Export(target) => export::run(&service, &target),
         Command::Watch {
             lock_fd,
             report_fd,

@@ -10,6 +10,7 @@ mod cli;
 mod clock;
 mod concurrency;
 mod cron;
+mod export;
 mod faults;
 mod field;
 mod identity;

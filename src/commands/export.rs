@@ -1,0 +1,81 @@
+//! `export systemd` / `export launchd`: the config as a unit or agent, on stdout; on stderr,
+//! where it goes and how to switch, one supervisor at a time. Nothing is written or started.
+
+use super::note;
+use crate::error::{Error, Result};
+use crate::exit_code;
+use crate::export::{self, Scope};
+use crate::service::Service;
+
+/// What to export to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Systemd { scope: Scope, name: Option<String> },
+    Launchd { label: Option<String> },
+}
+
+pub fn run(service: &Service, target: &Target) -> Result<u8> {
+    let config = &service.config;
+    let file = config.file.display();
+    let advice = match target {
+        Target::Systemd { scope, name } => {
+            let name = unit_name(&name.clone().unwrap_or_else(|| export::default_name(config)))?;
+            print!("{}", export::unit(config, *scope)?);
+            match scope {
+                Scope::User => format!(
+                    "save it as ~/.config/systemd/user/{name}.service, then: systemctl --user \
+                     daemon-reload && systemctl --user enable --now {name}; and, for it to run \
+                     while you are logged out and after a reboot: loginctl enable-linger $USER"
+                ),
+                Scope::System => format!(
+                    "save it (as root) as /etc/systemd/system/{name}.service, then: systemctl \
+                     daemon-reload && systemctl enable --now {name}"
+                ),
+            }
+        }
+        Target::Launchd { label } => {
+            let label = label
+                .clone()
+                .unwrap_or_else(|| format!("local.{}", export::default_name(config)));
+            if label.is_empty() || label.contains('/') {
+                return Err(Error::Failed(format!(
+                    "--label {label:?}: a launchd label is a name like com.example.bot, without /"
+                )));
+            }
+            print!("{}", export::plist(config, &label)?);
+            format!(
+                "save it as ~/Library/LaunchAgents/{label}.plist, then: launchctl bootstrap \
+                 gui/$(id -u) ~/Library/LaunchAgents/{label}.plist"
+            )
+        }
+    };
+    note(&advice);
+    let kept = service.pid_lock()?.exists()
+        || super::timer::installed(service).unwrap_or(false)
+        || service.watcher(&service.finder()).is_some();
+    if kept {
+        note(&format!(
+            "keepup keeps {} now: first run `keepup -c {file} stop` and `keepup -c {file} \
+             uninstall-timer`, so that two supervisors never keep one service",
+            config.name
+        ));
+    }
+    Ok(exit_code::OK)
+}
+
+/// A unit name systemd accepts, without its `.service`.
+fn unit_name(name: &str) -> Result<String> {
+    let name = name.strip_suffix(".service").unwrap_or(name).to_owned();
+    let valid = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c));
+    if valid {
+        Ok(name)
+    } else {
+        Err(Error::Failed(format!(
+            "--name {name:?}: a unit name is made of letters, digits and : - _ . \\ @"
+        )))
+    }
+}

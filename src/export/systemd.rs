@@ -1,0 +1,213 @@
+//! The config as a systemd service unit, quoted by systemd.syntax(7) rules.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::{argv, duration_text};
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Whose manager runs the unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// `systemctl --user`: runs as the user, while they are logged in (or lingering).
+    User,
+    /// The system manager: needs root to install; runs as the config's owner.
+    System,
+}
+
+/// The unit file's text.
+pub fn unit(config: &Config, scope: Scope) -> Result<String> {
+    let words = argv(config)?;
+    let limit = &config.restart_limit;
+    let mut out = String::new();
+    let mut line = |text: &str| {
+        out.push_str(text);
+        out.push('\n');
+    };
+    line(&format!(
+        "# Made by `keepup export systemd` from {}.",
+        config.file.display()
+    ));
+    line("[Unit]");
+    line(&format!(
+        "Description={}",
+        specifiers(&format!(
+            "{} (kept by keepup's {})",
+            config.name,
+            config.file.display()
+        ))
+    ));
+    line("# keepup's crash-loop guard: at most `burst` revivals within `interval`.");
+    line(&format!("StartLimitBurst={}", limit.burst));
+    line(&format!(
+        "StartLimitIntervalSec={}",
+        duration_text(limit.interval)
+    ));
+    line(&format!(
+        "# keepup tries once more after a cooldown of {}; systemd stays failed until \
+         `systemctl reset-failed` (or a timer that runs it).",
+        duration_text(limit.cooldown)
+    ));
+    line("");
+    line("[Service]");
+    line("Type=simple");
+    line(&format!(
+        "WorkingDirectory={}",
+        specifiers(&config.dir().to_string_lossy())
+    ));
+    line(&exec_start(config, &words)?);
+    for (name, value) in &config.env {
+        line(&format!(
+            "Environment={}",
+            quoted(&specifiers(&format!("{name}={value}")))?
+        ));
+    }
+    line("# keepup revives the service whatever its exit code.");
+    line("Restart=always");
+    line(&format!(
+        "RestartSec={}",
+        duration_text(limit.backoff.max(Duration::from_secs(1)))
+    ));
+    if !limit.backoff.is_zero() {
+        line(&format!(
+            "# keepup doubles the backoff for each revival in a row, up to `interval`; on \
+             systemd >= 254: RestartSteps=8 and RestartMaxDelaySec={}",
+            duration_text(limit.interval)
+        ));
+    }
+    line(&format!("KillSignal={}", config.stop_signal));
+    line(&format!(
+        "TimeoutStopSec={}",
+        duration_text(config.stop_timeout)
+    ));
+    line("# The whole service, workers included, as keepup's stop ends its process group.");
+    line("KillMode=control-group");
+    let log = specifiers(&config.log.to_string_lossy());
+    line(&format!("StandardOutput=append:{log}"));
+    line(&format!("StandardError=append:{log}"));
+    line(&format!(
+        "# keepup rotates this log past {} bytes, keeping {}; systemd does not: use \
+         logrotate (copytruncate), or StandardOutput=journal.",
+        config.log_max_size, config.log_keep
+    ));
+    if let Some(ready) = &config.ready {
+        line(&format!(
+            "# keepup's start waited for ready = \"{}\"; systemd's nearest: Type=notify if the \
+             service calls sd_notify(READY=1), or an ExecStartPost= that polls the same check.",
+            ready.to_string().replace('\n', " ")
+        ));
+    }
+    if scope == Scope::System {
+        let (user, group) = owner(config)?;
+        line(&format!("User={user}"));
+        line(&format!("Group={group}"));
+    }
+    line("");
+    line("[Install]");
+    line(match scope {
+        Scope::User => "WantedBy=default.target",
+        Scope::System => "WantedBy=multi-user.target",
+    });
+    Ok(out)
+}
+
+/// The `ExecStart=` line (after a comment, when env must run the program).
+fn exec_start(config: &Config, words: &[String]) -> Result<String> {
+    let mut out = String::new();
+    let mut exec: Vec<String> = Vec::with_capacity(words.len() + 1);
+    if !executable_is_plain(&words[0]) {
+        out.push_str(
+            "# systemd takes no quote, backslash or `$` in the program's own path: env runs it, \
+             with the same words.\n",
+        );
+        let env = super::absolute_program("env", config.dir())?;
+        exec.push(exec_word(&env.to_string_lossy())?);
+    }
+    for word in words {
+        exec.push(exec_word(word)?);
+    }
+    let _ = write!(out, "ExecStart={}", exec.join(" "));
+    Ok(out)
+}
+
+/// The config file's owner and their primary group, by name: whom keepup acts as.
+fn owner(config: &Config) -> Result<(String, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::metadata(&config.file).map_err(Error::io("reading the owner of", &config.file))?;
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            Error::Failed(format!(
+                "{} is owned by uid {}, which has no name: User= needs one",
+                config.file.display(),
+                meta.uid()
+            ))
+        })?;
+    let group = nix::unistd::Group::from_gid(user.gid)
+        .ok()
+        .flatten()
+        .map_or_else(|| user.gid.to_string(), |g| g.name);
+    Ok((user.name, group))
+}
+
+/// Whether systemd takes `path` as the program to run: it refuses quotes, backslashes and
+/// control characters there, and expands no `$` in it (though it would in argv[0]).
+fn executable_is_plain(path: &str) -> bool {
+    !path.chars().any(|c| "\"'\\$".contains(c) || c.is_control())
+}
+
+/// `%` doubled: systemd expands specifiers (`%h`, `%n`) in almost every setting.
+fn specifiers(text: &str) -> String {
+    text.replace('%', "%%")
+}
+
+/// One `ExecStart=` word: specifiers and `$` variables escaped, then quoted.
+fn exec_word(word: &str) -> Result<String> {
+    quoted(&specifiers(word).replace('$', "$$"))
+}
+
+/// `text` in double quotes, with the C escapes systemd undoes when it unquotes a word.
+fn quoted(text: &str) -> Result<String> {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\0' => {
+                return Err(Error::Failed(
+                    "a NUL byte cannot be passed to a program".to_owned(),
+                ));
+            }
+            c if c.is_control() && c.is_ascii() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_for_systemd() {
+        assert_eq!(exec_word("plain").unwrap(), "\"plain\"");
+        assert_eq!(exec_word("100%").unwrap(), "\"100%%\"");
+        assert_eq!(exec_word("$HOME").unwrap(), "\"$$HOME\"");
+        assert_eq!(exec_word(r#"a"b\c"#).unwrap(), r#""a\"b\\c""#);
+        assert_eq!(exec_word("two\nlines").unwrap(), "\"two\\nlines\"");
+        assert_eq!(exec_word("bell\x07").unwrap(), "\"bell\\x07\"");
+        assert_eq!(exec_word("naïve ☃").unwrap(), "\"naïve ☃\"");
+        assert!(exec_word("nul\0").is_err());
+    }
+}
