@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{Command, ExportTarget};
 use crate::export::Scope;
@@ -70,6 +70,24 @@ pub enum Verb {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Every service you keep (from your crontab's timer lines, and the configs given), one row each.
+    #[command(visible_alias = "ls")]
+    List {
+        /// A JSON array of `status --json` objects instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// More configs to list beside those of the timer lines.
+        configs: Vec<PathBuf>,
+    },
+    /// Check what would make the service or its timer fail silently, each with its fix.
+    Doctor,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell whose completion script to print.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
     /// Print this config as a systemd unit or a launchd agent (writes nothing, starts nothing).
     Export {
         #[command(subcommand)]
@@ -111,6 +129,21 @@ pub enum ExportTo {
 }
 
 impl Verb {
+    /// What the verbs that only print keepup's own documents print: a completion script, the
+    /// man page. `None` for every verb that acts on a config.
+    #[must_use]
+    pub fn text(&self) -> Option<String> {
+        match *self {
+            Verb::Completions { shell } => {
+                let mut out = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "keepup", &mut out);
+                Some(String::from_utf8_lossy(&out).into_owned())
+            }
+            Verb::Man => Some(crate::manual::page(Cli::command())),
+            _ => None,
+        }
+    }
+
     #[must_use]
     pub fn command(&self) -> Command {
         match *self {
@@ -123,6 +156,14 @@ impl Verb {
             Verb::UninstallTimer => Command::UninstallTimer,
             Verb::Events { lines, json } => Command::Events { lines, json },
             Verb::Logs { lines, follow } => Command::Logs { lines, follow },
+            Verb::List { json, ref configs } => Command::List {
+                json,
+                configs: configs.clone(),
+            },
+            Verb::Doctor => Command::Doctor,
+            Verb::Completions { .. } | Verb::Man => {
+                unreachable!("printed by Verb::text, not run")
+            }
             Verb::Export { ref to } => Command::Export(match *to {
                 ExportTo::Systemd {
                     system, ref name, ..

@@ -12,6 +12,7 @@ pub mod files;
 pub mod guard;
 pub mod interpreter;
 pub mod logfile;
+pub mod manual;
 pub mod oplock;
 pub mod output;
 pub mod ownership;

@@ -19,6 +19,11 @@ extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
         return c_int::from(code);
     }
     let cli = Cli::parse_from(args);
+    if let Some(text) = cli.verb.text() {
+        let _ = std::io::stdout().write_all(text.as_bytes());
+        let _ = std::io::stdout().flush();
+        return 0;
+    }
     let code = match keepup::commands::run(cli.verb.command(), &cli.config) {
         Ok(code) => code,
         Err(error) => {

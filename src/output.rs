@@ -249,7 +249,8 @@ pub fn time_text(time: SystemTime) -> String {
 }
 
 #[allow(clippy::cast_precision_loss)]
-fn format_bytes(bytes: u64) -> String {
+#[must_use]
+pub fn format_bytes(bytes: u64) -> String {
     const MIB: f64 = 1024.0 * 1024.0;
     format!("{:.1} MiB", bytes as f64 / MIB)
 }

@@ -76,6 +76,39 @@ pub fn find<'t>(crontab: &'t str, config: &Path) -> Option<&'t str> {
         .map(|l| l.trim_end_matches(['\n', '\r']))
 }
 
+/// The configs that keepup timer lines name, in the crontab's order.
+#[must_use]
+pub fn configs(crontab: &str) -> Vec<PathBuf> {
+    crontab
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.rsplit_once(MARKER))
+        .map(|(_, config)| PathBuf::from(config.trim_end_matches('\r').replace("\\%", "%")))
+        .collect()
+}
+
+/// What a timer line runs: keepup's path and the PATH it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerLine {
+    pub keepup: PathBuf,
+    pub path_env: String,
+}
+
+/// Reads back a line that [`line`] wrote; `None` for anything else.
+#[must_use]
+pub fn parse(line: &str) -> Option<TimerLine> {
+    let (command, _) = line.rsplit_once(MARKER)?;
+    let words = shell_words::split(&command.replace("\\%", "%")).ok()?;
+    let [_, _, _, _, _, env, path, keepup, ..] = words.as_slice() else {
+        return None;
+    };
+    Some(TimerLine {
+        keepup: PathBuf::from(keepup),
+        path_env: path.strip_prefix("PATH=")?.to_owned(),
+    })
+    .filter(|_| env == "/usr/bin/env")
+}
+
 /// What installing did to the crontab text.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Installed {
@@ -328,5 +361,26 @@ mod tests {
             Installed::Replaced(text) => assert_eq!(text, format!("# top\n{line}\n# bottom\n")),
             other => panic!("expected Replaced, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn timer_lines_read_back() {
+        let spec = TimerSpec {
+            keepup: Path::new("/opt/my tools/keepup"),
+            config: Path::new("/srv/bot 100%/cfg.toml"),
+            log: Path::new("/srv/bot 100%/bot.py.timer.log"),
+            path_env: "/usr/local/bin:/usr/bin:/bin",
+        };
+        let line = line(&spec).unwrap();
+        let crontab = format!("MAILTO=me\n# {line}\n{line}\n5 * * * * other\n");
+        assert_eq!(configs(&crontab), [PathBuf::from("/srv/bot 100%/cfg.toml")]);
+        assert_eq!(
+            parse(&line),
+            Some(TimerLine {
+                keepup: PathBuf::from("/opt/my tools/keepup"),
+                path_env: "/usr/local/bin:/usr/bin:/bin".to_owned(),
+            })
+        );
+        assert_eq!(parse("5 * * * * other"), None);
     }
 }

@@ -18,10 +18,12 @@ use crate::service::{Lookup, Service};
 use crate::signal::Signal;
 use crate::watcher;
 
+mod doctor;
 mod events_cmd;
 mod export;
 mod kill;
 mod launch;
+mod list;
 mod logs;
 mod restart;
 mod start;
@@ -56,6 +58,12 @@ pub enum Command {
         follow: bool,
     },
     Export(ExportTarget),
+    /// Every kept service, from the crontab's timer lines and `configs`.
+    List {
+        json: bool,
+        configs: Vec<std::path::PathBuf>,
+    },
+    Doctor,
     /// The watcher's own life (started by keepup itself, never by a person).
     Watch {
         lock_fd: i32,
@@ -66,6 +74,12 @@ pub enum Command {
 
 /// Loads the config and runs `command`. A config error comes back before anything is done.
 pub fn run(command: Command, config_path: &Path) -> Result<u8> {
+    // These report on configs, broken ones too: they load them themselves.
+    match command {
+        Command::List { json, configs } => return list::run(&configs, json),
+        Command::Doctor => return Ok(doctor::run(config_path)),
+        _ => {}
+    }
     let config_meta = ownership::act_as_config_owner(config_path)?;
     let (config, text) = config::load_with_text(config_path)?;
     ownership::refuse_unsafe_as_root(&config, config_meta.as_ref())?;
@@ -80,6 +94,7 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
         Command::Events { lines, json } => events_cmd::run(&service, lines, json),
         Command::Logs { lines, follow } => logs::run(&service, lines, follow),
         Command::Export(target) => export::run(&service, &target),
+        Command::List { .. } | Command::Doctor => unreachable!("handled before loading"),
         Command::Watch {
             lock_fd,
             report_fd,

@@ -14,6 +14,19 @@ use crate::record::Launch;
 use crate::service::Service;
 
 pub fn run(service: &Service, json: bool) -> Result<u8> {
+    let status = of(service)?;
+    if json {
+        let text = serde_json::to_string(&status)
+            .map_err(|e| Error::Failed(format!("encoding status: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{}", status.render());
+    }
+    Ok(status.state.exit_code())
+}
+
+/// Everything `status` tells of one service (`list` shows one row of it per service).
+pub fn of(service: &Service) -> Result<Status> {
     let finder = service.finder();
     let pid_lock = service.pid_lock()?;
     let lookup = service.locate(&finder, &pid_lock)?;
@@ -60,14 +73,7 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
         revivals_24h: guard::revivals_within(&history, now, DAY),
         recent_events: history[history.len().saturating_sub(RECENT_EVENTS)..].to_vec(),
     };
-    if json {
-        let text = serde_json::to_string(&status)
-            .map_err(|e| Error::Failed(format!("encoding status: {e}")))?;
-        println!("{text}");
-    } else {
-        print!("{}", status.render());
-    }
-    Ok(state.exit_code())
+    Ok(status)
 }
 
 /// What a person should know of the entry and the config, beside the state.

@@ -243,6 +243,11 @@ pub fn inheritable_copy(bytes: &[u8]) -> std::io::Result<OwnedFd> {
     Ok(OwnedFd::from(file))
 }
 
+/// The program name the kernel keeps for `pid` (its `comm`, at most 15 bytes).
+pub fn name(pid: i32) -> Option<String> {
+    read_proc_text(&path(pid, "comm")).map(|n| n.trim_end().to_owned())
+}
+
 /// A pidfd for `pid`: it turns readable when the process exits, whoever its parent is.
 pub fn pidfd(pid: i32) -> std::io::Result<OwnedFd> {
     let pid = rustix::process::Pid::from_raw(pid).ok_or(std::io::ErrorKind::InvalidInput)?;

@@ -154,6 +154,13 @@ pub fn inheritable_copy(bytes: &[u8]) -> std::io::Result<std::os::fd::OwnedFd> {
     Ok(fd)
 }
 
+/// The program name of `pid`.
+pub fn name(pid: i32) -> Option<String> {
+    with_process(pid, ProcessRefreshKind::nothing(), |p| {
+        p.name().to_string_lossy().into_owned()
+    })
+}
+
 /// No pidfd here: the watcher looks every 100 ms instead.
 pub fn pidfd(_pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     Err(std::io::ErrorKind::Unsupported.into())

@@ -344,6 +344,16 @@ fn instance(pid: Pid, facts: Facts) -> Instance {
     }
 }
 
+/// Whether a live process runs any of the programs `names` (whoever runs it): `doctor` asks
+/// this of the cron daemon.
+#[must_use]
+pub fn any_named(names: &[&str]) -> bool {
+    os::pids().unwrap_or_default().into_iter().any(|pid| {
+        os::name(pid).is_some_and(|n| names.contains(&n.as_str()))
+            && os::facts(pid).is_some_and(|f| !f.zombie)
+    })
+}
+
 /// Whether the process `identity` still runs (whoever it is: the watcher's own check).
 #[must_use]
 pub fn is_running(identity: &Identity) -> bool {

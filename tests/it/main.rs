@@ -8,6 +8,7 @@ mod testenv;
 mod bad_input;
 mod cli;
 mod clock;
+mod comfort;
 mod concurrency;
 mod cron;
 mod export;

@@ -1,0 +1,386 @@
+//! `doctor`: the checks that make a silent failure loud — above all a timer that never runs
+//! (no cron daemon, a PATH without the interpreter, a moved binary) — each with its fix.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, Config};
+use crate::exit_code;
+use crate::pidfile::PidLock;
+use crate::process::{self, exit::Waits};
+use crate::service::Service;
+use crate::timer::{self, Crontab, TimerLine};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Check {
+    level: Level,
+    what: String,
+    fix: Option<String>,
+}
+
+fn ok(what: impl Into<String>) -> Check {
+    Check {
+        level: Level::Ok,
+        what: what.into(),
+        fix: None,
+    }
+}
+
+fn warn(what: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        level: Level::Warn,
+        what: what.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+fn fail(what: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        level: Level::Fail,
+        what: what.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+pub fn run(config_path: &Path) -> u8 {
+    let mut checks = Vec::new();
+    match config::load(config_path) {
+        Err(e) => checks.push(fail(
+            format!("config: {e}"),
+            "correct the key it names (keepup's README lists every key)",
+        )),
+        Ok(config) => {
+            checks.push(ok(format!("config: {} loads", config.file.display())));
+            let service = Service::new(config);
+            diagnose(&service, &mut checks);
+        }
+    }
+    for check in &checks {
+        let level = match check.level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        };
+        println!("{level}  {}", check.what);
+        if let Some(fix) = &check.fix {
+            println!("      fix: {fix}");
+        }
+    }
+    if checks.iter().any(|c| c.level == Level::Fail) {
+        exit_code::FAILED
+    } else {
+        exit_code::OK
+    }
+}
+
+fn diagnose(service: &Service, checks: &mut Vec<Check>) {
+    let config = &service.config;
+    let crontab = Crontab::from_env().read();
+    let line = crontab
+        .as_ref()
+        .ok()
+        .and_then(|c| timer::find(c, &config.file))
+        .map(str::to_owned);
+    let timer_line = line.as_deref().and_then(timer::parse);
+    checks.push(runnable(config, timer_line.as_ref()));
+    checks.push(match (&crontab, &line, &timer_line) {
+        (Err(e), _, _) => fail(
+            format!("timer: the crontab cannot be read: {e}"),
+            "make `crontab -l` work for this user (is cron installed?)",
+        ),
+        (Ok(_), None, _) => warn(
+            "timer: not installed: after a reboot, or if the watcher is killed, nothing brings \
+             the service back",
+            format!("keepup -c {} install-timer", config.file.display()),
+        ),
+        (Ok(_), Some(_), None) => fail(
+            "timer: this config's line is not one keepup wrote",
+            format!("keepup -c {} install-timer", config.file.display()),
+        ),
+        (Ok(_), Some(_), Some(timer)) => timer_binary(config, timer),
+    });
+    checks.push(cron_daemon(line.is_some()));
+    checks.push(writable(config));
+    if config.watch {
+        checks.push(match Waits::here() {
+            Waits::Pidfd => ok("watcher: pidfd available: it wakes the moment the service exits"),
+            Waits::Polling => warn(
+                "watcher: no pidfd here (Linux before 5.3, a seccomp filter, macOS, or \
+                 KEEPUP_WATCH_POLL=1): it looks every 100 ms",
+                "nothing to do; on Linux, a kernel of 5.3 or later",
+            ),
+        });
+    }
+    checks.push(pid_lock(service));
+    checks.push(one_keeper(service, crontab.as_deref().unwrap_or("")));
+}
+
+/// Whether the timer's `restart` could start the program: with the PATH its line carries.
+fn runnable(config: &Config, timer: Option<&TimerLine>) -> Check {
+    let (path_env, whose) = match timer {
+        Some(t) => (t.path_env.clone(), "the timer's PATH"),
+        None => (
+            std::env::var("PATH").unwrap_or_default(),
+            "this shell's PATH (no timer line)",
+        ),
+    };
+    let Some(program) = config.startup.first() else {
+        return fail("startup: empty", "write the command in startup");
+    };
+    let resolved = if program.contains('/') {
+        let path = config.dir().join(program);
+        if !executable(&path) {
+            return fail(
+                format!("startup: {} is missing or not executable", path.display()),
+                format!("chmod +x {}, or correct startup", path.display()),
+            );
+        }
+        path
+    } else {
+        match on_path(program, &path_env) {
+            Some(path) => path,
+            None => {
+                return fail(
+                    format!("startup: {program} is not on {whose} ({path_env})"),
+                    "run install-timer again from a shell whose PATH finds it, or write its \
+                     absolute path in startup",
+                );
+            }
+        }
+    };
+    // A script run directly: its #! line names what runs it.
+    if let Some(interpreter) = interpreter_of(&resolved) {
+        let found = match interpreter.strip_prefix("/usr/bin/env ") {
+            Some(name) => on_path(name.trim(), &path_env).is_some(),
+            None => executable(Path::new(&interpreter)),
+        };
+        if !found {
+            return fail(
+                format!(
+                    "startup: {} runs under `#!{interpreter}`, which {whose} ({path_env}) does \
+                     not find",
+                    resolved.display()
+                ),
+                "run install-timer again from a shell whose PATH finds it, or name the \
+                 interpreter by its absolute path in the #! line or in startup",
+            );
+        }
+    }
+    ok(format!("startup: {} runs with {whose}", resolved.display()))
+}
+
+/// The interpreter a script's `#!` line names, as written (`/usr/bin/env python3` kept whole).
+fn interpreter_of(program: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(program)
+        .and_then(|mut f| f.read(&mut head))
+        .ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|b| *b == b'\n').unwrap_or(line.len())];
+    let text = String::from_utf8_lossy(line).trim().to_owned();
+    let mut words = text.split_whitespace();
+    let first = words.next()?.to_owned();
+    Some(if first == "/usr/bin/env" {
+        format!("/usr/bin/env {}", words.next()?)
+    } else {
+        first
+    })
+}
+
+fn executable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn on_path(program: &str, path_env: &str) -> Option<PathBuf> {
+    std::env::split_paths(path_env)
+        .map(|d| d.join(program))
+        .find(|p| executable(p))
+}
+
+fn timer_binary(config: &Config, timer: &TimerLine) -> Check {
+    let reinstall = format!("keepup -c {} install-timer", config.file.display());
+    if !executable(&timer.keepup) {
+        return fail(
+            format!(
+                "timer: it runs {}, which does not exist (moved or deleted): it fails every \
+                 minute",
+                timer.keepup.display()
+            ),
+            reinstall,
+        );
+    }
+    let me = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+    if me.as_deref() != Some(timer.keepup.as_path()) {
+        return warn(
+            format!(
+                "timer: it runs {}, not this keepup ({})",
+                timer.keepup.display(),
+                me.map_or_else(|| "?".to_owned(), |m| m.display().to_string())
+            ),
+            format!("if this one is the keepup to use: {reinstall}"),
+        );
+    }
+    ok(format!("timer: installed, runs {}", timer.keepup.display()))
+}
+
+/// A cron daemon must run for the timer's line to fire.
+fn cron_daemon(timer_installed: bool) -> Check {
+    if process::any_named(&["cron", "crond", "cronie"]) {
+        return ok("cron: a cron daemon runs");
+    }
+    let systemd_says = ["cron.service", "crond.service", "cronie.service"]
+        .iter()
+        .any(|unit| {
+            std::process::Command::new("systemctl")
+                .args(["is-active", "--quiet", unit])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    if systemd_says {
+        return ok("cron: systemd says the cron service is active");
+    }
+    let what = "cron: no cron daemon runs (no cron, crond or cronie process, no active \
+                cron.service)";
+    let fix = "start it: sudo systemctl enable --now cron (crond on Fedora), or \
+               `sudo service cron start`; install the cron package if it is missing";
+    if timer_installed {
+        fail(format!("{what}: the timer never fires"), fix)
+    } else {
+        warn(what, fix)
+    }
+}
+
+/// The state folder and the log's folder must be writable, with room for a rotation.
+fn writable(config: &Config) -> Check {
+    let state = nearest_existing(&config.state_dir);
+    if nix::unistd::access(&state, nix::unistd::AccessFlags::W_OK).is_err() {
+        return fail(
+            format!(
+                "state folder: {} is not writable by this user: no pid lock, history or log \
+                 can be written",
+                config.state_dir.display()
+            ),
+            format!(
+                "make it writable (chmod u+w {}), or set state_dir to a folder of yours",
+                state.display()
+            ),
+        );
+    }
+    let log_target = if config.log.exists() {
+        config.log.clone()
+    } else {
+        nearest_existing(config.log.parent().unwrap_or(Path::new("/")))
+    };
+    if nix::unistd::access(&log_target, nix::unistd::AccessFlags::W_OK).is_err() {
+        return fail(
+            format!("log: {} is not writable by this user", config.log.display()),
+            format!("make {} writable, or set log", log_target.display()),
+        );
+    }
+    let folder = nearest_existing(config.log.parent().unwrap_or(Path::new("/")));
+    if let Ok(stat) = nix::sys::statvfs::statvfs(&folder) {
+        let free = stat.blocks_available() * stat.fragment_size();
+        if free < config.log_max_size {
+            return warn(
+                format!(
+                    "log: {} free in {}, less than log_max_size ({}): a rotation may not fit",
+                    crate::output::format_bytes(free),
+                    folder.display(),
+                    crate::output::format_bytes(config.log_max_size)
+                ),
+                "free some space, or lower log_max_size",
+            );
+        }
+    }
+    ok(format!(
+        "files: {} and {} are writable",
+        config.state_dir.display(),
+        config.log.display()
+    ))
+}
+
+fn nearest_existing(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_path_buf()
+}
+
+fn pid_lock(service: &Service) -> Check {
+    let file = service.pid_file.display();
+    match service.pid_lock() {
+        Err(e) => fail(
+            format!("pid lock: {e}"),
+            "see that the state folder is readable",
+        ),
+        Ok(PidLock::Absent) => ok(format!("pid lock: none at {file}: not kept up")),
+        Ok(PidLock::Stale(why)) => fail(
+            format!("pid lock: {file} {why}"),
+            format!(
+                "keepup -c {} stop, then start (it is never trusted as it is)",
+                service.config.file.display()
+            ),
+        ),
+        Ok(PidLock::Held(pid)) => {
+            let finder = service.finder();
+            match service.locate(&finder, &PidLock::Held(pid)) {
+                Ok(lookup) if lookup.instance.is_some() => {
+                    ok(format!("pid lock: {file} holds the running service"))
+                }
+                _ => warn(
+                    format!("pid lock: {file} holds {pid}, and the service does not run"),
+                    format!(
+                        "keepup -c {} restart revives it (the watcher or timer should have)",
+                        service.config.file.display()
+                    ),
+                ),
+            }
+        }
+    }
+}
+
+/// Two configs that name one entry would keep one service twice.
+fn one_keeper(service: &Service, crontab: &str) -> Check {
+    let config = &service.config;
+    let same_entry = |other: &Config| {
+        other.entry == config.entry
+            || (other.resolved.is_some() && other.resolved == config.resolved)
+    };
+    let mut others: Vec<PathBuf> = timer::configs(crontab)
+        .into_iter()
+        .filter(|c| c.canonicalize().ok().as_deref() != Some(config.file.as_path()))
+        .filter(|c| config::load(c).is_ok_and(|o| same_entry(&o)))
+        .collect();
+    if let Some(launch) = service.record().and_then(|r| r.launch.clone())
+        && launch.config != config.file
+        && config::load(&launch.config).is_ok_and(|o| same_entry(&o))
+        && !others.contains(&launch.config)
+    {
+        others.push(launch.config);
+    }
+    match others.first() {
+        None => ok(format!(
+            "keeper: no other config keeps {}",
+            config.entry.display()
+        )),
+        Some(other) => fail(
+            format!(
+                "keeper: {} also keeps {}: two keepers would start it twice",
+                other.display(),
+                config.entry.display()
+            ),
+            format!(
+                "keep it with one config: keepup -c {} stop and uninstall-timer",
+                other.display()
+            ),
+        ),
+    }
+}

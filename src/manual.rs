@@ -1,0 +1,241 @@
+//! `keepup man`: the man page. `clap_mangen` writes the synopsis, options and verbs from the
+//! command-line definition; the config keys, files, environment and exit codes, which clap
+//! does not know, are written here.
+
+use roff::{Roff, bold, italic, roman};
+
+/// Every config key: name, default, meaning (README's table, shortened).
+const KEYS: [(&str, &str, &str); 19] = [
+    (
+        "entry",
+        "required",
+        "the service's entry program (script or binary), relative to the config's folder",
+    ),
+    (
+        "startup",
+        "\"{entry}\"",
+        "the command line, split like a shell splits words and run without one; {entry} and {dir} are substituted",
+    ),
+    (
+        "search",
+        "\"auto\"",
+        "how the running process is recognised: auto, proc_cwd, proc_exe, lsof_cwd",
+    ),
+    (
+        "log",
+        "\"<name>.log\" in state_dir",
+        "the service's stdout and stderr, appended",
+    ),
+    (
+        "state_dir",
+        "the entry's folder",
+        "where keepup's own files go",
+    ),
+    (
+        "env",
+        "empty",
+        "a table of variables added to the service's environment",
+    ),
+    (
+        "stop_signal",
+        "\"TERM\"",
+        "the first signal stop sends (HUP, INT, QUIT, KILL, USR1, USR2, TERM)",
+    ),
+    ("stop_timeout", "\"10s\"", "after it, stop sends SIGKILL"),
+    (
+        "start_timeout",
+        "\"5s\"",
+        "how long start (and a revival) waits for the service to be recognised and ready",
+    ),
+    (
+        "ready",
+        "none",
+        "a check that says the service is up: tcp:HOST:PORT, http://HOST:PORT/PATH or cmd:COMMAND",
+    ),
+    (
+        "log_max_size",
+        "\"10MB\"",
+        "past this size the log is rotated",
+    ),
+    ("log_keep", "3", "how many rotated copies are kept"),
+    (
+        "watch",
+        "true",
+        "a watcher revives the service the moment it dies; false: the timer alone revives it",
+    ),
+    (
+        "[restart_limit] burst",
+        "5",
+        "the crash-loop guard: revivals allowed within interval",
+    ),
+    (
+        "[restart_limit] interval",
+        "\"10m\"",
+        "the window in which revivals are counted",
+    ),
+    (
+        "[restart_limit] cooldown",
+        "= interval",
+        "after a trip, how long until one more revival is tried",
+    ),
+    (
+        "[restart_limit] backoff",
+        "\"0s\"",
+        "the least wait between revivals, doubled for each one in a row",
+    ),
+    (
+        "durations",
+        "",
+        "are written \"500ms\", \"10s\", \"2m\", \"1h\"",
+    ),
+    (
+        "sizes",
+        "",
+        "are written \"512KB\", \"10MB\", \"1GB\" (powers of 1024)",
+    ),
+];
+
+const EXIT_CODES: [(&str, &str); 6] = [
+    ("0", "done; status: running"),
+    (
+        "1",
+        "failed (a start, a revival, a stop); status: dead (kept up, not running); list: a service is dead or broken; doctor: a check failed",
+    ),
+    ("2", "usage error"),
+    ("3", "status: stopped (not kept up)"),
+    ("4", "status: unknown (it could not tell)"),
+    (
+        "78",
+        "config error: nothing was started, stopped, written or removed",
+    ),
+];
+
+const FILES: [(&str, &str); 8] = [
+    ("<name>.pid", "the pid lock: exists = keep this service up"),
+    (
+        "<name>.instance",
+        "the identity of the instance keepup started or adopted",
+    ),
+    (
+        "<name>.lock",
+        "the operation lock that serialises keepup's commands for one config",
+    ),
+    ("<name>.watcher", "the running watcher's identity"),
+    ("<name>.events", "the event history (events)"),
+    (
+        "<name>.log",
+        "the service's log, and <name>.log.1 ... its rotated copies",
+    ),
+    ("<name>.timer.log", "what the timer and the watcher did"),
+    (
+        "crontab",
+        "install-timer's line: * * * * * ... keepup restart --timer --config CFG ... # keepup-timer CFG",
+    ),
+];
+
+const ENVIRONMENT: [(&str, &str); 3] = [
+    (
+        "KEEPUP_CONFIG",
+        "the config when --config is not given (else ./cfg.toml)",
+    ),
+    (
+        "KEEPUP_CRONTAB",
+        "the program that edits the crontab (default: crontab on PATH)",
+    ),
+    (
+        "KEEPUP_WATCH_POLL",
+        "1: the watcher looks every 100 ms instead of waiting on a pidfd",
+    ),
+];
+
+/// Every verb, on this one page: its usage, what it does, and its own arguments.
+fn verbs(roff: &mut Roff, command: &clap::Command) {
+    roff.control("SH", ["COMMANDS"]);
+    for verb in command.get_subcommands().filter(|v| !v.is_hide_set()) {
+        let name = verb.get_name();
+        if name == "help" {
+            continue;
+        }
+        let usage = verb
+            .clone()
+            .render_usage()
+            .to_string()
+            .replace("Usage: ", "")
+            .replace("keepup ", "keepup [-c CONFIG] ");
+        roff.control("TP", [] as [&str; 0]).text([bold(usage)]);
+        if let Some(about) = verb.get_about() {
+            roff.text([roman(about.to_string())]);
+        }
+        for sub in verb.get_subcommands().filter(|s| s.get_name() != "help") {
+            roff.control("br", [] as [&str; 0]).text([
+                bold(format!("{name} {}", sub.get_name())),
+                roman(format!(
+                    ": {}",
+                    sub.get_about().map(ToString::to_string).unwrap_or_default()
+                )),
+            ]);
+        }
+        for arg in verb
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && !a.is_global_set() && a.get_id() != "help")
+        {
+            let flag = match (arg.get_short(), arg.get_long()) {
+                (_, Some(long)) => format!("--{long}"),
+                (Some(short), None) => format!("-{short}"),
+                (None, None) => arg.get_id().to_string().to_uppercase(),
+            };
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            roff.control("br", [] as [&str; 0])
+                .text([italic(flag), roman(format!(": {help}"))]);
+        }
+    }
+}
+
+/// The whole page, in roff.
+#[must_use]
+pub fn page(mut command: clap::Command) -> String {
+    command.build();
+    let man = clap_mangen::Man::new(command.clone())
+        .section("1")
+        .manual("keepup");
+    let mut out = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = man.render_title(&mut out);
+    let _ = man.render_name_section(&mut out);
+    let _ = man.render_synopsis_section(&mut out);
+    let _ = man.render_description_section(&mut out);
+    let _ = man.render_options_section(&mut out);
+    let mut roff = Roff::new();
+    verbs(&mut roff, &command);
+    roff.control("SH", ["CONFIG"]).text([roman(
+        "A TOML file; paths are relative to its folder. Every key:",
+    )]);
+    for (key, default, meaning) in KEYS {
+        roff.control("TP", [] as [&str; 0]).text([bold(key)]);
+        if default.is_empty() {
+            roff.text([roman(meaning)]);
+        } else {
+            roff.text([
+                roman(meaning),
+                roman(" (default: "),
+                italic(default),
+                roman(")"),
+            ]);
+        }
+    }
+    for (title, items) in [
+        ("FILES", &FILES[..]),
+        ("ENVIRONMENT", &ENVIRONMENT[..]),
+        ("EXIT STATUS", &EXIT_CODES[..]),
+    ] {
+        roff.control("SH", [title]);
+        for (name, meaning) in items {
+            roff.control("TP", [] as [&str; 0])
+                .text([bold(*name)])
+                .text([roman(*meaning)]);
+        }
+    }
+    out.extend_from_slice(roff.render().as_bytes());
+    let _ = man.render_version_section(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,366 @@
+//! Everyday comfort: `list` over every kept service, `doctor`'s checks reached by real
+//! conditions, the bash completion in a real bash, and the man page through man(1).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::testenv::{Run, TestEnv, TestUser, sigkill};
+
+/// A service in its own folder `dir` of the test, with its own config.
+fn service(env: &TestEnv, dir: &str, extra: &str) -> PathBuf {
+    env.python_service(&format!("{dir}/svc.py"), "");
+    env.write(
+        &format!("{dir}/cfg.toml"),
+        &format!("entry = \"svc.py\"\nstart_timeout = \"300ms\"\n{extra}"),
+    )
+}
+
+fn json(run: &Run) -> Value {
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+#[test]
+fn list_shows_every_kept_service_in_one_table() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let running = service(&env, "a-running", "");
+    let stopped = service(&env, "b-stopped", "");
+    let dead = service(&env, "c-dead", "watch = false\n");
+    let broken = service(&env, "d-broken", "");
+    for config in [&running, &stopped, &dead, &broken] {
+        env.keepup_with(config, &["install-timer"]).expect(0);
+    }
+    env.keepup_with(&running, &["start"]).expect(0);
+    let victim = env.keepup_with(&dead, &["start"]).expect(0).pid();
+    sigkill(victim);
+    std::fs::write(&broken, "entry = \"svc.py\"\nstop_signal = \"LOUD\"\n").unwrap();
+
+    let list = env.keepup(&["list"]);
+    list.expect(1);
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{list:#?}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("STATE") && lines[0].contains("CONFIG")
+    );
+    let states: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["running", "stopped", "dead", "broken"],
+        "{list:#?}"
+    );
+    assert!(
+        lines[4].contains("stop_signal"),
+        "the broken row says why: {list:#?}"
+    );
+    // Aligned: every row's CONFIG column starts where the header's does.
+    let at = lines[0].find("CONFIG").unwrap();
+    for line in &lines[1..] {
+        assert_eq!(&line[at..=at], "/", "misaligned: {list:#?}");
+    }
+
+    let listed = json(&env.keepup(&["ls", "--json"]));
+    let rows = listed.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for (row, config) in rows.iter().zip([&running, &stopped, &dead]) {
+        let single = json(&env.keepup_with(config, &["status", "--json"]));
+        for key in [
+            "name",
+            "state",
+            "pid",
+            "kept_up",
+            "config",
+            "watcher",
+            "revivals_24h",
+        ] {
+            assert_eq!(row[key], single[key], "{key} of {}", config.display());
+        }
+    }
+    assert_eq!(rows[3]["state"], "broken");
+    assert!(rows[3]["reason"].as_str().unwrap().contains("stop_signal"));
+
+    // A config given that no timer names is listed too; all well is exit 0.
+    std::fs::remove_file(env.crontab_file()).unwrap();
+    let extra = service(&env, "e-extra", "");
+    let fine = env.keepup(&["list", running.to_str().unwrap(), extra.to_str().unwrap()]);
+    fine.expect(0);
+    assert_eq!(fine.stdout.lines().count(), 3, "{fine:#?}");
+    env.keepup_with(&running, &["stop"]).expect(0);
+    env.keepup_with(&dead, &["stop"]).expect(0);
+}
+
+fn doctor(env: &TestEnv, config: &Path) -> Run {
+    env.keepup_with(config, &["doctor"])
+}
+
+/// `keepup doctor` in a pid namespace of its own, where no cron daemon runs, unless `cron`
+/// starts one in it first (it ends with the namespace).
+fn doctor_in_namespace(env: &TestEnv, config: &Path, cron: bool) -> Run {
+    let keepup = env!("CARGO_BIN_EXE_keepup");
+    let script = if cron {
+        "cron && exec \"$0\" -c \"$1\" doctor"
+    } else {
+        "exec \"$0\" -c \"$1\" doctor"
+    };
+    let out = env
+        .command(Path::new("unshare"))
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+            "sh",
+            "-c",
+            script,
+            keepup,
+        ])
+        .arg(config)
+        .output()
+        .unwrap();
+    Run::from_output(&out)
+}
+
+#[test]
+fn doctor_is_all_ok_on_a_healthy_setup_and_names_a_missing_cron_daemon() {
+    require!("python3", "python3");
+    require!("cron", "cron");
+    require!("unshare", "util-linux");
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root for a pid namespace of its own");
+        return;
+    }
+    let env = TestEnv::new();
+    let config = service(&env, "app", "");
+    env.keepup_with(&config, &["install-timer"]).expect(0);
+
+    let healthy = doctor_in_namespace(&env, &config, true);
+    healthy.expect(0);
+    for line in healthy.stdout.lines().filter(|l| !l.starts_with(' ')) {
+        assert!(line.starts_with("ok"), "not ok: {line}\n{healthy:#?}");
+    }
+    for check in [
+        "config:",
+        "startup:",
+        "timer:",
+        "cron:",
+        "files:",
+        "watcher:",
+        "pid lock:",
+        "keeper:",
+    ] {
+        healthy.stdout_has(check);
+    }
+
+    let no_cron = doctor_in_namespace(&env, &config, false);
+    no_cron
+        .expect(1)
+        .stdout_has("fail  cron: no cron daemon runs")
+        .stdout_has("the timer never fires")
+        .stdout_has("fix: start it");
+}
+
+#[test]
+fn doctor_names_an_interpreter_the_timers_path_lacks() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    // The script's interpreter is found only through a folder on this shell's PATH.
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(which("python3"), bin.join("kup-python")).unwrap();
+    env.script(
+        "app/svc.py",
+        "#!/usr/bin/env kup-python\nimport time\nwhile True:\n    time.sleep(1)\n",
+    );
+    let config = env.write("app/cfg.toml", "entry = \"svc.py\"\n");
+    let path_with = format!("{}:/usr/bin:/bin", bin.display());
+    let install = |path: &str| {
+        let out = env
+            .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+            .env("PATH", path)
+            .args(["-c"])
+            .arg(&config)
+            .arg("install-timer")
+            .output()
+            .unwrap();
+        Run::from_output(&out).expect(0);
+    };
+    let doctor_with = |path: &str| {
+        let out = env
+            .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+            .env("PATH", path)
+            .args(["-c"])
+            .arg(&config)
+            .arg("doctor")
+            .output()
+            .unwrap();
+        Run::from_output(&out)
+    };
+    // Installed from a shell that finds it: fine.
+    install(&path_with);
+    doctor_with(&path_with).stdout_has("ok    startup:");
+    // Installed from one that does not: the timer's restart could never start it.
+    install("/usr/bin:/bin");
+    let run = doctor_with(&path_with);
+    run.expect(1)
+        .stdout_has("fail  startup:")
+        .stdout_has("#!/usr/bin/env kup-python")
+        .stdout_has("the timer's PATH (/usr/bin:/bin)")
+        .stdout_has("fix: run install-timer again");
+}
+
+fn which(program: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap()
+}
+
+#[test]
+fn doctor_names_a_timer_whose_keepup_was_moved() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let config = service(&env, "app", "");
+    let old = env.path("old/keepup");
+    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_keepup"), &old).unwrap();
+    let out = env
+        .command(&old)
+        .args(["-c"])
+        .arg(&config)
+        .arg("install-timer")
+        .output()
+        .unwrap();
+    Run::from_output(&out).expect(0);
+    std::fs::remove_file(&old).unwrap();
+    doctor(&env, &config)
+        .expect(1)
+        .stdout_has(&format!(
+            "fail  timer: it runs {}, which does not exist",
+            old.display()
+        ))
+        .stdout_has("fix: keepup -c")
+        .stdout_has("install-timer");
+}
+
+#[test]
+fn doctor_names_a_read_only_state_folder() {
+    require!("python3", "python3");
+    let Some(alice) = TestUser::new() else {
+        return;
+    };
+    let env = TestEnv::new();
+    env.python_service("app/svc.py", "");
+    env.config("entry = \"app/svc.py\"\nstate_dir = \"state\"\n");
+    std::fs::create_dir_all(env.path("state")).unwrap();
+    alice.give(&env.root);
+    std::fs::set_permissions(
+        env.path("state"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o555),
+    )
+    .unwrap();
+    let run = alice.keepup(&env, &["doctor"]);
+    run.expect(1)
+        .stdout_has("fail  state folder:")
+        .stdout_has("is not writable by this user")
+        .stdout_has("fix: make it writable");
+}
+
+#[test]
+fn doctor_names_a_broken_config_and_a_stale_pid_lock() {
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\nlog_keep = \"many\"\n");
+    env.keepup(&["doctor"])
+        .expect(1)
+        .stdout_has("fail  config:")
+        .stdout_has("log_keep");
+    env.config("entry = \"svc.py\"\n");
+    std::fs::write(env.path("svc.py.pid"), "-1\n").unwrap();
+    env.keepup(&["doctor"])
+        .expect(1)
+        .stdout_has("fail  pid lock:")
+        .stdout_has("stop, then start");
+}
+
+#[test]
+fn bash_completes_the_verbs() {
+    require!("bash", "bash");
+    let env = TestEnv::new();
+    let script = env.path("keepup.bash");
+    let out = env
+        .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    std::fs::write(&script, &Run::from_output(&out).expect(0).stdout).unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(
+            "source \"$1\"; complete -p keepup; COMP_WORDS=(keepup st); COMP_CWORD=1; \
+             COMP_LINE='keepup st'; COMP_POINT=9; _keepup keepup st keepup; \
+             printf '%s\\n' \"${COMPREPLY[@]}\"",
+        )
+        .arg("bash")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let run = Run::from_output(&out);
+    run.expect(0).stdout_has("-F _keepup keepup");
+    let mut words: Vec<&str> = run.stdout.lines().skip(1).collect();
+    words.sort_unstable();
+    assert_eq!(words, ["start", "status", "stop"], "{run:#?}");
+}
+
+#[test]
+fn the_man_page_renders_without_a_warning_and_tells_keys_and_exit_codes() {
+    require!("man", "man-db");
+    let env = TestEnv::new();
+    let page = env.path("keepup.1");
+    let out = env
+        .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+        .arg("man")
+        .output()
+        .unwrap();
+    std::fs::write(&page, &Run::from_output(&out).expect(0).stdout).unwrap();
+    let out = Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(&page)
+        .env("MANWIDTH", "100")
+        .env("MAN_KEEP_FORMATTING", "0")
+        .env("PAGER", "cat")
+        .output()
+        .unwrap();
+    let mut run = Run::from_output(&out);
+    run.expect(0);
+    assert!(run.stderr.is_empty(), "man had something to say: {run:#?}");
+    // Bold and underline are overstruck with backspaces: the letters alone.
+    let mut plain = String::new();
+    for c in run.stdout.chars() {
+        if c == '\u{8}' {
+            plain.pop();
+        } else {
+            plain.push(c);
+        }
+    }
+    run.stdout = plain;
+    for text in [
+        "COMMANDS",
+        "restart",
+        "export systemd",
+        "doctor",
+        "CONFIG",
+        "stop_signal",
+        "restart_limit",
+        "watch",
+        "EXIT STATUS",
+        "78",
+        "KEEPUP_WATCH_POLL",
+    ] {
+        run.stdout_has(text);
+    }
+}
