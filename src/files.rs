@@ -172,6 +172,36 @@ pub fn kind_name(kind: std::fs::FileType) -> &'static str {
     }
 }
 
+/// Whether `path` is a file its owner, group or others may execute (what `execve` will try).
+#[must_use]
+pub fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The first executable `program` on `path_env` (a `PATH` value), as `execvp` would find it.
+#[must_use]
+pub fn find_on_path(program: &str, path_env: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    std::env::split_paths(path_env)
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+/// The first bytes of `path` (up to `limit`), without ever blocking on a FIFO put in a
+/// program's place.
+#[must_use]
+pub fn read_head(path: &Path, limit: usize) -> Option<Vec<u8>> {
+    let mut head = vec![0u8; limit];
+    let n = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .ok()?;
+    head.truncate(n);
+    Some(head)
+}
+
 /// Removes `path`; true if it was there.
 pub fn remove(path: &Path) -> Result<bool> {
     match fs::remove_file(path) {

@@ -379,21 +379,46 @@ fn file_name(word: &str) -> &str {
     word.rsplit('/').next().unwrap_or(word)
 }
 
-/// The program a `#!` line runs, by file name; through `env`, the program env looks up.
+/// What a `#!` line runs: a program by its path, or one that `env` looks up on PATH.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Shebang {
+    Program(String),
+    Env(String),
+}
+
+impl std::fmt::Display for Shebang {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shebang::Program(path) => f.write_str(path),
+            Shebang::Env(name) => write!(f, "/usr/bin/env {name}"),
+        }
+    }
+}
+
+/// The `#!` line at the start of `head`, if it has one.
 #[must_use]
-pub fn parse_shebang(head: &[u8]) -> Option<String> {
+pub fn shebang(head: &[u8]) -> Option<Shebang> {
     let line = head.strip_prefix(b"#!")?;
     let line = line.split(|b| *b == b'\n').next()?;
     let line = String::from_utf8_lossy(line);
     let mut words = line.split_whitespace();
-    let interpreter = file_name(words.next()?);
-    if interpreter == "env" {
+    let program = words.next()?;
+    if file_name(program) == "env" {
         words
             .find(|w| !w.starts_with('-') && !is_assignment(w))
-            .map(|w| file_name(w).to_owned())
+            .map(|w| Shebang::Env(w.to_owned()))
     } else {
-        Some(interpreter.to_owned())
+        Some(Shebang::Program(program.to_owned()))
     }
+}
+
+/// The program a `#!` line runs, by file name; through `env`, the program env looks up.
+#[must_use]
+pub fn parse_shebang(head: &[u8]) -> Option<String> {
+    Some(match shebang(head)? {
+        Shebang::Program(path) => file_name(&path).to_owned(),
+        Shebang::Env(name) => file_name(&name).to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -1,14 +1,15 @@
 //! `doctor`: the checks that make a silent failure loud — above all a timer that never runs
 //! (no cron daemon, a PATH without the interpreter, a moved binary) — each with its fix.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config};
 use crate::exit_code;
+use crate::files;
 use crate::pidfile::PidLock;
 use crate::process::{self, exit::Waits};
 use crate::service::Service;
+use crate::startup::{self, Shebang};
 use crate::timer::{self, Crontab, TimerLine};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +136,7 @@ fn runnable(config: &Config, timer: Option<&TimerLine>) -> Check {
     };
     let resolved = if program.contains('/') {
         let path = config.dir().join(program);
-        if !executable(&path) {
+        if !files::is_executable(&path) {
             return fail(
                 format!("startup: {} is missing or not executable", path.display()),
                 format!("chmod +x {}, or correct startup", path.display()),
@@ -155,10 +156,11 @@ fn runnable(config: &Config, timer: Option<&TimerLine>) -> Check {
         }
     };
     // A script run directly: its #! line names what runs it.
-    if let Some(interpreter) = interpreter_of(&resolved) {
-        let found = match interpreter.strip_prefix("/usr/bin/env ") {
-            Some(name) => on_path(name.trim(), &path_env).is_some(),
-            None => executable(Path::new(&interpreter)),
+    let head = files::read_head(&resolved, 256).unwrap_or_default();
+    if let Some(interpreter) = startup::shebang(&head) {
+        let found = match &interpreter {
+            Shebang::Env(name) => on_path(name, &path_env).is_some(),
+            Shebang::Program(path) => files::is_executable(Path::new(path)),
         };
         if !found {
             return fail(
@@ -175,38 +177,13 @@ fn runnable(config: &Config, timer: Option<&TimerLine>) -> Check {
     ok(format!("startup: {} runs with {whose}", resolved.display()))
 }
 
-/// The interpreter a script's `#!` line names, as written (`/usr/bin/env python3` kept whole).
-fn interpreter_of(program: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut head = [0u8; 256];
-    let n = std::fs::File::open(program)
-        .and_then(|mut f| f.read(&mut head))
-        .ok()?;
-    let line = head[..n].strip_prefix(b"#!")?;
-    let line = &line[..line.iter().position(|b| *b == b'\n').unwrap_or(line.len())];
-    let text = String::from_utf8_lossy(line).trim().to_owned();
-    let mut words = text.split_whitespace();
-    let first = words.next()?.to_owned();
-    Some(if first == "/usr/bin/env" {
-        format!("/usr/bin/env {}", words.next()?)
-    } else {
-        first
-    })
-}
-
-fn executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 fn on_path(program: &str, path_env: &str) -> Option<PathBuf> {
-    std::env::split_paths(path_env)
-        .map(|d| d.join(program))
-        .find(|p| executable(p))
+    files::find_on_path(program, std::ffi::OsStr::new(path_env))
 }
 
 fn timer_binary(config: &Config, timer: &TimerLine) -> Check {
     let reinstall = format!("keepup -c {} install-timer", config.file.display());
-    if !executable(&timer.keepup) {
+    if !files::is_executable(&timer.keepup) {
         return fail(
             format!(
                 "timer: it runs {}, which does not exist (moved or deleted): it fails every \

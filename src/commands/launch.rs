@@ -106,21 +106,15 @@ fn check_runnable(service: &Service) -> Result<()> {
         _ => "INTERPRETER",
     };
     let through = format!("startup = \"{interpreter} {{entry}}\"");
-    let executable = std::fs::metadata(&program).is_ok_and(|m| {
-        use std::os::unix::fs::PermissionsExt;
-        m.permissions().mode() & 0o111 != 0
-    });
-    if !executable {
+    if !crate::files::is_executable(&program) {
         return Err(Error::Failed(format!(
             "{} not started: {entry} is not executable: chmod +x {entry}, or run it through its \
              interpreter with {through}",
             config.name
         )));
     }
-    let mut head = [0u8; 4];
-    let n = std::fs::File::open(&program)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .unwrap_or(0);
+    let head = crate::files::read_head(&program, 4).unwrap_or_default();
+    let n = head.len();
     let binary = [
         &b"\x7fELF"[..],
         b"\xcf\xfa\xed\xfe",

@@ -317,15 +317,5 @@ fn resolve_entry(entry: &str, dir: &Path) -> Result<(PathBuf, Option<std::fs::Me
 }
 
 fn read_shebang(entry: &Path) -> Option<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut head = [0u8; 256];
-    // Never block on a FIFO put in the entry's place.
-    let n = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
-        .open(entry)
-        .and_then(|mut f| f.read(&mut head))
-        .ok()?;
-    startup::parse_shebang(&head[..n])
+    startup::parse_shebang(&crate::files::read_head(entry, 256)?)
 }

@@ -34,19 +34,14 @@ pub(super) fn absolute_program(program: &str, dir: &Path) -> Result<PathBuf> {
     if program.contains('/') {
         return Ok(crate::startup::clean(&dir.join(program)));
     }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .ok_or_else(|| {
+    crate::files::find_on_path(program, &std::env::var_os("PATH").unwrap_or_default()).ok_or_else(
+        || {
             Error::Failed(format!(
                 "{program} (startup's program) is not on PATH: an init system needs its absolute \
                  path; write it in startup, or export from a shell whose PATH finds it"
             ))
-        })
+        },
+    )
 }
 
 /// A name for the unit or label, from the entry's name: `runserver.py` → `runserver`.

@@ -175,15 +175,9 @@ pub fn waiting_args(args: &[OsString]) -> Option<Waiting> {
         .parse::<RawFd>()
         .ok()
         .filter(|fd| *fd > 2)
-        .and_then(|fd| {
-            // SAFETY: only looked at here; owned below once known to be open.
-            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            // Nothing the watcher starts may inherit it.
-            fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).ok()?;
-            // SAFETY: open (checked above), and handed to this image alone by
-            // `become_waiting`, whose command line this is.
-            Some(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-        });
+        // SAFETY: handed to this image alone by `become_waiting`, whose command line this is.
+        .and_then(|fd| unsafe { take_inherited(fd) }.ok())
+        .map(std::fs::File::from);
     Some(Waiting {
         config: PathBuf::from(config),
         identity: Identity {
@@ -244,27 +238,27 @@ impl Handed {
     /// `lock_fd` and `report_fd` must be open descriptors that nothing else in this process
     /// owns: the ones [`spawn`] hands over.
     pub unsafe fn take(lock_fd: RawFd, report_fd: RawFd) -> Result<Handed> {
-        let check = |fd: RawFd| {
-            // SAFETY: only looked at here; owned below once known to be open.
-            let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-            // Nothing the watcher starts may inherit them (the service would hold the lock).
-            fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
-                .map_err(|e| Error::Failed(format!("watcher: descriptor {fd}: {}", e.desc())))
-        };
-        check(lock_fd)?;
-        check(report_fd)?;
-        // SAFETY: open (checked above) and handed to this process alone, by the caller's word.
-        let (lock, report) = unsafe {
-            (
-                OwnedFd::from_raw_fd(lock_fd),
-                OwnedFd::from_raw_fd(report_fd),
-            )
-        };
+        // SAFETY: the caller's word, passed on.
+        let (lock, report) = unsafe { (take_inherited(lock_fd)?, take_inherited(report_fd)?) };
         Ok(Handed {
             lock,
             report: Report(std::fs::File::from(report)),
         })
     }
+}
+
+/// Takes ownership of `fd`, inherited across exec, and marks it close-on-exec: nothing the
+/// watcher starts may inherit it (the service would hold the operation lock).
+///
+/// # Safety
+/// `fd` must be a descriptor that nothing else in this process owns.
+unsafe fn take_inherited(fd: RawFd) -> Result<OwnedFd> {
+    // SAFETY: only looked at here; owned below once known to be open.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|e| Error::Failed(format!("watcher: descriptor {fd}: {}", e.desc())))?;
+    // SAFETY: open (the fcntl above succeeded), and no one else's, by the caller's word.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl Report {

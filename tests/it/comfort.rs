@@ -97,12 +97,13 @@ fn doctor(env: &TestEnv, config: &Path) -> Run {
     env.keepup_with(config, &["doctor"])
 }
 
-/// `keepup doctor` in a pid namespace of its own, where no cron daemon runs, unless `cron`
-/// starts one in it first (it ends with the namespace).
+/// `keepup doctor` in a pid (and mount) namespace of its own, where no cron daemon runs,
+/// unless `cron` starts one in it first (it ends with the namespace).
 fn doctor_in_namespace(env: &TestEnv, config: &Path, cron: bool) -> Run {
     let keepup = env!("CARGO_BIN_EXE_keepup");
+    // Its own /run too: the pid file of a cron daemon outside would stop this one.
     let script = if cron {
-        "cron && exec \"$0\" -c \"$1\" doctor"
+        "mount -t tmpfs keepup-test /run && cron && exec \"$0\" -c \"$1\" doctor"
     } else {
         "exec \"$0\" -c \"$1\" doctor"
     };

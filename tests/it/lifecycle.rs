@@ -60,7 +60,7 @@ fn stop_and_kill_leave_no_member_of_a_forking_service() {
         "child = os.fork()\nif child == 0:\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    \
          while True: time.sleep(1)\nprint('forked', child, flush=True)",
     );
-    env.config("entry = \"svc.py\"\nstop_timeout = \"1s\"\n");
+    env.config("entry = \"svc.py\"\nstop_timeout = \"1s\"\nwatch = false\n");
     for verb in ["stop", "kill"] {
         let pid = env.keepup(&["start"]).expect(0).pid();
         wait_for("the service's child", || group_members(pid).len() == 2);
