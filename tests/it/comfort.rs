@@ -365,3 +365,18 @@ fn the_man_page_renders_without_a_warning_and_tells_keys_and_exit_codes() {
         run.stdout_has(text);
     }
 }
+
+#[test]
+fn doctor_names_a_second_config_that_keeps_the_same_entry() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let config = service(&env, "app", "");
+    let other = env.write("other/cfg.toml", "entry = \"../app/svc.py\"\n");
+    env.keepup_with(&config, &["install-timer"]).expect(0);
+    doctor(&env, &config).stdout_has("ok    keeper:");
+    env.keepup_with(&other, &["install-timer"]).expect(0);
+    doctor(&env, &config)
+        .expect(1)
+        .stdout_has(&format!("fail  keeper: {} also keeps", other.display()))
+        .stdout_has("fix: keep it with one config");
+}
