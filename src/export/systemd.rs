@@ -69,13 +69,12 @@ pub fn unit(config: &Config, scope: Scope) -> Result<String> {
         "RestartSec={}",
         duration_text(limit.backoff.max(Duration::from_secs(1)))
     ));
-    if !limit.backoff.is_zero() {
-        line(&format!(
-            "# keepup doubles the backoff for each revival in a row, up to `interval`; on \
-             systemd >= 254: RestartSteps=8 and RestartMaxDelaySec={}",
-            duration_text(limit.interval)
-        ));
-    }
+    line(&format!(
+        "# keepup waits backoff ({}) doubled for each revival in a row, up to `interval`; \
+         on systemd >= 254 the nearest is RestartSteps=8 and RestartMaxDelaySec={}",
+        duration_text(limit.backoff),
+        duration_text(limit.interval)
+    ));
     line(&format!("KillSignal={}", config.stop_signal));
     line(&format!(
         "TimeoutStopSec={}",
