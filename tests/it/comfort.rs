@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::testenv::{Run, TestEnv, TestUser, sigkill};
+use crate::testenv::{Run, TestEnv, TestUser, sigkill, which};
 
 /// A service in its own folder `dir` of the test, with its own config.
 fn service(env: &TestEnv, dir: &str, extra: &str) -> PathBuf {
@@ -211,14 +211,6 @@ fn doctor_names_an_interpreter_the_timers_path_lacks() {
         .stdout_has("#!/usr/bin/env kup-python")
         .stdout_has("the timer's PATH (/usr/bin:/bin)")
         .stdout_has("fix: run install-timer again");
-}
-
-fn which(program: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap();
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .unwrap()
 }
 
 #[test]

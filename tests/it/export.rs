@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::testenv::{Run, TestEnv};
+use crate::testenv::{Run, TestEnv, which};
 
 /// A folder name that needs every kind of care: spaces, quotes, `%`, `$`, a backslash, unicode.
 const AWKWARD: &str = "my bot \"q\" 100% $HOME \\ ünï ☃";
@@ -99,7 +99,7 @@ fn expected_argv(case: &Case, entry: &Path) -> Vec<String> {
     let dir = entry.parent().unwrap().display().to_string();
     let entry = entry.display().to_string();
     if case.through_python {
-        let python = which("python3");
+        let python = which("python3").display().to_string();
         vec![
             python,
             entry,
@@ -121,16 +121,6 @@ fn expected_argv(case: &Case, entry: &Path) -> Vec<String> {
             "\\\\".into(),
         ]
     }
-}
-
-fn which(program: &str) -> String {
-    let path = std::env::var_os("PATH").unwrap();
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .unwrap()
-        .display()
-        .to_string()
 }
 
 /// systemd.syntax(7), undone: specifiers (`%%`), then words (quotes and C escapes), then `$$`.
@@ -250,7 +240,7 @@ fn systemd_units_verify_and_read_back_as_what_keepup_runs() {
             // systemd takes no quote or backslash in the program's own path: env runs it,
             // and then exactly keepup's argv runs.
             if !case.through_python {
-                assert_eq!(argv.remove(0), which("env"), "{unit}");
+                assert_eq!(argv.remove(0), which("env").display().to_string(), "{unit}");
             }
             assert_eq!(argv, expected_argv(case, &entry), "{unit}");
             let environment: BTreeMap<String, String> = settings(unit, "Environment")

@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use crate::testenv::{PATIENCE, Run, TestEnv, alive, free_port, sigkill, wait_for};
+use crate::testenv::{PATIENCE, Run, TestEnv, alive, free_port, group_of, sigkill, wait_for};
 
 /// PATH with the recipes' virtualenv first, when there is one.
 fn tool_path() -> String {
@@ -147,17 +147,6 @@ impl Copy {
             .map(|p| std::fs::read_to_string(p).unwrap_or_default())
             .collect()
     }
-}
-
-/// The process group of `pid`.
-fn group_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
 }
 
 /// One request and its whole answer.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::testenv::{Run, TestEnv, alive, cmdline, locked_pid, sigkill, wait_for};
+use crate::testenv::{Run, TestEnv, alive, cmdline, group_of, locked_pid, sigkill, wait_for};
 
 /// A Python service that counts for one process; confirmed after 300 ms (its settle), and a
 /// guard that lets it be revived as often as the test kills it.
@@ -421,16 +421,6 @@ fn workers_that_leave_the_group_are_ended_by_stop_and_before_a_revival() {
     assert!(!alive(second), "stop left the worker that left the group");
     assert!(!alive(leader));
     assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
-}
-
-fn group_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(2)?
-        .parse()
-        .ok()
 }
 
 #[test]
