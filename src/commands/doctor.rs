@@ -327,18 +327,14 @@ fn pid_lock(service: &Service) -> Check {
 /// Two configs that name one entry would keep one service twice.
 fn one_keeper(service: &Service, crontab: &str) -> Check {
     let config = &service.config;
-    let same_entry = |other: &Config| {
-        other.entry == config.entry
-            || (other.resolved.is_some() && other.resolved == config.resolved)
-    };
     let mut others: Vec<PathBuf> = timer::configs(crontab)
         .into_iter()
         .filter(|c| c.canonicalize().ok().as_deref() != Some(config.file.as_path()))
-        .filter(|c| config::load(c).is_ok_and(|o| same_entry(&o)))
+        .filter(|c| config::load(c).is_ok_and(|o| config.names_same_entry(&o)))
         .collect();
     if let Some(launch) = service.record().and_then(|r| r.launch.clone())
         && launch.config != config.file
-        && config::load(&launch.config).is_ok_and(|o| same_entry(&o))
+        && config::load(&launch.config).is_ok_and(|o| config.names_same_entry(&o))
         && !others.contains(&launch.config)
     {
         others.push(launch.config);

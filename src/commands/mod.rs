@@ -245,8 +245,8 @@ impl<'a> Locked<'a> {
         if launch.config == config.file {
             return Ok(());
         }
-        let same_entry = config::load(&launch.config)
-            .is_ok_and(|other| other.entry == config.entry || other.resolved == config.resolved);
+        let same_entry =
+            config::load(&launch.config).is_ok_and(|other| config.names_same_entry(&other));
         if !same_entry {
             return Ok(());
         }

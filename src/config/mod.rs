@@ -66,6 +66,13 @@ impl Config {
         dir_of(&self.entry)
     }
 
+    /// Whether `other` names the same entry: as written, or where both resolve now (two
+    /// missing entries are not the same one).
+    #[must_use]
+    pub fn names_same_entry(&self, other: &Config) -> bool {
+        self.entry == other.entry || (self.resolved.is_some() && self.resolved == other.resolved)
+    }
+
     /// A state file named `<entry's name><suffix>` in the state folder.
     #[must_use]
     pub fn state_file(&self, suffix: &str) -> PathBuf {

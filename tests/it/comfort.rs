@@ -178,28 +178,22 @@ fn doctor_names_an_interpreter_the_timers_path_lacks() {
     );
     let config = env.write("app/cfg.toml", "entry = \"svc.py\"\n");
     let path_with = format!("{}:/usr/bin:/bin", bin.display());
-    let install = |path: &str| {
+    // keepup VERB, run from a shell whose PATH is `path`.
+    let with_path = |path: &str, verb: &str| {
         let out = env
             .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
             .env("PATH", path)
             .args(["-c"])
             .arg(&config)
-            .arg("install-timer")
-            .output()
-            .unwrap();
-        Run::from_output(&out).expect(0);
-    };
-    let doctor_with = |path: &str| {
-        let out = env
-            .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
-            .env("PATH", path)
-            .args(["-c"])
-            .arg(&config)
-            .arg("doctor")
+            .arg(verb)
             .output()
             .unwrap();
         Run::from_output(&out)
     };
+    let install = |path: &str| {
+        with_path(path, "install-timer").expect(0);
+    };
+    let doctor_with = |path: &str| with_path(path, "doctor");
     // Installed from a shell that finds it: fine.
     install(&path_with);
     doctor_with(&path_with).stdout_has("ok    startup:");
