@@ -24,5 +24,6 @@ pub mod record;
 pub mod service;
 pub mod signal;
 pub mod startup;
+pub mod text;
 pub mod timer;
 pub mod watcher;

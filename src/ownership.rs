@@ -14,7 +14,6 @@ use std::path::Path;
 
 use nix::unistd::{Gid, Uid, User};
 
-use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// The effective user keepup acts as, asked once (after [`act_as_config_owner`], which may
@@ -84,37 +83,20 @@ pub fn act_as_config_owner(config: &Path) -> Result<Option<std::fs::Metadata>> {
     Ok(None)
 }
 
-/// Acting as root, refuses a config file, entry or state folder that another user can write:
-/// a config error naming the path and the fix. `config_meta`: the config file's metadata, as
-/// [`act_as_config_owner`] found it (`None`: not root).
-pub fn refuse_unsafe_as_root(
-    config: &Config,
-    config_meta: Option<&std::fs::Metadata>,
-) -> Result<()> {
-    let Some(config_meta) = config_meta else {
-        return Ok(());
-    };
-    let mut checks = vec![(
-        "config file",
-        config.file.as_path(),
-        Some(config_meta.clone()),
-    )];
-    if let Some(meta) = &config.entry_meta {
-        checks.push(("entry", config.entry.as_path(), Some(meta.clone())));
-    }
-    // The folder as written leads where the entry resolves; its metadata was taken at load.
-    checks.push((
-        "entry's folder",
-        config.dir(),
-        config.entry_dir_meta.clone(),
-    ));
-    // By default the state folder is the entry's: one look is enough.
-    if config.state_dir != config.dir() {
-        checks.push(("state folder", config.state_dir.as_path(), None));
-    }
-    for (what, path, known) in checks {
-        // A state folder not made yet is made by root, safely.
-        let Some(meta) = known.or_else(|| std::fs::metadata(path).ok()) else {
+/// A path that root, acting on a root-owned config, will trust: what it is (for the message),
+/// where, and its metadata when the caller already has it.
+pub struct TrustedPath<'a> {
+    pub what: &'static str,
+    pub path: &'a Path,
+    pub meta: Option<std::fs::Metadata>,
+}
+
+/// Acting as root, refuses any of `paths` that another user can write: a config error on
+/// `config_file` naming the path and the fix. A path that does not exist yet is made by root,
+/// safely, and passes.
+pub fn refuse_unsafe_as_root(config_file: &Path, paths: Vec<TrustedPath<'_>>) -> Result<()> {
+    for TrustedPath { what, path, meta } in paths {
+        let Some(meta) = meta.or_else(|| std::fs::metadata(path).ok()) else {
             continue;
         };
         let why = if meta.uid() != 0 {
@@ -134,7 +116,7 @@ pub fn refuse_unsafe_as_root(
         };
         if let Some(why) = why {
             return Err(Error::Config {
-                file: config.file.clone(),
+                file: config_file.to_path_buf(),
                 message: format!(
                     "the {what} {} {why}: keepup runs as root, and another user could make it \
                      run their program",

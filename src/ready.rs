@@ -168,7 +168,7 @@ fn run(words: &[String], dir: &Path, budget: Duration) -> Result<(), String> {
                 let _ = child.wait();
                 return Err(format!(
                     "{program} took longer than {}",
-                    crate::output::duration_text(budget)
+                    crate::text::duration_text(budget)
                 ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(5)),

@@ -30,7 +30,7 @@ impl WatcherRecord {
         WatcherRecord {
             pid: identity.pid,
             start: identity.start.clone(),
-            started_at: crate::output::time_text(SystemTime::now()),
+            started_at: crate::text::time_text(SystemTime::now()),
             waits,
         }
     }

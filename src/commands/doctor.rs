@@ -269,9 +269,9 @@ fn writable(config: &Config) -> Check {
             return warn(
                 format!(
                     "log: {} free in {}, less than log_max_size ({}): a rotation may not fit",
-                    crate::output::format_bytes(free),
+                    crate::text::format_bytes(free),
                     folder.display(),
-                    crate::output::format_bytes(config.log_max_size)
+                    crate::text::format_bytes(config.log_max_size)
                 ),
                 "free some space, or lower log_max_size",
             );

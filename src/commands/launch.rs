@@ -268,7 +268,7 @@ fn confirm(
         if now >= deadline {
             return Err(format!(
                 "it was not ready within {} (ready = \"{ready}\": {last})",
-                crate::output::duration_text(config.start_timeout)
+                crate::text::duration_text(config.start_timeout)
             ));
         }
         // The last probe runs at the deadline itself.

@@ -8,8 +8,9 @@ use super::note;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::exit_code;
-use crate::output::{self, State, Status};
+use crate::output::{State, Status};
 use crate::service::Service;
+use crate::text;
 use crate::timer::{self, Crontab};
 
 /// One service, as far as it could be known.
@@ -116,10 +117,10 @@ fn table(rows: &[Row]) -> String {
                 s.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
                 s.uptime_seconds.map_or_else(
                     || "-".to_owned(),
-                    |u| output::duration_text(Duration::from_secs(u)),
+                    |u| text::duration_text(Duration::from_secs(u)),
                 ),
                 s.memory_bytes
-                    .map_or_else(|| "-".to_owned(), output::format_bytes),
+                    .map_or_else(|| "-".to_owned(), text::format_bytes),
                 s.revivals_24h.to_string(),
                 match (&s.watcher, s.watch, s.kept_up) {
                     (Some(w), _, _) => format!("pid {}", w.pid),

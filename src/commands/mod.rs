@@ -5,18 +5,10 @@ use std::path::Path;
 
 use crate::config;
 use crate::error::{Error, Result};
-use crate::events::{self, Event, Kind, Outcome, Who};
+use crate::events::Who;
 use crate::exit_code;
-use crate::logfile;
-use crate::oplock::OpLock;
 use crate::ownership;
-use crate::pid::Pid;
-use crate::pidfile::PidLock;
-use crate::process::watcher::First;
-use crate::process::{self, Finder, Instance, Leftovers};
-use crate::service::{Lookup, Service};
-use crate::signal::Signal;
-use crate::watcher;
+use crate::service::Service;
 
 mod doctor;
 mod events_cmd;
@@ -24,6 +16,7 @@ mod export;
 mod kill;
 mod launch;
 mod list;
+mod locked;
 mod logs;
 mod restart;
 mod start;
@@ -31,6 +24,8 @@ mod status;
 mod stop;
 mod timer;
 pub mod watch;
+
+use locked::Locked;
 
 pub use export::Target as ExportTarget;
 
@@ -82,7 +77,9 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
     }
     let config_meta = ownership::act_as_config_owner(config_path)?;
     let (config, text) = config::load_with_text(config_path)?;
-    ownership::refuse_unsafe_as_root(&config, config_meta.as_ref())?;
+    if let Some(meta) = &config_meta {
+        ownership::refuse_unsafe_as_root(&config.file, config.trusted_by_root(meta))?;
+    }
     let service = Service::new(config);
     match command {
         Command::Start => start::run(&service),
@@ -138,321 +135,6 @@ fn stamp(who: Who) -> String {
     if who.is_person() {
         String::new()
     } else {
-        format!(
-            "{} ",
-            crate::output::time_text(std::time::SystemTime::now())
-        )
-    }
-}
-
-/// What every verb that may act holds: the operation lock, and the pid lock as read under it.
-/// It also keeps the log rotated and the event history written, for all of them alike.
-struct Locked<'a> {
-    service: &'a Service,
-    lock: OpLock,
-    finder: Finder<'a>,
-    pid_lock: PidLock,
-    who: Who,
-}
-
-impl<'a> Locked<'a> {
-    fn acquire(service: &'a Service, who: Who) -> Result<Locked<'a>> {
-        Locked::holding(service, service.lock()?, who)
-    }
-
-    /// Acts under `lock`, already held.
-    fn holding(service: &'a Service, lock: OpLock, who: Who) -> Result<Locked<'a>> {
-        let config = &service.config;
-        let rotated = logfile::rotate_if_needed(&config.log, config.log_max_size, config.log_keep);
-        let locked = Locked {
-            service,
-            lock,
-            finder: service.finder(),
-            pid_lock: service.pid_lock()?,
-            who,
-        };
-        locked.record_rotation(rotated);
-        Ok(locked)
-    }
-
-    /// A log that cannot be rotated is worth a word, not a failed revival: one word per failure
-    /// episode (the every-minute timer would repeat it into its log), and one event.
-    fn record_rotation(&self, rotated: Result<bool>) {
-        match rotated {
-            Ok(false) => {}
-            Ok(true) => self.record(Kind::Rotate, Outcome::Ok, None, None),
-            Err(e) => {
-                let history = events::read(&self.service.events_file).unwrap_or_default();
-                let failing_already = history
-                    .iter()
-                    .rev()
-                    .find(|e| e.event == Kind::Rotate)
-                    .is_some_and(|e| e.outcome == Outcome::Failed);
-                if !failing_already {
-                    let why = format!(
-                        "log not rotated: {e}; the log and its rotated copies are as they were"
-                    );
-                    note(&why);
-                    self.record(Kind::Rotate, Outcome::Failed, None, Some(&why));
-                }
-            }
-        }
-    }
-
-    /// The running instance (or what is left of a dead one), saying on stderr (and in the
-    /// history) what was wrong with the pid lock, if anything. An instance that another config
-    /// keeps is not this config's to act on.
-    fn locate(&self) -> Result<Lookup> {
-        let lookup = self.service.locate(&self.finder, &self.pid_lock)?;
-        if let Some(stale) = &lookup.stale {
-            note(stale);
-            self.record(
-                Kind::StaleLock,
-                Outcome::Ok,
-                self.pid_lock.pid(),
-                Some(stale),
-            );
-        }
-        if let Some(instance) = &lookup.instance {
-            self.check_keeper(instance)?;
-            // Recognition moved: the history says so, not only the rewritten pid lock.
-            if let Some(old) = self.pid_lock.pid().filter(|old| *old != instance.pid()) {
-                self.record(
-                    Kind::PidChange,
-                    Outcome::Ok,
-                    Some(instance.pid()),
-                    Some(&format!(
-                        "{} runs as {}, not as {old} (the pid lock's)",
-                        self.service.config.name,
-                        instance.pid()
-                    )),
-                );
-            }
-        }
-        Ok(lookup)
-    }
-
-    /// Refuses an instance that the record says another config, which still names this entry,
-    /// started or adopted: two configs must not share one service's lock in silence.
-    fn check_keeper(&self, instance: &Instance) -> Result<()> {
-        let config = &self.service.config;
-        let Some(record) = self.service.record().filter(|r| r.pid == instance.pid()) else {
-            return Ok(());
-        };
-        let Some(launch) = &record.launch else {
-            return Ok(());
-        };
-        if launch.config == config.file {
-            return Ok(());
-        }
-        let same_entry =
-            config::load(&launch.config).is_ok_and(|other| config.names_same_entry(&other));
-        if !same_entry {
-            return Ok(());
-        }
-        Err(Error::Failed(format!(
-            "{} ({}) is kept by another config, {}: act on it with --config {} (or stop it there \
-             before keeping it with {})",
-            config.name,
-            instance.pid(),
-            launch.config.display(),
-            launch.config.display(),
-            config.file.display()
-        )))
-    }
-
-    /// Ends what is left of a dead instance (`signal`, then SIGKILL after `stop_timeout`), and
-    /// says so on stderr and in the history.
-    fn end_leftovers(&self, leftovers: &Leftovers, signal: Signal) -> Result<()> {
-        let config = &self.service.config;
-        let ended = self
-            .finder
-            .end_leftovers(leftovers, signal, config.stop_timeout);
-        let ended = self.record_result(
-            Kind::Leftovers,
-            Some(leftovers.group),
-            ended.map(|()| format!("ended {leftovers}")),
-        )?;
-        note(&ended);
-        Ok(())
-    }
-
-    /// Launches the service: with `watch`, through a new watcher, which becomes its parent
-    /// (any other watcher is ended first, with what it was left with); in the watcher, or
-    /// without `watch`, from this process.
-    fn launch(&self, lock: &PidLock) -> Result<Instance> {
-        let service = self.service;
-        if self.who == Who::Watcher {
-            return launch::launch(service, &self.finder, lock);
-        }
-        self.end_watcher(None)?;
-        if !service.config.watch {
-            return launch::launch(service, &self.finder, lock);
-        }
-        let answer = process::watcher::spawn(&service.config.file, &self.lock, First::Launch)?;
-        // The watcher wrote the record and the pid lock.
-        service.reread_record();
-        watch::take_answer(&answer, &self.finder, &service.config.name)?.ok_or_else(|| {
-            Error::Failed(format!(
-                "{}: the watcher answered what it was not asked: {answer:?}",
-                service.config.name
-            ))
-        })
-    }
-
-    /// With `watch`, makes sure a watcher watches `instance` (one is started if none runs);
-    /// without, that none does. Says on stdout what it started when a log is listening.
-    fn ensure_watcher(&self, instance: &Instance) -> Result<()> {
-        let service = self.service;
-        if self.who == Who::Watcher {
-            return Ok(());
-        }
-        if !service.config.watch {
-            return self.end_watcher(Some(instance));
-        }
-        if service.watcher(&self.finder).is_some() {
-            return Ok(());
-        }
-        let answer = process::watcher::spawn(&service.config.file, &self.lock, First::Watch)?;
-        watch::take_answer(&answer, &self.finder, &service.config.name)?;
-        if let Some(watcher) = watcher::read(&service.watcher_file)
-            && !self.who.is_person()
-        {
-            say(&format!(
-                "{}{}: watcher ({}) started",
-                stamp(self.who),
-                service.config.name,
-                watcher.pid
-            ));
-        }
-        Ok(())
-    }
-
-    /// Ends the watcher, if one runs, and first what it was left with (other than `keep`);
-    /// its record goes with it.
-    fn end_watcher(&self, keep: Option<&Instance>) -> Result<()> {
-        let service = self.service;
-        let Some(record) = watcher::read(&service.watcher_file) else {
-            return Ok(());
-        };
-        let config = &service.config;
-        let ended = self.finder.end_watcher(
-            &record.identity(),
-            &config.file,
-            keep,
-            config.stop_signal,
-            config.stop_timeout,
-        );
-        self.record_orphans(ended)?;
-        watcher::remove(&service.watcher_file)
-    }
-
-    /// In the watcher: ends what the dead instance left to it as subreaper (workers that left
-    /// its process group), before a new instance starts.
-    fn end_orphans_of_me(&self) -> Result<()> {
-        let config = &self.service.config;
-        let me = Pid::new(std::process::id().into())
-            .ok_or_else(|| Error::Failed("keepup runs as an impossible pid".to_owned()))?;
-        let ended =
-            self.finder
-                .end_orphans(me.get(), None, config.stop_signal, config.stop_timeout);
-        self.record_orphans(ended)
-    }
-
-    fn record_orphans(&self, ended: Result<Vec<Pid>>) -> Result<()> {
-        match ended {
-            Ok(pids) if pids.is_empty() => Ok(()),
-            other => {
-                let pids = other.as_ref().map(Vec::clone).unwrap_or_default();
-                let done = self.record_result(
-                    Kind::Leftovers,
-                    pids.first().copied(),
-                    other.map(|pids| {
-                        format!(
-                            "ended {} that had left the service's process group ({})",
-                            crate::output::count_text(pids.len(), "process"),
-                            process::watcher::pid_list(&pids)
-                        )
-                    }),
-                )?;
-                note(&done);
-                Ok(())
-            }
-        }
-    }
-
-    /// Adds an event to the history. A history that cannot be written is worth a word on
-    /// stderr, not a failed action.
-    fn record(&self, kind: Kind, outcome: Outcome, pid: Option<Pid>, detail: Option<&str>) {
-        let mut event = Event::now(kind, self.who, outcome, pid);
-        if let Some(detail) = detail {
-            event = event.detail(detail);
-        }
-        if let Err(e) = events::append(&self.service.events_file, &event) {
-            note(&format!("event not recorded: {e}"));
-        }
-    }
-
-    /// Does `action` to the running instance, if there is one, records `kind` either way, and
-    /// says what happened (`done`: "stopped", "killed").
-    /// With no instance, what is left of a dead one is ended, by `leftover_signal` first.
-    fn act_on_running(
-        &self,
-        kind: Kind,
-        done: &str,
-        leftover_signal: Signal,
-        action: impl FnOnce(&Instance) -> Result<()>,
-    ) -> Result<()> {
-        let name = &self.service.config.name;
-        let lookup = self.locate()?;
-        match lookup.instance {
-            None => {
-                if let Some(leftovers) = &lookup.leftovers {
-                    self.end_leftovers(leftovers, leftover_signal)?;
-                }
-                self.record(kind, Outcome::NotRunning, None, None);
-                println!("{name} is not running");
-            }
-            Some(instance) => {
-                self.record_result(kind, Some(instance.pid()), action(&instance))?;
-                println!("{name} ({}) {done}", instance.pid());
-            }
-        }
-        Ok(())
-    }
-
-    /// Records the outcome of launching an instance and passes it on.
-    fn record_launch(&self, kind: Kind, launched: Result<Instance>) -> Result<Instance> {
-        let pid = launched.as_ref().ok().map(Instance::pid);
-        self.record_result(kind, pid, launched)
-    }
-
-    /// Records the outcome of an action on `pid` and passes its result on.
-    fn record_result<T: Detail>(
-        &self,
-        kind: Kind,
-        pid: Option<Pid>,
-        result: Result<T>,
-    ) -> Result<T> {
-        match &result {
-            Ok(value) => self.record(kind, Outcome::Ok, pid, value.detail()),
-            Err(e) => self.record(kind, Outcome::Failed, pid, Some(&e.to_string())),
-        }
-        result
-    }
-}
-
-/// What an action's success adds to its event, if anything.
-trait Detail {
-    fn detail(&self) -> Option<&str> {
-        None
-    }
-}
-
-impl Detail for () {}
-impl Detail for Instance {}
-impl Detail for String {
-    fn detail(&self) -> Option<&str> {
-        Some(self)
+        format!("{} ", crate::text::time_text(std::time::SystemTime::now()))
     }
 }

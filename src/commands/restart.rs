@@ -10,10 +10,10 @@ use crate::error::{Error, Result};
 use crate::events::{self, Kind, Outcome, Who};
 use crate::exit_code;
 use crate::guard::{self, Verdict};
-use crate::output::time_text;
 use crate::pidfile::PidLock;
 use crate::process::Instance;
 use crate::service::Service;
+use crate::text::time_text;
 
 /// `timer`: run by the crontab line; says nothing when there is nothing to do, so the timer's
 /// log holds only what happened.
@@ -108,8 +108,8 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
             let why = format!(
                 "crash-loop guard: {name} was revived {} within {}; next try at {} \
                  (start clears the guard)",
-                crate::output::count_text(revivals, "time"),
-                crate::output::duration_text(limit.interval),
+                crate::text::count_text(revivals, "time"),
+                crate::text::duration_text(limit.interval),
                 time_text(until)
             );
             if new {

@@ -6,12 +6,13 @@ use crate::config::RestartLimit;
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
 use crate::guard::{self, Verdict};
-use crate::output::{Guard, Watcher, time_text};
+use crate::output::{Guard, Watcher};
 use crate::output::{State, Status};
 use crate::pidfile::PidLock;
 use crate::process::Instance;
 use crate::record::Launch;
 use crate::service::Service;
+use crate::text::time_text;
 
 pub fn run(service: &Service, json: bool) -> Result<u8> {
     let status = of(service)?;

@@ -53,7 +53,7 @@ pub fn stop_instance(service: &Service, finder: &Finder<'_>, instance: &Instance
         "{} ({}) still running {} after {}: sending SIGKILL",
         config.name,
         instance.pid(),
-        crate::output::duration_text(config.stop_timeout),
+        crate::text::duration_text(config.stop_timeout),
         config.stop_signal
     ));
     kill_instance(service, finder, instance)
@@ -73,7 +73,7 @@ pub fn kill_instance(service: &Service, finder: &Finder<'_>, instance: &Instance
             "{} ({}) is still running {} after SIGKILL",
             service.config.name,
             instance.pid(),
-            crate::output::duration_text(KILL_GRACE)
+            crate::text::duration_text(KILL_GRACE)
         )))
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::ownership::TrustedPath;
 use crate::ready::Ready;
 use crate::signal::Signal;
 use crate::startup::Pattern;
@@ -77,6 +78,40 @@ impl Config {
     #[must_use]
     pub fn state_file(&self, suffix: &str) -> PathBuf {
         self.state_dir.join(format!("{}{suffix}", self.name))
+    }
+
+    /// What root must trust to act on this config: the config file (`config_meta`, as
+    /// [`crate::ownership::act_as_config_owner`] found it), the entry, the folder it runs in
+    /// and the state folder.
+    #[must_use]
+    pub fn trusted_by_root(&self, config_meta: &std::fs::Metadata) -> Vec<TrustedPath<'_>> {
+        let mut paths = vec![TrustedPath {
+            what: "config file",
+            path: &self.file,
+            meta: Some(config_meta.clone()),
+        }];
+        if let Some(meta) = &self.entry_meta {
+            paths.push(TrustedPath {
+                what: "entry",
+                path: &self.entry,
+                meta: Some(meta.clone()),
+            });
+        }
+        // The folder as written leads where the entry resolves; its metadata was taken at load.
+        paths.push(TrustedPath {
+            what: "entry's folder",
+            path: self.dir(),
+            meta: self.entry_dir_meta.clone(),
+        });
+        // By default the state folder is the entry's: one look is enough.
+        if self.state_dir != self.dir() {
+            paths.push(TrustedPath {
+                what: "state folder",
+                path: &self.state_dir,
+                meta: None,
+            });
+        }
+        paths
     }
 
     /// The entry's resolved path, or the config error the verbs that launch it report.

@@ -392,7 +392,7 @@ impl Finder<'_> {
         }
         Err(Error::Failed(format!(
             "{} still run after SIGKILL: {}",
-            crate::output::count_text(still.len(), "process"),
+            crate::text::count_text(still.len(), "process"),
             pid_list(&orphans_of(watcher, keep))
         )))
     }

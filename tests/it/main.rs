@@ -14,6 +14,7 @@ mod cron;
 mod export;
 mod faults;
 mod field;
+mod house;
 mod identity;
 mod lifecycle;
 mod memory;
