@@ -37,7 +37,14 @@ impl std::os::fd::AsFd for OpLock {
 
 /// Waits for the lock. Every holder is bounded by its own timeouts, so the wait is too.
 pub fn acquire(path: &Path) -> Result<OpLock> {
-    let file = OpenOptions::new()
+    let file = open(path)?;
+    file.lock().map_err(Error::io("locking", path))?;
+    Ok(OpLock { file })
+}
+
+/// Opens (or makes) the lock file.
+fn open(path: &Path) -> Result<File> {
+    OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
@@ -48,9 +55,17 @@ pub fn acquire(path: &Path) -> Result<OpLock> {
         .map_err(|e| match e.raw_os_error() {
             Some(nix::libc::ENXIO) => files::not_a_file(path, "a FIFO"),
             _ => crate::ownership::io_error("opening operation lock", path, e),
-        })?;
-    file.lock().map_err(Error::io("locking", path))?;
-    Ok(OpLock { file })
+        })
+}
+
+/// Takes the lock (made if missing) if nobody holds it; `None` when someone does.
+pub fn try_acquire(path: &Path) -> Result<Option<OpLock>> {
+    let file = open(path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(OpLock { file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("locking", path)(e)),
+    }
 }
 
 /// Takes the lock if nobody holds it; `None` when someone does, or when it was never made

@@ -4,33 +4,26 @@
 //! live members of the process group a dead instance led.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::files::{self, Trusted};
-use crate::oplock::{self, OpLock};
+use crate::keeper::{self, Found};
+use crate::oplock::OpLock;
 use crate::pidfile::{self, PidLock};
 use crate::process::{self, Finder, Instance, Leftovers};
 use crate::record::Record;
+use crate::registry::{self, Keeping, Registry, Trouble};
 use crate::watcher::{self, WatcherRecord};
 
 pub struct Service {
     pub config: Config,
-    /// `<entry>.pid`: the pid lock.
-    pub pid_file: PathBuf,
-    /// `<entry>.instance`: the identity (pid and start) of the instance keepup started or
-    /// adopted, so a reused pid is never taken for it.
-    pub record_file: PathBuf,
-    /// `<entry>.lock`: the operation lock.
-    pub lock_file: PathBuf,
-    /// `<entry>.timer.log`: what the timer's `restart` did.
-    pub timer_log: PathBuf,
-    /// `<entry>.events`: the event history.
-    pub events_file: PathBuf,
-    /// `<entry>.watcher`: who the watcher is.
-    pub watcher_file: PathBuf,
+    /// The acting user's record of what keepup keeps.
+    pub registry: Registry,
+    /// This service's record there, as found or claimed.
+    keeper: RefCell<Found>,
     /// The instance record as last read or written by this invocation.
     record_cache: RefCell<Cached>,
 }
@@ -54,17 +47,185 @@ pub struct Lookup {
 }
 
 impl Service {
+    /// The service `config` names, as the acting user's record finds it (nothing is locked or
+    /// written).
     #[must_use]
-    pub fn new(config: Config) -> Service {
+    pub fn open(config: Config) -> Service {
+        let registry = Registry::of_this_user();
+        let found = keeper::find(&registry, &config);
         Service {
-            pid_file: config.state_file(".pid"),
-            record_file: config.state_file(".instance"),
-            lock_file: config.state_file(".lock"),
-            timer_log: config.state_file(".timer.log"),
-            events_file: config.state_file(".events"),
-            watcher_file: config.state_file(".watcher"),
-            record_cache: RefCell::new(Cached::Unread),
             config,
+            registry,
+            keeper: RefCell::new(found),
+            record_cache: RefCell::new(Cached::Unread),
+        }
+    }
+
+    /// The record this service is kept by, its own or another config's.
+    #[must_use]
+    pub fn keeping(&self) -> Option<Keeping> {
+        match &*self.keeper.borrow() {
+            Found::Own(k) | Found::Other(k) => Some(k.clone()),
+            Found::None => None,
+        }
+    }
+
+    /// The config that keeps this service when it is not this one.
+    #[must_use]
+    pub fn other_keeper(&self) -> Option<PathBuf> {
+        match &*self.keeper.borrow() {
+            Found::Other(k) => Some(k.config.clone()),
+            _ => None,
+        }
+    }
+
+    /// The state folder and the state files' name in use: the record's while its folder is
+    /// there (a renamed entry, a switched release keep theirs until the next launch), else the
+    /// config's (a moved folder took its files along).
+    #[must_use]
+    pub fn place(&self) -> (PathBuf, String) {
+        match self.keeping() {
+            Some(k) if k.state_dir.is_dir() => (k.state_dir, k.name),
+            _ => (keeper::state_dir_of(&self.config), self.config.name.clone()),
+        }
+    }
+
+    /// A state file named `<name><suffix>` in the state folder in use.
+    #[must_use]
+    pub fn state_file(&self, suffix: &str) -> PathBuf {
+        let (dir, name) = self.place();
+        dir.join(format!("{name}{suffix}"))
+    }
+
+    /// `<name>.pid`: the pid lock.
+    #[must_use]
+    pub fn pid_file(&self) -> PathBuf {
+        self.state_file(".pid")
+    }
+
+    /// `<name>.instance`: the identity (pid and start) of the instance keepup started or
+    /// adopted, so a reused pid is never taken for it.
+    #[must_use]
+    pub fn record_file(&self) -> PathBuf {
+        self.state_file(".instance")
+    }
+
+    /// `<name>.timer.log`: what the timer's `restart` and the watcher did.
+    #[must_use]
+    pub fn timer_log(&self) -> PathBuf {
+        self.state_file(".timer.log")
+    }
+
+    /// `<name>.events`: the event history.
+    #[must_use]
+    pub fn events_file(&self) -> PathBuf {
+        self.state_file(".events")
+    }
+
+    /// `<name>.watcher`: who the watcher is.
+    #[must_use]
+    pub fn watcher_file(&self) -> PathBuf {
+        self.state_file(".watcher")
+    }
+
+    /// The operation lock's file (in the registry, named by the service's id).
+    #[must_use]
+    pub fn lock_file(&self) -> PathBuf {
+        let id = match &*self.keeper.borrow() {
+            Found::Own(k) => k.id.clone(),
+            _ => registry::id_of(&self.config.file),
+        };
+        self.registry.lock_path(&id)
+    }
+
+    /// Claims the service for this config (refused when another config keeps it) and takes
+    /// its operation lock. `keep`: the verb starts keeping it (see [`keeper::claim`]).
+    pub fn lock(&self, keep: bool) -> Result<OpLock> {
+        let claimed = keeper::claim(&self.registry, &self.config, keep)?;
+        *self.keeper.borrow_mut() = if claimed.recorded {
+            Found::Own(claimed.keeping)
+        } else {
+            Found::None
+        };
+        // The place may differ from what this invocation read before it held the lock.
+        *self.record_cache.borrow_mut() = Cached::Unread;
+        self.make_state_dir()?;
+        Ok(claimed.lock)
+    }
+
+    /// Before a launch (under the operation lock): the service moves to the config's place,
+    /// its history, records and pid lock with it (a renamed entry, a switched release), and
+    /// the record says so. The pid lock is written there before it goes here, so the service
+    /// is never unkept on the way.
+    pub fn settle(&self) -> Result<()> {
+        let from = self.place();
+        let to = (keeper::state_dir_of(&self.config), self.config.name.clone());
+        if from != to {
+            if !to.0.is_dir() {
+                std::fs::create_dir_all(&to.0)
+                    .map_err(Error::io("creating the state folder", &to.0))?;
+            }
+            let file =
+                |(dir, name): &(PathBuf, String), suffix: &str| dir.join(format!("{name}{suffix}"));
+            for suffix in [".events", ".instance", ".watcher"] {
+                move_state_file(&file(&from, suffix), &file(&to, suffix))?;
+            }
+            if let PidLock::Held(pid) = pidfile::read(&file(&from, ".pid"))? {
+                pidfile::write(&file(&to, ".pid"), pid)?;
+            }
+        }
+        let fresh = keeper::fresh(&self.config, self.id());
+        if self.keeping().as_ref() != Some(&fresh) {
+            self.registry.write(&fresh)?;
+            *self.keeper.borrow_mut() = Found::Own(fresh);
+        }
+        if from != to {
+            pidfile::remove(&from.0.join(format!("{}.pid", from.1)))?;
+            *self.record_cache.borrow_mut() = Cached::Unread;
+        }
+        Ok(())
+    }
+
+    /// The first acting verb makes a `state_dir` not made yet; but never a folder that a config
+    /// no longer on disk names (a moved folder is not made again where it was).
+    fn make_state_dir(&self) -> Result<()> {
+        let (dir, _) = self.place();
+        if dir.is_dir() || !self.config.file.is_file() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir).map_err(Error::io("creating the state folder", &dir))
+    }
+
+    /// What the watcher could not do, for `status` to say (until the next launch).
+    pub fn trouble(&self, what: &str) {
+        let Some(mut keeping) = self.keeping() else {
+            return;
+        };
+        if keeping.trouble.as_ref().is_some_and(|t| t.what == what) {
+            return;
+        }
+        keeping.trouble = Some(Trouble {
+            at: crate::text::time_text(std::time::SystemTime::now()),
+            what: what.to_owned(),
+        });
+        if self.registry.write(&keeping).is_ok() {
+            *self.keeper.borrow_mut() = Found::Own(keeping);
+        }
+    }
+
+    /// The service is no longer kept: its record goes (its id and lock stay known by its
+    /// config's name).
+    pub fn release(&self) -> Result<()> {
+        if let Found::Own(keeping) = self.keeper.replace(Found::None) {
+            self.registry.remove(&keeping)?;
+        }
+        Ok(())
+    }
+
+    fn id(&self) -> String {
+        match &*self.keeper.borrow() {
+            Found::Own(k) => k.id.clone(),
+            _ => registry::id_of(&self.config.file),
         }
     }
 
@@ -78,21 +239,8 @@ impl Service {
         Finder::new(&self.config).with_recorded_entry(recorded)
     }
 
-    /// Takes the operation lock; the first acting verb makes a `state_dir` not made yet.
-    pub fn lock(&self) -> Result<OpLock> {
-        match oplock::acquire(&self.lock_file) {
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                let dir = &self.config.state_dir;
-                std::fs::create_dir_all(dir)
-                    .map_err(Error::io("creating the state folder", dir))?;
-                oplock::acquire(&self.lock_file)
-            }
-            other => other,
-        }
-    }
-
     pub fn pid_lock(&self) -> Result<PidLock> {
-        pidfile::read(&self.pid_file)
+        pidfile::read(&self.pid_file())
     }
 
     /// The recorded instance; a missing, unsafe or garbled record is no record. Read once
@@ -102,7 +250,7 @@ impl Service {
         if let Cached::Known(record) = &*self.record_cache.borrow() {
             return record.clone();
         }
-        let record = match files::read_trusted(&self.record_file, 4096) {
+        let record = match files::read_trusted(&self.record_file(), 4096) {
             Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok().map(Rc::new),
             _ => None,
         };
@@ -114,7 +262,7 @@ impl Service {
     pub fn locate(&self, finder: &Finder<'_>, lock: &PidLock) -> Result<Lookup> {
         let record = self.record();
         let mut stale = match lock {
-            PidLock::Stale(why) => Some(format!("pid lock {} {why}", self.pid_file.display())),
+            PidLock::Stale(why) => Some(format!("pid lock {} {why}", self.pid_file().display())),
             PidLock::Absent | PidLock::Held(_) => None,
         };
         if let PidLock::Held(pid) = lock {
@@ -135,7 +283,7 @@ impl Service {
             if finder.exists(*pid) {
                 stale = Some(format!(
                     "pid lock {} holds {pid}, which is now another process, not {}",
-                    self.pid_file.display(),
+                    self.pid_file().display(),
                     self.config.name
                 ));
             }
@@ -172,11 +320,11 @@ impl Service {
             let record = Record::new(instance, &self.config);
             let json = serde_json::to_vec(&record)
                 .map_err(|e| Error::Failed(format!("encoding instance record: {e}")))?;
-            files::write_atomic(&self.record_file, &json)?;
+            files::write_atomic(&self.record_file(), &json)?;
             *self.record_cache.borrow_mut() = Cached::Known(Some(Rc::new(record)));
         }
         if lock.pid() != Some(instance.pid()) {
-            pidfile::write(&self.pid_file, instance.pid())?;
+            pidfile::write(&self.pid_file(), instance.pid())?;
         }
         Ok(())
     }
@@ -185,8 +333,7 @@ impl Service {
     /// now another, names none).
     #[must_use]
     pub fn watcher(&self, finder: &Finder<'_>) -> Option<WatcherRecord> {
-        watcher::read(&self.watcher_file)
-            .filter(|w| finder.is_watcher(&w.identity(), &self.config.file))
+        watcher::read(&self.watcher_file()).filter(|w| finder.is_watcher(&w.identity()))
     }
 
     /// Forgets what this invocation read of the instance record: another process (the
@@ -198,7 +345,7 @@ impl Service {
     /// Drops the record of an instance that has ended.
     pub fn forget(&self) -> Result<()> {
         *self.record_cache.borrow_mut() = Cached::Known(None);
-        files::remove(&self.record_file).map(drop)
+        files::remove(&self.record_file()).map(drop)
     }
 }
 
@@ -218,4 +365,27 @@ fn leftovers(
         Some(pid) if record.is_none_or(|r| r.pid != pid) => finder.leftovers(pid, true),
         _ => Ok(None),
     }
+}
+
+/// Moves a state file to the service's new place; a history already there (from an earlier
+/// life at that place) takes the moved one's lines after its own.
+fn move_state_file(from: &Path, to: &Path) -> Result<()> {
+    if std::fs::symlink_metadata(from).is_err() {
+        return Ok(());
+    }
+    let appended = to.extension().is_some_and(|e| e == "events") && to.exists();
+    if !appended && std::fs::rename(from, to).is_ok() {
+        return Ok(());
+    }
+    // Another file system, or a history to add to.
+    let content = std::fs::read(from).map_err(Error::io("reading", from))?;
+    if appended {
+        use std::io::Write;
+        let mut file = files::open_append(to, "appending to", false, false)?;
+        file.write_all(&content)
+            .map_err(Error::io("appending to", to))?;
+    } else {
+        files::write_atomic(to, &content)?;
+    }
+    files::remove(from).map(drop)
 }

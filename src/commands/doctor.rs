@@ -58,7 +58,7 @@ pub fn run(config_path: &Path) -> u8 {
         )),
         Ok(config) => {
             checks.push(ok(format!("config: {} loads", config.file.display())));
-            let service = Service::new(config);
+            let service = Service::open(config);
             diagnose(&service, &mut checks);
         }
     }
@@ -292,7 +292,8 @@ fn nearest_existing(path: &Path) -> PathBuf {
 }
 
 fn pid_lock(service: &Service) -> Check {
-    let file = service.pid_file.display();
+    let file = service.pid_file();
+    let file = file.display();
     match service.pid_lock() {
         Err(e) => fail(
             format!("pid lock: {e}"),
@@ -324,35 +325,39 @@ fn pid_lock(service: &Service) -> Check {
     }
 }
 
-/// Two configs that name one entry would keep one service twice.
+/// Two configs that name one service would keep it twice: the record's keeper refuses the
+/// other; a second timer line would be refused every minute.
 fn one_keeper(service: &Service, crontab: &str) -> Check {
     let config = &service.config;
-    let mut others: Vec<PathBuf> = timer::configs(crontab)
+    let entry = config.entry.display();
+    if let Some(keeper) = service.other_keeper() {
+        let quoted = shell_words::quote(&keeper.to_string_lossy()).into_owned();
+        return fail(
+            format!(
+                "keeper: {} keeps {entry}: start, stop, kill and restart with this config are \
+                 refused",
+                keeper.display()
+            ),
+            format!(
+                "act on it with keepup -c {quoted}, or stop it there (keepup -c {quoted} stop) \
+                 before keeping it with this config"
+            ),
+        );
+    }
+    let other = timer::configs(crontab)
         .into_iter()
         .filter(|c| c.canonicalize().ok().as_deref() != Some(config.file.as_path()))
-        .filter(|c| config::load(c).is_ok_and(|o| config.names_same_entry(&o)))
-        .collect();
-    if let Some(launch) = service.record().and_then(|r| r.launch.clone())
-        && launch.config != config.file
-        && config::load(&launch.config).is_ok_and(|o| config.names_same_entry(&o))
-        && !others.contains(&launch.config)
-    {
-        others.push(launch.config);
-    }
-    match others.first() {
-        None => ok(format!(
-            "keeper: no other config keeps {}",
-            config.entry.display()
-        )),
+        .find(|c| config::load(c).is_ok_and(|o| config.names_same_service(&o)));
+    match other {
+        None => ok(format!("keeper: no other config keeps {entry}")),
         Some(other) => fail(
             format!(
-                "keeper: {} also keeps {}: two keepers would start it twice",
-                other.display(),
-                config.entry.display()
+                "keeper: {} also keeps {entry}: two keepers would start it twice",
+                other.display()
             ),
             format!(
                 "keep it with one config: keepup -c {} stop and uninstall-timer",
-                other.display()
+                shell_words::quote(&other.to_string_lossy())
             ),
         ),
     }

@@ -6,7 +6,7 @@ use crate::exit_code;
 use crate::service::Service;
 
 pub fn run(service: &Service, lines: usize, json: bool) -> Result<u8> {
-    let all = events::read(&service.events_file)?;
+    let all = events::read(&service.events_file())?;
     let shown = &all[all.len().saturating_sub(lines)..];
     if json {
         let text = serde_json::to_string(shown)
@@ -16,7 +16,7 @@ pub fn run(service: &Service, lines: usize, json: bool) -> Result<u8> {
         eprintln!(
             "keepup: no events yet for {} ({})",
             service.config.name,
-            service.events_file.display()
+            service.events_file().display()
         );
     } else {
         for event in shown {

@@ -9,7 +9,7 @@ use crate::service::Service;
 use crate::signal::Signal;
 
 pub fn run(service: &Service) -> Result<u8> {
-    let locked = Locked::acquire(service, Who::User)?;
+    let locked = Locked::acquire(service, Who::User, false)?;
     locked.act_on_running(Kind::Kill, "killed", Signal::Kill, |instance| {
         kill_instance(service, &locked.finder, instance)
     })?;

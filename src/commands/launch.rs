@@ -35,10 +35,10 @@ const DAEMON_GRACE: Duration = Duration::from_secs(1);
 /// lock is left as it was, for the caller to decide.
 pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<Instance> {
     let config = &service.config;
-    if service.pid_file.is_dir() {
+    if service.pid_file().is_dir() {
         return Err(Error::Failed(format!(
             "pid lock {} is a directory: remove it, then start again",
-            service.pid_file.display()
+            service.pid_file().display()
         )));
     }
     check_runnable(service)?;
@@ -48,20 +48,23 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
     let mut child = finder.spawn()?;
     let deadline = Instant::now() + config.start_timeout;
     let outcome = match finder.started(&mut child) {
+        // Recorded the moment it runs, before it is confirmed: if this keepup dies meanwhile
+        // (a watcher killed mid-revival), every later command still knows it. Running but
+        // untracked is worse than not running: a failed record ends it.
         Ok(Started::Running(instance)) => {
-            let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
-            match confirm(service, &mut exited, deadline) {
-                // Running but untracked is worse than not running: a failed record ends it.
-                Ok(()) => service
-                    .remember(&instance, lock)
-                    .map(|()| instance)
-                    .map_err(|e| e.to_string()),
-                Err(why) => match child.try_wait() {
-                    Ok(Some(status)) if status.success() => {
-                        adopt_daemon(service, finder, &child, lock, deadline)
-                    }
-                    _ => Err(why),
-                },
+            if let Err(e) = service.remember(&instance, lock) {
+                Err(e.to_string())
+            } else {
+                let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
+                match confirm(service, &mut exited, deadline) {
+                    Ok(()) => Ok(instance),
+                    Err(why) => match child.try_wait() {
+                        Ok(Some(status)) if status.success() => {
+                            adopt_daemon(service, finder, &child, lock, deadline)
+                        }
+                        _ => Err(why),
+                    },
+                }
             }
         }
         Ok(Started::Exited(status)) if status.success() => {

@@ -1,5 +1,6 @@
-//! `list` (`ls`): every service this user keeps, one row each: those the crontab's timer lines
-//! name, and any configs given. A config that no longer loads is a row that says so.
+//! `list` (`ls`): every service this user keeps, one row each: those keepup's record of what it
+//! keeps names (with or without a timer), those the crontab's timer lines name, and any
+//! configs given. A config that no longer loads is a row that says so.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,6 +10,7 @@ use crate::config;
 use crate::error::{Error, Result};
 use crate::exit_code;
 use crate::output::{State, Status};
+use crate::registry::Registry;
 use crate::service::Service;
 use crate::text;
 use crate::timer::{self, Crontab};
@@ -45,6 +47,12 @@ pub fn run(given: &[PathBuf], json: bool) -> Result<u8> {
         }
     };
     configs.extend(
+        Registry::of_this_user()
+            .all()
+            .into_iter()
+            .map(|keeping| keeping.config),
+    );
+    configs.extend(
         given
             .iter()
             .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.clone())),
@@ -74,7 +82,7 @@ fn row(config: &Path) -> Row {
         reason: e.to_string(),
     };
     match config::load(config) {
-        Ok(loaded) => match super::status::of(&Service::new(loaded)) {
+        Ok(loaded) => match super::status::of(&Service::open(loaded)) {
             Ok(status) => Row::Known(Box::new(status)),
             Err(e) => broken(e),
         },

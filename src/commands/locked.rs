@@ -2,7 +2,6 @@
 //! actions they share (finding the instance, launching, the watcher, the history).
 
 use super::{launch, note, say, stamp, watch};
-use crate::config;
 use crate::error::{Error, Result};
 use crate::events::{self, Event, Kind, Outcome, Who};
 use crate::logfile;
@@ -26,8 +25,9 @@ pub(super) struct Locked<'a> {
 }
 
 impl<'a> Locked<'a> {
-    pub(super) fn acquire(service: &'a Service, who: Who) -> Result<Locked<'a>> {
-        Locked::holding(service, service.lock()?, who)
+    /// Claims the service and takes its operation lock; `keep`: the verb starts keeping it.
+    pub(super) fn acquire(service: &'a Service, who: Who, keep: bool) -> Result<Locked<'a>> {
+        Locked::holding(service, service.lock(keep)?, who)
     }
 
     /// Acts under `lock`, already held.
@@ -52,7 +52,7 @@ impl<'a> Locked<'a> {
             Ok(false) => {}
             Ok(true) => self.record(Kind::Rotate, Outcome::Ok, None, None),
             Err(e) => {
-                let history = events::read(&self.service.events_file).unwrap_or_default();
+                let history = events::read(&self.service.events_file()).unwrap_or_default();
                 let failing_already = history
                     .iter()
                     .rev()
@@ -84,7 +84,6 @@ impl<'a> Locked<'a> {
             );
         }
         if let Some(instance) = &lookup.instance {
-            self.check_keeper(instance)?;
             // Recognition moved: the history says so, not only the rewritten pid lock.
             if let Some(old) = self.pid_lock.pid().filter(|old| *old != instance.pid()) {
                 self.record(
@@ -100,35 +99,6 @@ impl<'a> Locked<'a> {
             }
         }
         Ok(lookup)
-    }
-
-    /// Refuses an instance that the record says another config, which still names this entry,
-    /// started or adopted: two configs must not share one service's lock in silence.
-    pub(super) fn check_keeper(&self, instance: &Instance) -> Result<()> {
-        let config = &self.service.config;
-        let Some(record) = self.service.record().filter(|r| r.pid == instance.pid()) else {
-            return Ok(());
-        };
-        let Some(launch) = &record.launch else {
-            return Ok(());
-        };
-        if launch.config == config.file {
-            return Ok(());
-        }
-        let same_entry =
-            config::load(&launch.config).is_ok_and(|other| config.names_same_entry(&other));
-        if !same_entry {
-            return Ok(());
-        }
-        Err(Error::Failed(format!(
-            "{} ({}) is kept by another config, {}: act on it with --config {} (or stop it there \
-             before keeping it with {})",
-            config.name,
-            instance.pid(),
-            launch.config.display(),
-            launch.config.display(),
-            config.file.display()
-        )))
     }
 
     /// Ends what is left of a dead instance (`signal`, then SIGKILL after `stop_timeout`), and
@@ -152,6 +122,8 @@ impl<'a> Locked<'a> {
     /// without `watch`, from this process.
     pub(super) fn launch(&self, lock: &PidLock) -> Result<Instance> {
         let service = self.service;
+        // What launches is what the config names now: the service moves to its place first.
+        service.settle()?;
         if self.who == Who::Watcher {
             return launch::launch(service, &self.finder, lock);
         }
@@ -180,12 +152,20 @@ impl<'a> Locked<'a> {
         if !service.config.watch {
             return self.end_watcher(Some(instance));
         }
-        if service.watcher(&self.finder).is_some() {
-            return Ok(());
+        if let Some(running) = service.watcher(&self.finder) {
+            if self
+                .finder
+                .watches(&running.identity(), &service.config.file)
+            {
+                return Ok(());
+            }
+            // It was started for this config at its old path (the folder moved): it would look
+            // there at the next crash. A new one takes over.
+            self.end_watcher(Some(instance))?;
         }
         let answer = process::watcher::spawn(&service.config.file, &self.lock, First::Watch)?;
         watch::take_answer(&answer, &self.finder, &service.config.name)?;
-        if let Some(watcher) = watcher::read(&service.watcher_file)
+        if let Some(watcher) = watcher::read(&service.watcher_file())
             && !self.who.is_person()
         {
             say(&format!(
@@ -202,19 +182,18 @@ impl<'a> Locked<'a> {
     /// its record goes with it.
     pub(super) fn end_watcher(&self, keep: Option<&Instance>) -> Result<()> {
         let service = self.service;
-        let Some(record) = watcher::read(&service.watcher_file) else {
+        let Some(record) = watcher::read(&service.watcher_file()) else {
             return Ok(());
         };
         let config = &service.config;
         let ended = self.finder.end_watcher(
             &record.identity(),
-            &config.file,
             keep,
             config.stop_signal,
             config.stop_timeout,
         );
         self.record_orphans(ended)?;
-        watcher::remove(&service.watcher_file)
+        watcher::remove(&service.watcher_file())
     }
 
     /// In the watcher: ends what the dead instance left to it as subreaper (workers that left
@@ -264,7 +243,7 @@ impl<'a> Locked<'a> {
         if let Some(detail) = detail {
             event = event.detail(detail);
         }
-        if let Err(e) = events::append(&self.service.events_file, &event) {
+        if let Err(e) = events::append(&self.service.events_file(), &event) {
             note(&format!("event not recorded: {e}"));
         }
     }

@@ -39,8 +39,8 @@ pub fn run(service: &Service, lines: usize, follow: bool) -> Result<u8> {
         std::thread::sleep(FOLLOW_PAUSE);
         // Rotations run under the operation lock: read only while no one holds it, so a
         // rotation is never seen half done. A holder (a `stop` waiting) only delays the next look.
-        let lock_file_exists = service.lock_file.exists();
-        let guard = oplock::try_acquire_existing(&service.lock_file)?;
+        let lock_file_exists = service.lock_file().exists();
+        let guard = oplock::try_acquire_existing(&service.lock_file())?;
         if lock_file_exists && guard.is_none() {
             continue;
         }

@@ -80,7 +80,7 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
     if let Some(meta) = &config_meta {
         ownership::refuse_unsafe_as_root(&config.file, config.trusted_by_root(meta))?;
     }
-    let service = Service::new(config);
+    let service = Service::open(config);
     match command {
         Command::Start => start::run(&service),
         Command::Stop => stop::run(&service),

@@ -22,7 +22,7 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
     if force {
         service.config.launchable_entry()?;
     }
-    let locked = Locked::acquire(service, who)?;
+    let locked = Locked::acquire(service, who, force)?;
     let name = &service.config.name;
     if force {
         return force_restart(service, &locked);
@@ -86,7 +86,7 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
         return Ok(Revival::Running(instance));
     }
     let stamp = stamp(locked.who);
-    let history = events::read_since_start(&service.events_file)?;
+    let history = events::read_since_start(&service.events_file())?;
     let limit = &service.config.restart_limit;
     match guard::judge(&history, SystemTime::now(), limit) {
         Verdict::Revive => {}

@@ -10,7 +10,7 @@ use crate::service::Service;
 
 pub fn run(service: &Service) -> Result<u8> {
     service.config.launchable_entry()?;
-    let locked = Locked::acquire(service, Who::User)?;
+    let locked = Locked::acquire(service, Who::User, true)?;
     let name = &service.config.name;
     let lookup = locked.locate()?;
     if let Some(instance) = lookup.instance {
@@ -36,7 +36,8 @@ pub fn run(service: &Service) -> Result<u8> {
         }
         Err(e) => {
             // A start that failed leaves nothing asking the timer to keep retrying it.
-            pidfile::remove(&service.pid_file)?;
+            pidfile::remove(&service.pid_file())?;
+            service.release()?;
             Err(e)
         }
     }

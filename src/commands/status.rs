@@ -37,7 +37,7 @@ pub fn of(service: &Service) -> Result<Status> {
         (None, _) => State::Dead,
     };
     let timer = super::timer::installed(service);
-    let history = events::read(&service.events_file)?;
+    let history = events::read(&service.events_file())?;
     let now = SystemTime::now();
     let instance = lookup.instance.as_ref();
     let (started_at, uptime_seconds) = Status::new_started(instance.and_then(Instance::started_at));
@@ -52,7 +52,7 @@ pub fn of(service: &Service) -> Result<Status> {
         leader_memory_bytes: instance.and_then(Instance::memory_bytes),
         processes: usage.map(|u| u.processes),
         kept_up: pid_lock.exists(),
-        pid_lock: service.pid_file.clone(),
+        pid_lock: service.pid_file().clone(),
         pid_lock_problem: lookup.stale.clone(),
         leftovers: lookup
             .leftovers
@@ -86,6 +86,16 @@ fn warnings(
 ) -> Vec<String> {
     let config = &service.config;
     let mut warnings = Vec::new();
+    if let Some(keeper) = service.other_keeper() {
+        let quoted = shell_words::quote(&keeper.to_string_lossy()).into_owned();
+        warnings.push(format!(
+            "kept by another config, {}: act on it with --config {quoted}",
+            keeper.display()
+        ));
+    }
+    if let Some(trouble) = service.keeping().and_then(|k| k.trouble) {
+        warnings.push(format!("at {}, {}", trouble.at, trouble.what));
+    }
     if let Some(latest) = guard::from_the_future(history, now) {
         warnings.push(format!(
             "the history holds events from the future (up to {}): the clock was stepped back; \
@@ -103,12 +113,17 @@ fn warnings(
     let Some(launch) = record.as_ref().and_then(|r| r.launch.as_ref()) else {
         return warnings;
     };
+    if service.other_keeper().is_some() {
+        return warnings;
+    }
     let current = Launch::of(config);
-    if launch.config != config.file {
+    if launch.entry != config.entry {
         warnings.push(format!(
-            "kept by another config, {}: act on it with --config {}",
-            launch.config.display(),
-            launch.config.display()
+            "the config now names {}, and this instance runs {}: restart --force ends it and \
+             starts {}",
+            config.entry.display(),
+            launch.entry.display(),
+            config.name
         ));
         return warnings;
     }

@@ -10,10 +10,10 @@ use crate::service::Service;
 use crate::signal::Signal;
 
 pub fn run(service: &Service) -> Result<u8> {
-    let locked = Locked::acquire(service, Who::User)?;
+    let locked = Locked::acquire(service, Who::User, false)?;
     // The pid lock goes first: from here on, no revival. A lock that cannot go stops nothing,
     // or the timer would revive what was stopped.
-    if let Err(e) = pidfile::remove(&service.pid_file) {
+    if let Err(e) = pidfile::remove(&service.pid_file()) {
         let why = format!(
             "{e}: {} was not stopped, and is still kept up; the state folder {} must be writable \
              by the user who runs keepup (or set state_dir)",
@@ -39,6 +39,7 @@ pub fn run(service: &Service) -> Result<u8> {
     // so it revives nothing meanwhile.
     locked.end_watcher(None)?;
     service.forget()?;
+    service.release()?;
     Ok(exit_code::OK)
 }
 

@@ -6,7 +6,15 @@ use crate::service::Service;
 use crate::timer::{self, Crontab, Installed, TimerSpec};
 
 pub fn install(service: &Service) -> Result<u8> {
-    let _lock = service.lock()?;
+    if let Some(keeper) = service.other_keeper() {
+        return Err(Error::Failed(format!(
+            "{} is kept by another config, {}: its timer is that config's (install-timer --config {})",
+            service.config.name,
+            keeper.display(),
+            shell_words::quote(&keeper.to_string_lossy())
+        )));
+    }
+    let _lock = service.registry.crontab_lock()?;
     let keepup = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(Error::io("finding", "keepup's own path"))?;
@@ -14,7 +22,7 @@ pub fn install(service: &Service) -> Result<u8> {
     let spec = TimerSpec {
         keepup: &keepup,
         config: &service.config.file,
-        log: &service.timer_log,
+        log: &service.timer_log(),
         path_env: &path_env,
     };
     let line =
@@ -37,7 +45,7 @@ pub fn install(service: &Service) -> Result<u8> {
 }
 
 pub fn uninstall(service: &Service) -> Result<u8> {
-    let _lock = service.lock()?;
+    let _lock = service.registry.crontab_lock()?;
     let crontab = Crontab::from_env();
     let current = crontab.read()?;
     let name = &service.config.name;

@@ -56,17 +56,17 @@ pub fn run(
         Err(e) => format!("failed\n{e}"),
     };
     let recorded = first.as_ref().map_or(Ok(()), |_| {
-        watcher::write(&service.watcher_file, &WatcherRecord::new(&me, waits))
+        watcher::write(&service.watcher_file(), &WatcherRecord::new(&me, waits))
     });
     if let Err(e) = &recorded {
         let _ = writeln!(
             answer,
             "note: the watcher is not running: it could not write {}: {e}; the timer's next \
              check starts one",
-            service.watcher_file.display()
+            service.watcher_file().display()
         );
     }
-    process::watcher::detach_output(&service.timer_log);
+    process::watcher::detach_output(&service.timer_log());
     report.answer(&answer);
     drop(lock);
     let (Ok(instance), Ok(())) = (first, recorded) else {
@@ -107,10 +107,13 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     let loaded = match config::load_with_text(&waiting.config) {
         Err(e) => match waiting.last_good() {
             Some(text) => {
-                note(&format!(
-                    "{}{e}; the service is revived with the config as last loaded",
-                    stamp(Who::Watcher)
-                ));
+                // A config that is gone is said once, as the reason nothing is revived.
+                if waiting.config.is_file() {
+                    note(&format!(
+                        "{}{e}; the service is revived with the config as last loaded",
+                        stamp(Who::Watcher)
+                    ));
+                }
                 config::parse(&waiting.config, &text).map(|config| (config, text))
             }
             None => Err(e),
@@ -118,7 +121,7 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
         loaded => loaded,
     };
     Some(
-        match loaded.and_then(|(config, text)| act(Service::new(config), text)) {
+        match loaded.and_then(|(config, text)| act(Service::open(config), text)) {
             Ok(code) => code,
             Err(e) => {
                 note(&format!("{}{e}", stamp(Who::Watcher)));
@@ -133,7 +136,7 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
 pub fn act(service: Service, text: String) -> Result<u8> {
     let me = process::own_identity()
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
-    let waits = watcher::read(&service.watcher_file).map_or_else(Waits::here, |w| w.waits);
+    let waits = watcher::read(&service.watcher_file()).map_or_else(Waits::here, |w| w.waits);
     let mut config = service.config;
     let mut text = text;
     // Just loaded: the first check needs no second read.
@@ -177,11 +180,12 @@ fn reload(config: &mut Config, text: &mut String) {
             *config = fresh;
             *text = fresh_text;
         }
-        Err(e) => note(&format!(
+        Err(e) if config.file.is_file() => note(&format!(
             "{}{e}; {} is revived with the config as last loaded",
             stamp(Who::Watcher),
             config.name
         )),
+        Err(_) => {}
     }
 }
 
@@ -196,13 +200,21 @@ enum Next {
 
 /// One revival check, under the operation lock.
 fn revive_once(config: &Config, me: &Identity) -> Next {
-    let service = Service::new(config.clone());
-    let locked = match Locked::acquire(&service, Who::Watcher) {
+    let service = Service::open(config.clone());
+    // Never a silent death, and never a folder made again where it was: said in the timer's
+    // log and the record (status shows it), and left to whoever starts it where it is now.
+    if let Some(gone) = gone(&service) {
+        let why = format!("{}: not revived: {gone}", config.name);
+        note(&format!("{}{why}", stamp(Who::Watcher)));
+        service.trouble(&why);
+        return Next::Leave;
+    }
+    let locked = match Locked::acquire(&service, Who::Watcher, false) {
         Ok(locked) => locked,
         Err(e) => return Next::Retry(e),
     };
     // Another watcher took over while this one waited for the lock: it is not ours to act.
-    if watcher::read(&service.watcher_file).map(|w| w.identity()) != Some(me.clone()) {
+    if watcher::read(&service.watcher_file()).map(|w| w.identity()) != Some(me.clone()) {
         return Next::Leave;
     }
     if !config.watch {
@@ -211,12 +223,12 @@ fn revive_once(config: &Config, me: &Identity) -> Next {
             stamp(Who::Watcher),
             config.name
         ));
-        let _ = watcher::remove(&service.watcher_file);
+        let _ = watcher::remove(&service.watcher_file());
         return Next::Leave;
     }
     match revive(&locked) {
         Ok(Revival::NotKept) => {
-            let _ = watcher::remove(&service.watcher_file);
+            let _ = watcher::remove(&service.watcher_file());
             Next::Leave
         }
         Ok(Revival::Running(instance) | Revival::Revived(instance)) => {
@@ -230,6 +242,27 @@ fn revive_once(config: &Config, me: &Identity) -> Next {
         }
         Err(e) => Next::Retry(e),
     }
+}
+
+/// What is gone that the service's revival needs: its config, or the state folder it is kept
+/// in (a moved or removed folder, an old release deleted).
+fn gone(service: &Service) -> Option<String> {
+    let config = &service.config.file;
+    if !config.is_file() {
+        return Some(format!(
+            "its config {} is gone (moved or removed?): if it moved, `keepup start --config` with \
+             its new path takes the service over",
+            config.display()
+        ));
+    }
+    let kept_in = service.keeping()?.state_dir;
+    (!kept_in.is_dir()).then(|| {
+        format!(
+            "its state folder {} is gone (moved or removed?), and the pid lock with it: `keepup \
+             start` keeps it up again",
+            kept_in.display()
+        )
+    })
 }
 
 /// The watcher's answer, as its starter reads it: the instance it launched (`Some`), or that

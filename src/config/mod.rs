@@ -67,11 +67,33 @@ impl Config {
         dir_of(&self.entry)
     }
 
-    /// Whether `other` names the same entry: as written, or where both resolve now (two
-    /// missing entries are not the same one).
+    /// Whether `other` names the same service: the same entry (as written, or where both
+    /// resolve now; two missing entries are not the same one), run the same way.
     #[must_use]
-    pub fn names_same_entry(&self, other: &Config) -> bool {
-        self.entry == other.entry || (self.resolved.is_some() && self.resolved == other.resolved)
+    pub fn names_same_service(&self, other: &Config) -> bool {
+        let same_entry = self.entry == other.entry
+            || (self.resolved.is_some() && self.resolved == other.resolved);
+        same_entry && self.runs() == other.runs()
+    }
+
+    /// Which runs of the entry are this service, beyond the entry itself: for a shared program
+    /// (`/usr/bin/python3`) its arguments, for a startup that never names the entry its command
+    /// line; empty otherwise (every run of a script or binary entry is the service).
+    #[must_use]
+    pub fn runs(&self) -> String {
+        let Some(pattern) = &self.pattern else {
+            return String::new();
+        };
+        match (&pattern.args, &pattern.command) {
+            (Some(args), _) => args.join("\0"),
+            (None, Some(command)) => format!(
+                "{}\0{}\0{}",
+                command.program.display(),
+                command.dir.display(),
+                command.args.join("\0")
+            ),
+            (None, None) => String::new(),
+        }
     }
 
     /// A state file named `<entry's name><suffix>` in the state folder.

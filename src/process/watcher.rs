@@ -106,7 +106,7 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
 /// After each action the watcher runs keepup afresh under the same pid (so its identity, pid
 /// and start, stays) in its waiting state: lean (no config, no argument parser), so that what
 /// it held to act is not kept resident for the days it waits. Its command line names the
-/// config and the verb, as [`Finder::is_watcher`] expects.
+/// config and the verb, as [`Finder::is_watcher`] and [`Finder::watches`] expect.
 #[must_use]
 pub fn become_waiting(
     config_file: &Path,
@@ -297,28 +297,45 @@ pub fn detach_output(log: &Path) {
 }
 
 impl Finder<'_> {
-    /// Whether `identity` is this config's watcher, still running: same process (pid and
-    /// start), ours, and running the watch verb for this config.
+    /// Whether `identity` is a watcher, still running: same process (pid and start), ours,
+    /// and running the watch verb. For any config: a watcher whose config has since moved is
+    /// still the service's, and must be found to be ended.
     #[must_use]
-    pub fn is_watcher(&self, identity: &Identity, config_file: &Path) -> bool {
-        let Some(facts) = os::facts(identity.pid.get()) else {
-            return false;
-        };
+    pub fn is_watcher(&self, identity: &Identity) -> bool {
+        self.watcher_words(identity)
+            .is_some_and(|words| words.is_empty() || words.iter().any(|w| w == VERB.as_bytes()))
+    }
+
+    /// Whether the watcher `identity` runs for `config_file` (one started for the config at
+    /// another path, before its folder moved, must be replaced).
+    #[must_use]
+    pub fn watches(&self, identity: &Identity, config_file: &Path) -> bool {
+        let config = config_file.as_os_str().as_encoded_bytes();
+        self.watcher_words(identity).is_some_and(|words| {
+            words.is_empty()
+                || words
+                    .windows(2)
+                    .any(|w| w[0] == b"--config" && w[1] == config)
+        })
+    }
+
+    /// The command line of the live process `identity` (ours, same start), in words; empty
+    /// while it is between its two states (an exec), when the identity alone is the answer.
+    fn watcher_words(&self, identity: &Identity) -> Option<Vec<Vec<u8>>> {
+        let facts = os::facts(identity.pid.get())?;
         if facts.zombie || facts.start != identity.start || facts.uid != self.uid {
-            return false;
+            return None;
         }
-        // Between its two states (an exec) its command line may read empty for an instant;
-        // the identity alone is then the answer.
         let argv = os::cmdline(identity.pid.get()).unwrap_or_default();
         if argv.is_empty() {
-            return true;
+            return Some(Vec::new());
         }
-        let words: Vec<&[u8]> = argv.split(|b| *b == 0).collect();
-        let config = config_file.as_os_str().as_encoded_bytes();
-        words
-            .windows(2)
-            .any(|w| w[0] == b"--config" && w[1] == config)
-            && words.contains(&VERB.as_bytes())
+        Some(
+            argv.split(|b| *b == 0)
+                .filter(|w| !w.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect(),
+        )
     }
 
     /// Ends the watcher `identity`, and first what it was left with as subreaper: the live
@@ -327,18 +344,17 @@ impl Finder<'_> {
     pub fn end_watcher(
         &self,
         identity: &Identity,
-        config_file: &Path,
         keep: Option<&Instance>,
         signal: Signal,
         timeout: Duration,
     ) -> Result<Vec<Pid>> {
-        if !self.is_watcher(identity, config_file) {
+        if !self.is_watcher(identity) {
             return Ok(Vec::new());
         }
         let watcher = identity.pid.get();
         let left = self.end_orphans(watcher, keep, signal, timeout)?;
         for signal in [Signal::Term, Signal::Kill] {
-            if !self.is_watcher(identity, config_file) {
+            if !self.is_watcher(identity) {
                 break;
             }
             match nix_signal::kill(NixPid::from_raw(watcher), to_nix(signal)) {
@@ -350,13 +366,11 @@ impl Finder<'_> {
                     )));
                 }
             }
-            if poll_until(Instant::now() + END_GRACE, || {
-                !self.is_watcher(identity, config_file)
-            }) {
+            if poll_until(Instant::now() + END_GRACE, || !self.is_watcher(identity)) {
                 return Ok(left);
             }
         }
-        if self.is_watcher(identity, config_file) {
+        if self.is_watcher(identity) {
             return Err(Error::Failed(format!(
                 "the watcher {watcher} still runs after SIGKILL"
             )));

@@ -225,13 +225,20 @@ fn a_fifo_where_a_file_should_be_never_hangs_keepup() {
     keepup_within(&env, &config, &["stop"]).expect(0);
     assert!(env.instances(&entry).is_empty());
 
-    // A FIFO as the operation lock.
+    // A FIFO as the operation lock (in the record of what keepup keeps, under HOME).
     std::fs::remove_file(env.path("svc.py.events")).unwrap();
-    std::fs::remove_file(env.path("svc.py.lock")).unwrap();
-    fifo(&env.path("svc.py.lock"));
+    let locks = env.home.path().join(".local/state/keepup/locks");
+    let mut found = std::fs::read_dir(&locks)
+        .unwrap()
+        .map(|e| e.unwrap().path());
+    let (Some(lock), None) = (found.next(), found.next()) else {
+        panic!("not one operation lock in {}", locks.display());
+    };
+    std::fs::remove_file(&lock).unwrap();
+    fifo(&lock);
     keepup_within(&env, &config, &["start"])
         .expect(1)
-        .stderr_has("svc.py.lock is a FIFO");
+        .stderr_has(&format!("{} is a FIFO", lock.display()));
     assert!(env.instances(&entry).is_empty());
 }
 

@@ -16,6 +16,7 @@ mod faults;
 mod field;
 mod house;
 mod identity;
+mod keeper;
 mod lifecycle;
 mod memory;
 mod ownership;

@@ -285,10 +285,10 @@ fn exercise(recipe: &Recipe) {
             "{bind_failure} in the log:\n{log}"
         );
     }
-    assert!(
-        answers(recipe, copy.port),
-        "{} does not answer after the revival",
-        recipe.name
+    // The new instance is recorded the moment it runs; it answers once it is ready.
+    wait_for(
+        &format!("{} to answer after the revival", recipe.name),
+        || answers(recipe, copy.port),
     );
     // Exactly one generation: the new one, whole.
     assert_eq!(

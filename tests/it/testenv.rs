@@ -23,6 +23,8 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 
 pub struct TestEnv {
     _dir: tempfile::TempDir,
+    /// The test's HOME, outside its folder (tests look at what keepup leaves in there).
+    pub home: tempfile::TempDir,
     pub root: PathBuf,
     children: Vec<Child>,
     /// Whether keepup uses the real `crontab`; otherwise `tests/fake-crontab` on `crontab`
@@ -89,8 +91,13 @@ impl TestEnv {
             .tempdir()
             .unwrap();
         let root = dir.path().canonicalize().unwrap();
+        let home = tempfile::Builder::new()
+            .prefix("keepup-home")
+            .tempdir()
+            .unwrap();
         TestEnv {
             _dir: dir,
+            home,
             root,
             children: Vec::new(),
             real_crontab: false,
@@ -151,8 +158,12 @@ impl TestEnv {
             .env_remove("KEEPUP_CONFIG")
             .stdin(Stdio::null());
         if self.real_crontab {
+            // cron runs the timer line with the user's own HOME: so must the test's keepup,
+            // for both to find one record of what keepup keeps.
             command.env_remove("KEEPUP_CRONTAB");
         } else {
+            // A home of its own: keepup's record of what it keeps (under HOME) is this test's.
+            command.env("HOME", self.home.path());
             let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-crontab");
             command
                 .env("KEEPUP_CRONTAB", fake)

@@ -73,13 +73,13 @@ fn readme_walkthrough_on_the_example_server() {
         revived = locked_pid(&entry).unwrap_or(first);
         revived != first && http_get(port).as_deref() == Some(running)
     });
-    let events = sbin(&env, "events");
-    events.expect(0);
-    let last = events.stdout.lines().rev().find(|l| l.contains("revive"));
-    assert!(
-        last.is_some_and(|l| l.contains(&revived.to_string()) && l.contains("watcher")),
-        "{events:#?}"
-    );
+    // The revival's event is written once the new server passed its ready check.
+    crate::testenv::wait_for("the revive event", || {
+        let events = sbin(&env, "events");
+        events.expect(0);
+        let last = events.stdout.lines().rev().find(|l| l.contains("revive"));
+        last.is_some_and(|l| l.contains(&revived.to_string()) && l.contains("watcher"))
+    });
     sbin(&env, "restart").expect(0).stdout_has("is running");
     assert_eq!(env.instances(&entry), [revived]);
 
