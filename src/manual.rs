@@ -117,8 +117,8 @@ const FILES: [(&str, &str); 8] = [
         "the identity of the instance keepup started or adopted",
     ),
     (
-        "<name>.lock",
-        "the operation lock that serialises keepup's commands for one config",
+        "~/.local/state/keepup",
+        "the record of what keepup keeps: which config keeps which entry, where its state is, and its operation lock (locks/ID.lock)",
     ),
     ("<name>.watcher", "the running watcher's identity"),
     ("<name>.events", "the event history (events)"),
@@ -133,7 +133,11 @@ const FILES: [(&str, &str); 8] = [
     ),
 ];
 
-const ENVIRONMENT: [(&str, &str); 3] = [
+const ENVIRONMENT: [(&str, &str); 4] = [
+    (
+        "HOME",
+        "where the record of what keepup keeps is (HOME/.local/state/keepup; /var/tmp/keepup-UID when HOME is not the user's)",
+    ),
     (
         "KEEPUP_CONFIG",
         "the config when --config is not given (else ./cfg.toml)",

@@ -1,4 +1,5 @@
-//! The operation lock `<entry>.lock`: every command that may change the service holds it, so
+//! The operation lock (`locks/<id>.lock` in the record of what keepup keeps, see
+//! `registry.rs`): every command that may change the service holds it, so
 //! concurrent invocations for one config (a user's `start` and the timer's `restart`) run one
 //! after the other and never start two instances.
 //!

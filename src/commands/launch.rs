@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::logfile;
 use crate::pid::Pid;
 use crate::pidfile::PidLock;
-use crate::process::{self, Finder, Instance, Started, poll_until};
+use crate::process::{self, Finder, Instance, Spawned, Started, poll_until};
 use crate::service::Service;
 
 /// How many of the log's newest lines a failed start shows.
@@ -48,12 +48,15 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
     let mut child = finder.spawn()?;
     let deadline = Instant::now() + config.start_timeout;
     let outcome = match finder.started(&mut child) {
-        // Recorded the moment it runs, before it is confirmed: if this keepup dies meanwhile
-        // (a watcher killed mid-revival), every later command still knows it. Running but
+        // Recorded before it runs its program (it waits at a gate until then), and before it is
+        // confirmed: if this keepup dies meanwhile (a watcher killed mid-revival), either the
+        // process never runs the service, or every later command knows it. Running but
         // untracked is worse than not running: a failed record ends it.
         Ok(Started::Running(instance)) => {
             if let Err(e) = service.remember(&instance, lock) {
                 Err(e.to_string())
+            } else if let Err(why) = child.release() {
+                Err(why)
             } else {
                 let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
                 match confirm(service, &mut exited, deadline) {
@@ -164,7 +167,7 @@ fn check_ready_is_not_taken(service: &Service) -> Result<()> {
 fn adopt_daemon(
     service: &Service,
     finder: &Finder<'_>,
-    child: &std::process::Child,
+    child: &Spawned,
     lock: &PidLock,
     deadline: Instant,
 ) -> Result<Instance, String> {

@@ -2,9 +2,12 @@
 //! signal state, output to the log; and what a start leaves when it goes wrong (a child that
 //! exited, one that forked into the background).
 
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 
 use nix::sys::signal as nix_signal;
 use nix::unistd::Pid as NixPid;
@@ -23,49 +26,86 @@ pub enum Started {
 impl Finder<'_> {
     /// Starts the service detached: a new session (so a terminal's hangup does not reach it and
     /// its group is its own), stdin from /dev/null, output appended to the log, cwd = the
-    /// entry's folder.
-    pub fn spawn(&self) -> Result<Child> {
+    /// entry's folder. The process waits at a gate before it runs the service's program, until
+    /// [`Spawned::release`]: keepup records it first, so no instance ever runs unrecorded (a
+    /// keepup killed before it records one closes the gate, and the process leaves).
+    pub fn spawn(&self) -> Result<Spawned> {
         let config = self.config;
         let log = crate::files::open_append(&config.log, "opening log", true, true)?;
-        let log_err = log
-            .try_clone()
-            .map_err(Error::io("opening log", &config.log))?;
-        let (program, args) = config
+        let null = std::fs::File::open("/dev/null").map_err(Error::io("opening", "/dev/null"))?;
+        let (program, _) = config
             .startup
             .split_first()
             .ok_or_else(|| Error::Failed("startup is empty".into()))?;
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .current_dir(config.dir())
-            .envs(&config.env)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
-        // SAFETY: between fork and exec only async-signal-safe calls are allowed; setsid,
-        // sigprocmask and sigaction are, and nothing here allocates.
-        unsafe {
-            command.pre_exec(|| {
-                nix::unistd::setsid()?;
-                reset_signals();
-                Ok(())
-            });
-        }
-        command.spawn().map_err(|e| {
+        let cannot_run = |e: std::io::Error| {
             Error::Failed(format!(
-                "{}: cannot run {}: {}",
+                "{}: cannot run {}: {e}",
                 config.name,
-                Path::new(program).display(),
-                e
+                Path::new(program).display()
             ))
-        })
+        };
+        // What execvp would run, found before the fork: the child may only make system calls.
+        let path_env = config
+            .env
+            .get("PATH")
+            .map(OsString::from)
+            .or_else(|| std::env::var_os("PATH"))
+            .unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+        let resolved = if program.contains('/') {
+            PathBuf::from(program)
+        } else {
+            crate::files::find_on_path(program, &path_env)
+                .ok_or_else(|| cannot_run(std::io::Error::from_raw_os_error(nix::libc::ENOENT)))?
+        };
+        let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+        env.extend(
+            config
+                .env
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        );
+        let exec = Exec::new(&resolved, &config.startup, &env, config.dir())
+            .ok_or_else(|| Error::Failed(format!("{}: startup holds a NUL byte", config.name)))?;
+        let (gate_out, gate_in) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| cannot_run(e.into()))?;
+        let (errors_out, errors_in) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| cannot_run(e.into()))?;
+        // SAFETY: keepup is single-threaded where it launches (a command's main thread, or the
+        // watcher), and the child makes only async-signal-safe system calls on memory prepared
+        // before the fork, then execs or exits.
+        match unsafe { nix::unistd::fork() }.map_err(|e| cannot_run(e.into()))? {
+            nix::unistd::ForkResult::Child => {
+                drop(gate_in);
+                drop(errors_out);
+                // SAFETY: as above; the descriptors are open and this process's own.
+                unsafe {
+                    exec.run(
+                        gate_out.as_raw_fd(),
+                        errors_in.as_raw_fd(),
+                        null.as_raw_fd(),
+                        log.as_raw_fd(),
+                    )
+                }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(gate_out);
+                drop(errors_in);
+                Ok(Spawned {
+                    pid: child,
+                    gate: Some(gate_in),
+                    errors: Some(errors_out),
+                    status: None,
+                    program: resolved,
+                })
+            }
+        }
     }
 
     /// Live processes whose parent is keepup, other than `child`: what a service that forked
     /// into the background left behind, once keepup is their subreaper ([`become_subreaper`]).
     #[must_use]
-    pub fn strays(&self, child: &Child) -> Vec<Pid> {
-        let child = i32::try_from(child.id()).unwrap_or(0);
+    pub fn strays(&self, child: &Spawned) -> Vec<Pid> {
+        let child = child.pid.as_raw();
         os::pids()
             .unwrap_or_default()
             .into_iter()
@@ -84,13 +124,18 @@ impl Finder<'_> {
     /// The child just spawned, as the instance: keepup started it, so it is the service
     /// whatever its argv says or later says (nginx and redis rewrite theirs), known from here on
     /// by its identity. `Exited` if it has already ended.
-    pub fn started(&self, child: &mut Child) -> Result<Started> {
-        let pid = Pid::new(child.id().into())
-            .ok_or_else(|| Error::Failed(format!("spawned an impossible pid {}", child.id())))?;
+    pub fn started(&self, child: &mut Spawned) -> Result<Started> {
+        let pid = Pid::new(child.pid.as_raw().into())
+            .ok_or_else(|| Error::Failed(format!("spawned an impossible pid {}", child.pid)))?;
         match child.try_wait() {
             Ok(Some(status)) => Ok(Started::Exited(status)),
             Ok(None) => Ok(match os::facts(pid.get()) {
-                Some(facts) if !facts.zombie => Started::Running(instance(pid, facts)),
+                // It may not have reached its `setsid` yet; no process that runs the service
+                // has not, so it leads its own group (what its record says of it).
+                Some(mut facts) if !facts.zombie => {
+                    facts.pgid = facts.pid;
+                    Started::Running(instance(pid, facts))
+                }
                 _ => match child.wait() {
                     Ok(status) => Started::Exited(status),
                     Err(e) => return Err(Error::io("waiting for", "the started process")(e)),
@@ -102,12 +147,187 @@ impl Finder<'_> {
 
     /// Ends a child that was never recognised: its group, which it leads and which cannot be
     /// reused while the child is not reaped.
-    pub fn abandon(&self, child: &mut Child) {
-        if let Some(pid) = Pid::new(child.id().into()) {
-            let _ = nix_signal::killpg(NixPid::from_raw(pid.get()), nix_signal::Signal::SIGKILL);
+    pub fn abandon(&self, child: &mut Spawned) {
+        // Before its release it has not even set up its group: it leaves by itself once the
+        // gate closes.
+        child.gate = None;
+        if child.status.is_none() {
+            let _ = nix_signal::killpg(child.pid, nix_signal::Signal::SIGKILL);
+            let _ = nix_signal::kill(child.pid, nix_signal::Signal::SIGKILL);
         }
-        let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+/// A service process just forked, held at its gate until released.
+#[derive(Debug)]
+pub struct Spawned {
+    pid: NixPid,
+    /// Closing it without a byte makes the process leave instead of running the program.
+    gate: Option<OwnedFd>,
+    /// Where the process says why its exec failed; closed unread by a successful exec.
+    errors: Option<OwnedFd>,
+    status: Option<ExitStatus>,
+    program: PathBuf,
+}
+
+impl Spawned {
+    /// Lets the process run the service's program; says why it could not, if it could not.
+    pub fn release(&mut self) -> Result<(), String> {
+        let Some(gate) = self.gate.take() else {
+            return Ok(());
+        };
+        let opened = nix::unistd::write(&gate, b"g");
+        drop(gate);
+        let Some(errors) = self.errors.take() else {
+            return Ok(());
+        };
+        let mut errno = [0u8; 4];
+        let mut got = 0;
+        while got < errno.len() {
+            match nix::unistd::read(&errors, &mut errno[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        if got == errno.len() {
+            return Err(format!(
+                "cannot run {}: {}",
+                self.program.display(),
+                std::io::Error::from_raw_os_error(i32::from_ne_bytes(errno))
+            ));
+        }
+        opened.map(drop).map_err(|e| {
+            format!(
+                "cannot run {}: {}",
+                self.program.display(),
+                std::io::Error::from(e)
+            )
+        })
+    }
+
+    /// Its exit status, if it has exited (reaped here).
+    pub fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        self.reap(nix::sys::wait::WaitPidFlag::WNOHANG)
+    }
+
+    /// Waits for it to exit.
+    pub fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.reap(nix::sys::wait::WaitPidFlag::empty())? {
+                return Ok(status);
+            }
+        }
+    }
+
+    fn reap(&mut self, flags: nix::sys::wait::WaitPidFlag) -> std::io::Result<Option<ExitStatus>> {
+        use nix::sys::wait::{WaitStatus, waitpid};
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let status = match waitpid(self.pid, Some(flags)) {
+            Ok(WaitStatus::Exited(_, code)) => ExitStatus::from_raw((code & 0xff) << 8),
+            Ok(WaitStatus::Signaled(_, signal, _)) => ExitStatus::from_raw(signal as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        self.status = Some(status);
+        Ok(Some(status))
+    }
+}
+
+/// Everything the forked process needs to run the service, prepared before the fork (it may
+/// not allocate).
+struct Exec {
+    program: CString,
+    /// What `argv_ptrs` points into: owned here for as long as the pointers are used.
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const nix::libc::c_char>,
+    /// Likewise for `envp_ptrs`.
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const nix::libc::c_char>,
+    dir: CString,
+}
+
+impl Exec {
+    fn new(
+        program: &Path,
+        argv: &[String],
+        env: &BTreeMap<OsString, OsString>,
+        dir: &Path,
+    ) -> Option<Exec> {
+        use std::os::unix::ffi::OsStrExt;
+        let argv: Vec<CString> = argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()).ok())
+            .collect::<Option<_>>()?;
+        let envp: Vec<CString> = env
+            .iter()
+            .map(|(k, v)| {
+                let mut pair = k.as_bytes().to_vec();
+                pair.push(b'=');
+                pair.extend_from_slice(v.as_bytes());
+                CString::new(pair).ok()
+            })
+            .collect::<Option<_>>()?;
+        let pointers = |strings: &[CString]| {
+            let mut pointers: Vec<_> = strings.iter().map(|s| s.as_ptr()).collect();
+            pointers.push(std::ptr::null());
+            pointers
+        };
+        Some(Exec {
+            program: CString::new(program.as_os_str().as_bytes()).ok()?,
+            argv_ptrs: pointers(&argv),
+            envp_ptrs: pointers(&envp),
+            _argv: argv,
+            _envp: envp,
+            dir: CString::new(dir.as_os_str().as_bytes()).ok()?,
+        })
+    }
+
+    /// In the forked process: its own session, stdin from `null`, stdout and stderr to `log`,
+    /// the entry's folder, default signals; then waits at `gate` and runs the program, or says
+    /// on `errors` why it could not. Never returns.
+    ///
+    /// # Safety
+    /// Only in a process just forked from a single-threaded one, with these descriptors open.
+    unsafe fn run(&self, gate: RawFd, errors: RawFd, null: RawFd, log: RawFd) -> ! {
+        use nix::libc;
+        // SAFETY: async-signal-safe system calls only, on memory prepared before the fork.
+        unsafe {
+            let fail = |errno: i32| -> ! {
+                let bytes = errno.to_ne_bytes();
+                libc::write(errors, bytes.as_ptr().cast(), bytes.len());
+                libc::_exit(127)
+            };
+            let mut byte = 0u8;
+            // A closed gate (keepup died before recording this process): leave unrun.
+            loop {
+                match libc::read(gate, (&raw mut byte).cast(), 1) {
+                    1 => break,
+                    -1 if nix::errno::Errno::last_raw() == libc::EINTR => {}
+                    _ => libc::_exit(126),
+                }
+            }
+            libc::close(gate);
+            if libc::setsid() < 0
+                || libc::dup2(null, 0) < 0
+                || libc::dup2(log, 1) < 0
+                || libc::dup2(log, 2) < 0
+                || libc::chdir(self.dir.as_ptr()) < 0
+            {
+                fail(nix::errno::Errno::last_raw());
+            }
+            reset_signals();
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv_ptrs.as_ptr(),
+                self.envp_ptrs.as_ptr(),
+            );
+            fail(nix::errno::Errno::last_raw())
+        }
     }
 }
 

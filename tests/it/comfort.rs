@@ -83,14 +83,30 @@ fn list_shows_every_kept_service_in_one_table() {
     assert_eq!(rows[3]["state"], "broken");
     assert!(rows[3]["reason"].as_str().unwrap().contains("stop_signal"));
 
-    // A config given that no timer names is listed too; all well is exit 0.
+    // Without a timer line, what keepup keeps is still listed (its record of what it keeps):
+    // the running and the dead service, not the stopped or the broken one.
     std::fs::remove_file(env.crontab_file()).unwrap();
+    let kept = env.keepup(&["list"]);
+    kept.expect(1);
+    let configs: Vec<&str> = kept
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert_eq!(
+        configs,
+        [running.to_str().unwrap(), dead.to_str().unwrap()],
+        "{kept:#?}"
+    );
+
+    // A config given that no timer names is listed too; all well is exit 0.
+    env.keepup_with(&dead, &["stop"]).expect(0);
     let extra = service(&env, "e-extra", "");
     let fine = env.keepup(&["list", running.to_str().unwrap(), extra.to_str().unwrap()]);
     fine.expect(0);
     assert_eq!(fine.stdout.lines().count(), 3, "{fine:#?}");
     env.keepup_with(&running, &["stop"]).expect(0);
-    env.keepup_with(&dead, &["stop"]).expect(0);
 }
 
 fn doctor(env: &TestEnv, config: &Path) -> Run {
