@@ -198,7 +198,7 @@ impl Service {
 
     /// What the watcher could not do, for `status` to say (until the next launch).
     pub fn trouble(&self, what: &str) {
-        let Some(mut keeping) = self.keeping() else {
+        let Found::Own(mut keeping) = self.keeper.borrow().clone() else {
             return;
         };
         if keeping.trouble.as_ref().is_some_and(|t| t.what == what) {
