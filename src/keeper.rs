@@ -91,10 +91,22 @@ pub fn find(registry: &Registry, config: &Config) -> Found {
 /// Claims the service for `config` and takes its operation lock. `keep`: the verb starts
 /// keeping it (`start`, `restart --force`): a record is written now, and an idle claim of
 /// another config's is taken over. Refused, naming the keeper, when another config keeps it.
-pub fn claim(registry: &Registry, config: &Config, keep: bool) -> Result<Claimed> {
+/// `found`: what [`find`] read before, if anything.
+pub fn claim(registry: &Registry, config: &Config, keep: bool, found: &Found) -> Result<Claimed> {
     // The every-minute case: its own record, unchanged; no claim lock needed.
-    if let Some(own) = registry.for_config(&config.file) {
+    let own = match found {
+        Found::Own(own) if own.config == config.file => Some(own.clone()),
+        _ => registry.for_config(&config.file),
+    };
+    if let Some(own) = own {
         let lock = registry.lock(&own.id)?;
+        if registry.unchanged(&config.file) {
+            return Ok(Claimed {
+                keeping: own,
+                recorded: true,
+                lock,
+            });
+        }
         if let Some(now) = registry.for_config(&config.file).filter(|k| k.id == own.id) {
             return Ok(Claimed {
                 keeping: now,

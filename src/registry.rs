@@ -15,6 +15,7 @@
 //! home when it is hers, else `/var/tmp/keepup-<uid>`. Not `$XDG_STATE_HOME`: cron and the
 //! watcher do not see a shell's variables, and every keepup of one user must find one record.
 
+use std::cell::RefCell;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -80,6 +81,28 @@ pub struct Registry {
     /// Only a folder under the user's own home is trusted as it is; one in a shared folder
     /// (`/var/tmp`) must be hers and closed to others.
     shared: bool,
+    /// The record file last read by [`Registry::for_config`], as it was then.
+    last_read: RefCell<Option<(PathBuf, Stamp)>>,
+}
+
+/// What a record file is: every write replaces it (a rename), so any change changes this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    len: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> Option<Stamp> {
+        std::fs::symlink_metadata(path).ok().map(|m| Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            len: m.len(),
+        })
+    }
 }
 
 impl Registry {
@@ -99,7 +122,11 @@ impl Registry {
 
     #[must_use]
     pub fn at(dir: PathBuf, shared: bool) -> Registry {
-        Registry { dir, shared }
+        Registry {
+            dir,
+            shared,
+            last_read: RefCell::new(None),
+        }
     }
 
     #[must_use]
@@ -107,8 +134,14 @@ impl Registry {
         &self.dir
     }
 
-    /// Whether the folder is there and may be trusted (readers look no further when not).
+    /// Whether the folder may be trusted (readers look no further when not): one under the
+    /// user's own home is, as it is; a shared one must be there, hers and private.
     fn usable(&self) -> bool {
+        !self.shared || self.private()
+    }
+
+    /// Whether the folder is there and, when shared, the user's alone.
+    fn private(&self) -> bool {
         std::fs::symlink_metadata(&self.dir).is_ok_and(|m| {
             m.is_dir()
                 && (!self.shared
@@ -138,7 +171,7 @@ impl Registry {
                 }
             }
         }
-        if !self.usable() {
+        if !self.private() {
             return Err(Error::Failed(format!(
                 "{} is not a private folder of this user's: refused as unsafe; remove it",
                 self.dir.display()
@@ -159,7 +192,28 @@ impl Registry {
         if !self.usable() {
             return None;
         }
-        read(&self.file_of(config)).filter(|k| k.config == config)
+        let path = self.file_of(config);
+        // Looked at before it is read: a change in between shows as a change afterwards.
+        let stamp = Stamp::of(&path);
+        let found = read(&path).filter(|k| k.config == config);
+        self.last_read.replace(
+            stamp
+                .filter(|_| found.is_some())
+                .map(|s| (config.to_path_buf(), s)),
+        );
+        found
+    }
+
+    /// Whether `config`'s record is as [`Registry::for_config`] last read it (not rewritten,
+    /// not removed since): the check after waiting for its lock, without reading it again.
+    #[must_use]
+    pub fn unchanged(&self, config: &Path) -> bool {
+        self.last_read
+            .borrow()
+            .as_ref()
+            .is_some_and(|(read, stamp)| {
+                read == config && Stamp::of(&self.file_of(config)) == Some(*stamp)
+            })
     }
 
     /// Every record, in no particular order.
@@ -220,8 +274,14 @@ impl Registry {
 
     /// Waits for the operation lock of the service `id`.
     pub fn lock(&self, id: &str) -> Result<OpLock> {
-        self.make()?;
-        oplock::acquire(&self.lock_path(id))
+        // The folders are made once; the every-minute check finds them there.
+        match oplock::acquire(&self.lock_path(id)) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                self.make()?;
+                oplock::acquire(&self.lock_path(id))
+            }
+            other => other,
+        }
     }
 
     /// The operation lock of the service `id`, if nobody holds it.

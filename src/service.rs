@@ -24,6 +24,8 @@ pub struct Service {
     pub registry: Registry,
     /// This service's record there, as found or claimed.
     keeper: RefCell<Found>,
+    /// [`Service::place`], once known (every state file's path asks it).
+    place: RefCell<Option<(PathBuf, String)>>,
     /// The instance record as last read or written by this invocation.
     record_cache: RefCell<Cached>,
 }
@@ -57,6 +59,7 @@ impl Service {
             config,
             registry,
             keeper: RefCell::new(found),
+            place: RefCell::new(None),
             record_cache: RefCell::new(Cached::Unread),
         }
     }
@@ -84,10 +87,23 @@ impl Service {
     /// config's (a moved folder took its files along).
     #[must_use]
     pub fn place(&self) -> (PathBuf, String) {
-        match self.keeping() {
-            Some(k) if k.state_dir.is_dir() => (k.state_dir, k.name),
-            _ => (keeper::state_dir_of(&self.config), self.config.name.clone()),
+        if let Some(place) = &*self.place.borrow() {
+            return place.clone();
         }
+        let place = match &*self.keeper.borrow() {
+            Found::Own(k) | Found::Other(k) if k.state_dir.is_dir() => {
+                (k.state_dir.clone(), k.name.clone())
+            }
+            _ => (keeper::state_dir_of(&self.config), self.config.name.clone()),
+        };
+        self.place.replace(Some(place.clone()));
+        place
+    }
+
+    /// The record, as found or claimed; where the state files are follows it.
+    fn set_keeper(&self, found: Found) {
+        self.keeper.replace(found);
+        self.place.replace(None);
     }
 
     /// A state file named `<name><suffix>` in the state folder in use.
@@ -141,12 +157,13 @@ impl Service {
     /// Claims the service for this config (refused when another config keeps it) and takes
     /// its operation lock. `keep`: the verb starts keeping it (see [`keeper::claim`]).
     pub fn lock(&self, keep: bool) -> Result<OpLock> {
-        let claimed = keeper::claim(&self.registry, &self.config, keep)?;
-        *self.keeper.borrow_mut() = if claimed.recorded {
+        let found = self.keeper.borrow().clone();
+        let claimed = keeper::claim(&self.registry, &self.config, keep, &found)?;
+        self.set_keeper(if claimed.recorded {
             Found::Own(claimed.keeping)
         } else {
             Found::None
-        };
+        });
         // The place may differ from what this invocation read before it held the lock.
         *self.record_cache.borrow_mut() = Cached::Unread;
         self.make_state_dir()?;
@@ -177,7 +194,7 @@ impl Service {
         let fresh = keeper::fresh(&self.config, self.id());
         if self.keeping().as_ref() != Some(&fresh) {
             self.registry.write(&fresh)?;
-            *self.keeper.borrow_mut() = Found::Own(fresh);
+            self.set_keeper(Found::Own(fresh));
         }
         if from != to {
             pidfile::remove(&from.0.join(format!("{}.pid", from.1)))?;
@@ -209,7 +226,7 @@ impl Service {
             what: what.to_owned(),
         });
         if self.registry.write(&keeping).is_ok() {
-            *self.keeper.borrow_mut() = Found::Own(keeping);
+            self.set_keeper(Found::Own(keeping));
         }
     }
 
@@ -217,6 +234,7 @@ impl Service {
     /// config's name).
     pub fn release(&self) -> Result<()> {
         if let Found::Own(keeping) = self.keeper.replace(Found::None) {
+            self.place.replace(None);
             self.registry.remove(&keeping)?;
         }
         Ok(())

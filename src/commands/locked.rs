@@ -152,16 +152,18 @@ impl<'a> Locked<'a> {
         if !service.config.watch {
             return self.end_watcher(Some(instance));
         }
-        if let Some(running) = service.watcher(&self.finder) {
+        if let Some(record) = watcher::read(&service.watcher_file()) {
             if self
                 .finder
-                .watches(&running.identity(), &service.config.file)
+                .watches(&record.identity(), &service.config.file)
             {
                 return Ok(());
             }
-            // It was started for this config at its old path (the folder moved): it would look
-            // there at the next crash. A new one takes over.
-            self.end_watcher(Some(instance))?;
+            // One started for this config at its old path (the folder moved) would look there
+            // at the next crash: a new one takes over.
+            if self.finder.is_watcher(&record.identity()) {
+                self.end_watcher(Some(instance))?;
+            }
         }
         let answer = process::watcher::spawn(&service.config.file, &self.lock, First::Watch)?;
         watch::take_answer(&answer, &self.finder, &service.config.name)?;

@@ -302,40 +302,35 @@ impl Finder<'_> {
     /// still the service's, and must be found to be ended.
     #[must_use]
     pub fn is_watcher(&self, identity: &Identity) -> bool {
-        self.watcher_words(identity)
-            .is_some_and(|words| words.is_empty() || words.iter().any(|w| w == VERB.as_bytes()))
-    }
-
-    /// Whether the watcher `identity` runs for `config_file` (one started for the config at
-    /// another path, before its folder moved, must be replaced).
-    #[must_use]
-    pub fn watches(&self, identity: &Identity, config_file: &Path) -> bool {
-        let config = config_file.as_os_str().as_encoded_bytes();
-        self.watcher_words(identity).is_some_and(|words| {
-            words.is_empty()
-                || words
-                    .windows(2)
-                    .any(|w| w[0] == b"--config" && w[1] == config)
+        self.watcher_argv(identity).is_some_and(|argv| {
+            argv.is_empty() || argv.split(|b| *b == 0).any(|w| w == VERB.as_bytes())
         })
     }
 
-    /// The command line of the live process `identity` (ours, same start), in words; empty
-    /// while it is between its two states (an exec), when the identity alone is the answer.
-    fn watcher_words(&self, identity: &Identity) -> Option<Vec<Vec<u8>>> {
+    /// Whether `identity` is a watcher, still running, for `config_file` (one started for the
+    /// config at another path, before its folder moved, must be replaced).
+    #[must_use]
+    pub fn watches(&self, identity: &Identity, config_file: &Path) -> bool {
+        let config = config_file.as_os_str().as_encoded_bytes();
+        self.watcher_argv(identity).is_some_and(|argv| {
+            let words: Vec<&[u8]> = argv.split(|b| *b == 0).collect();
+            argv.is_empty()
+                || (words.contains(&VERB.as_bytes())
+                    && words
+                        .windows(2)
+                        .any(|w| w[0] == b"--config" && w[1] == config))
+        })
+    }
+
+    /// The command line (NUL-separated) of the live process `identity` (ours, same start);
+    /// empty while it is between its two states (an exec), when the identity alone is the
+    /// answer.
+    fn watcher_argv(&self, identity: &Identity) -> Option<Vec<u8>> {
         let facts = os::facts(identity.pid.get())?;
         if facts.zombie || facts.start != identity.start || facts.uid != self.uid {
             return None;
         }
-        let argv = os::cmdline(identity.pid.get()).unwrap_or_default();
-        if argv.is_empty() {
-            return Some(Vec::new());
-        }
-        Some(
-            argv.split(|b| *b == 0)
-                .filter(|w| !w.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect(),
-        )
+        Some(os::cmdline(identity.pid.get()).unwrap_or_default())
     }
 
     /// Ends the watcher `identity`, and first what it was left with as subreaper: the live
