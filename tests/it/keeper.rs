@@ -34,17 +34,6 @@ fn finish(children: Vec<Child>) -> Vec<Run> {
         .collect()
 }
 
-/// This test's watcher processes, by the process table (as `watcher.rs` finds them).
-fn watchers(env: &TestEnv) -> Vec<i32> {
-    env.own_processes()
-        .into_iter()
-        .filter(|p| {
-            let argv = cmdline(*p);
-            argv.first().is_some_and(|a| a.ends_with("keepup")) && argv.iter().any(|w| w == "watch")
-        })
-        .collect()
-}
-
 /// The one watcher of this test. Two fail at once; none is looked for again until
 /// [`PATIENCE`], since a watcher running itself afresh (exec) can be missing from `/proc` for a
 /// moment.
@@ -52,7 +41,7 @@ fn watchers(env: &TestEnv) -> Vec<i32> {
 fn one_watcher(env: &TestEnv, context: &str) -> i32 {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let seen = watchers(env);
+        let seen = env.watchers();
         if let [one] = seen[..] {
             return one;
         }
@@ -76,6 +65,18 @@ fn never_for(window: Duration, said: &str, mut what: impl FnMut() -> Option<Stri
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `stop` with `config` succeeds and leaves none of this test's processes.
+#[track_caller]
+fn stop_leaves_nothing(env: &TestEnv, config: &Path, context: &str) {
+    env.keepup_with(config, &["stop"]).expect(0);
+    let left = env.own_processes();
+    assert!(
+        left.is_empty(),
+        "{context}: stop left {left:?} ({:?})",
+        left.iter().map(|p| cmdline(*p)).collect::<Vec<_>>()
+    );
 }
 
 fn text(path: &Path) -> String {
@@ -121,9 +122,7 @@ fn two_configs_starting_at_once_keep_one_instance() {
         let instances = env.instances(&entry);
         assert_eq!(instances.len(), 1, "round {round}: {instances:?} {runs:#?}");
         one_watcher(&env, &format!("round {round}: {runs:#?}"));
-        env.keepup_with(winner, &["stop"]).expect(0);
-        let left = env.own_processes();
-        assert!(left.is_empty(), "round {round}: stop left {left:?}");
+        stop_leaves_nothing(&env, winner, &format!("round {round}"));
     }
 }
 
@@ -213,7 +212,7 @@ fn a_renamed_entry_is_still_the_running_service() {
     env.keepup(&["stop"]).expect(0);
     assert_eq!(env.instances(&main), Vec::<i32>::new(), "stop left main.sh");
     assert_eq!(env.instances(&bot), Vec::<i32>::new(), "stop left bot.sh");
-    assert_eq!(watchers(&env), Vec::<i32>::new(), "stop left a watcher");
+    assert_eq!(env.watchers(), Vec::<i32>::new(), "stop left a watcher");
 }
 
 // Old code: stop said "main.sh is not running" and left bot.sh and its watcher running.
@@ -223,12 +222,12 @@ fn stop_after_a_rename_ends_what_runs() {
     let (bot, main, pid) = started_bot(&env);
     env.keepup(&["stop"]).expect(0);
     assert!(!alive(pid), "stop left {pid}");
-    assert_eq!(watchers(&env), Vec::<i32>::new(), "stop left a watcher");
+    assert_eq!(env.watchers(), Vec::<i32>::new(), "stop left a watcher");
     never_for(
         Duration::from_secs(3),
         "something came back after stop",
         || {
-            let running = [env.instances(&bot), env.instances(&main), watchers(&env)];
+            let running = [env.instances(&bot), env.instances(&main), env.watchers()];
             running
                 .iter()
                 .any(|p| !p.is_empty())
@@ -330,15 +329,16 @@ fn a_crash_after_a_release_switch_revives_the_new_release() {
 
     env.keepup(&["stop"]).expect(0);
     assert_eq!(nodes(&env), Vec::<i32>::new(), "stop left node");
-    assert_eq!(
-        release_locks(&env),
-        Vec::<PathBuf>::new(),
-        "a pid lock left"
-    );
+    a_rollback_revives_nothing(&env);
+}
 
-    switch(&env, "releases/v4");
+/// After `stop`: no pid lock is left in any release, so switching back to v4 and the timer's
+/// tick start nothing.
+fn a_rollback_revives_nothing(env: &TestEnv) {
+    assert_eq!(release_locks(env), Vec::<PathBuf>::new(), "a pid lock left");
+    switch(env, "releases/v4");
     env.keepup(&["restart", "--timer"]).expect(0);
-    no_node_for_3s(&env);
+    no_node_for_3s(env);
 }
 
 // Old code: stop after the switch left v4's pid lock, so the rollback's tick revived v4.
@@ -356,15 +356,7 @@ fn stop_after_a_release_switch_stops_it_and_a_rollback_never_resurrects_it() {
     stop.expect(0);
     assert!(!stop.stdout.contains("not running"), "{stop:#?}");
     assert!(!alive(pid), "stop left v4 ({pid}) running: {stop:#?}");
-    assert_eq!(
-        release_locks(&env),
-        Vec::<PathBuf>::new(),
-        "a pid lock left"
-    );
-
-    switch(&env, "releases/v4");
-    env.keepup(&["restart", "--timer"]).expect(0);
-    no_node_for_3s(&env);
+    a_rollback_revives_nothing(&env);
 }
 
 // --- 4. A moved folder -------------------------------------------------------------------------
@@ -407,9 +399,7 @@ fn a_moved_folder_is_never_recreated_and_start_from_the_new_place_takes_over() {
     let instances = env.instances(&entry);
     assert_eq!(instances.len(), 1, "{instances:?}");
     one_watcher(&env, "after start from app2");
-    env.keepup_with(&moved, &["stop"]).expect(0);
-    let left = env.own_processes();
-    assert!(left.is_empty(), "stop left {left:?}");
+    stop_leaves_nothing(&env, &moved, "after start from app2");
 }
 
 // Old code: start from app2 adopted it but left the old watcher running beside its new one.
@@ -442,9 +432,7 @@ fn start_from_a_moved_folder_takes_over_the_running_instance() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!env.path("app").exists(), "the old folder is back");
-    env.keepup_with(&moved, &["stop"]).expect(0);
-    let left = env.own_processes();
-    assert!(left.is_empty(), "stop left {left:?}");
+    stop_leaves_nothing(&env, &moved, "after the revival from app2");
 }
 
 // --- 5. A watcher killed mid-revival ------------------------------------------------------------
@@ -483,13 +471,7 @@ fn kill_the_watcher_mid_revival(env: &TestEnv, round: u32) {
         1,
         "round {round} (watcher killed {offset:?} after the service): {running:?} {tick:#?}"
     );
-    env.keepup(&["stop"]).expect(0);
-    let left = env.own_processes();
-    assert!(
-        left.is_empty(),
-        "round {round}: stop left {left:?} ({:?})",
-        left.iter().map(|p| cmdline(*p)).collect::<Vec<_>>()
-    );
+    stop_leaves_nothing(env, &env.path("cfg.toml"), &format!("round {round}"));
 }
 
 // Old code: the tick missed the instance a killed watcher half-launched, and started a second.

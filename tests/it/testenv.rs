@@ -200,6 +200,18 @@ impl TestEnv {
             .unwrap()
     }
 
+    /// This test's watcher processes, by the process table.
+    pub fn watchers(&self) -> Vec<i32> {
+        self.own_processes()
+            .into_iter()
+            .filter(|p| {
+                let argv = cmdline(*p);
+                argv.first().is_some_and(|a| a.ends_with("keepup"))
+                    && argv.iter().any(|w| w == "watch")
+            })
+            .collect()
+    }
+
     /// Runs any program marked as this test's, in `cwd`; killed on drop.
     pub fn spawn(&mut self, cwd: &Path, program: &str, args: &[&str]) -> i32 {
         let child = self

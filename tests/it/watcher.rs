@@ -27,17 +27,6 @@ fn pid_of(value: &Value) -> Option<i32> {
     value.as_i64().and_then(|p| i32::try_from(p).ok())
 }
 
-/// This test's watcher processes, by the process table.
-fn watchers(env: &TestEnv) -> Vec<i32> {
-    env.own_processes()
-        .into_iter()
-        .filter(|p| {
-            let argv = cmdline(*p);
-            argv.first().is_some_and(|a| a.ends_with("keepup")) && argv.iter().any(|w| w == "watch")
-        })
-        .collect()
-}
-
 fn events(env: &TestEnv) -> Vec<Value> {
     let run = env.keepup(&["events", "--json", "-n", "10000"]);
     serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
@@ -96,7 +85,7 @@ fn a_killed_service_is_back_within_a_second_fifty_times() {
             revived_by_watcher(&env, new)
         });
         assert_eq!(env.instances(&entry), [new], "round {round}");
-        assert_eq!(watchers(&env).len(), 1, "round {round}");
+        assert_eq!(env.watchers().len(), 1, "round {round}");
         pid = new;
     }
     eprintln!("slowest revival seen by status: {slowest:?}");
@@ -115,7 +104,7 @@ fn a_killed_watcher_leaves_the_service_alone_and_the_timer_brings_it_back() {
     let entry = service(&env);
     let pid = env.keepup(&["start"]).expect(0).pid();
     let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
-    assert_eq!(watchers(&env), [watcher]);
+    assert_eq!(env.watchers(), [watcher]);
 
     sigkill(watcher);
     let value = status(&env);
@@ -128,7 +117,7 @@ fn a_killed_watcher_leaves_the_service_alone_and_the_timer_brings_it_back() {
     let tick = env.keepup(&["restart", "--timer"]);
     tick.expect(0).stdout_has("watcher (");
     let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no new watcher");
-    assert_eq!(watchers(&env), [watcher]);
+    assert_eq!(env.watchers(), [watcher]);
     assert_eq!(env.instances(&entry), [pid], "the service was touched");
     // The next tick finds both: nothing to do, nothing said.
     let quiet = env.keepup(&["restart", "--timer"]);
@@ -141,7 +130,7 @@ fn a_killed_watcher_leaves_the_service_alone_and_the_timer_brings_it_back() {
     let revived = tick.expect(0).stdout_has("revived").pid();
     assert_eq!(env.instances(&entry), [revived]);
     let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher after the tick");
-    assert_eq!(watchers(&env), [watcher]);
+    assert_eq!(env.watchers(), [watcher]);
     // And it watches: a crash now is revived by it.
     sigkill(revived);
     await_revival(&env, &entry, revived, Instant::now());
@@ -169,7 +158,7 @@ fn stop_racing_kill_leaves_nothing_that_comes_back() {
                 "round {round}: revived after stop"
             );
             assert!(
-                watchers(&env).is_empty(),
+                env.watchers().is_empty(),
                 "round {round}: a watcher after stop"
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -199,7 +188,7 @@ fn eight_starts_at_once_make_one_service_and_one_watcher() {
         );
         let running = env.instances(&entry);
         assert_eq!(running.len(), 1, "round {round}");
-        assert_eq!(watchers(&env).len(), 1, "round {round}");
+        assert_eq!(env.watchers().len(), 1, "round {round}");
         env.keepup(&["stop"]).expect(0);
         assert!(env.own_processes().is_empty(), "round {round}");
     }
@@ -220,7 +209,7 @@ fn the_timer_racing_the_watcher_leaves_one_instance() {
             locked_pid(&entry) == Some(new)
         });
         assert_eq!(env.instances(&entry), [new], "round {round}");
-        assert_eq!(watchers(&env).len(), 1, "round {round}");
+        assert_eq!(env.watchers().len(), 1, "round {round}");
         pid = new;
     }
     env.keepup(&["stop"]).expect(0);
