@@ -35,6 +35,9 @@ pub fn run(
     report_fd: i32,
     launch: bool,
 ) -> Result<u8> {
+    // It may live for months: it keeps nothing of its starter's caller (a deploy's `flock`
+    // would be held until `stop`).
+    process::descriptors::close_all_but(&[lock_fd, report_fd]);
     // SAFETY: keepup passes these on the watcher's command line, which only
     // `process::watcher::spawn` writes: they are the lock and pipe it handed over.
     let handed = unsafe { Handed::take(lock_fd, report_fd)? };

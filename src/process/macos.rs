@@ -9,6 +9,8 @@ use sysinfo::{
     UpdateKind,
 };
 
+use std::os::fd::RawFd;
+
 use super::Facts;
 
 fn with_process<T>(pid: i32, kind: ProcessRefreshKind, f: impl FnOnce(&Process) -> T) -> Option<T> {
@@ -127,6 +129,14 @@ pub fn rss_bytes(facts: &Facts) -> Option<u64> {
 /// No children lists here: callers look through the whole table.
 pub fn children(_pid: i32) -> Option<Vec<i32>> {
     None
+}
+
+/// Where this process's open descriptors are listed.
+pub const OWN_FDS: &str = "/dev/fd";
+
+/// No `close_range` here: the caller closes one by one.
+pub unsafe fn close_range(_low: RawFd, _high: RawFd) -> bool {
+    false
 }
 
 /// keepup's own program, to run again.

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::pid::Pid;
 use crate::startup::Pattern;
 
+pub mod descriptors;
 mod ending;
 pub mod exit;
 #[cfg(target_os = "linux")]

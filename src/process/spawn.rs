@@ -321,6 +321,7 @@ impl Exec {
                 fail(nix::errno::Errno::last_raw());
             }
             reset_signals();
+            super::descriptors::close_inherited(errors);
             libc::execve(
                 self.program.as_ptr(),
                 self.argv_ptrs.as_ptr(),
