@@ -179,6 +179,13 @@ pub fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Whether this user may run `path`: executable, and every folder on the way open to them (a
+/// program in `/root/.cargo/bin` is executable, but not by another user).
+#[must_use]
+pub fn can_run(path: &Path) -> bool {
+    nix::unistd::access(path, nix::unistd::AccessFlags::X_OK).is_ok()
+}
+
 /// The first executable `program` on `path_env` (a `PATH` value), as `execvp` would find it.
 #[must_use]
 pub fn find_on_path(program: &str, path_env: &std::ffi::OsStr) -> Option<std::path::PathBuf> {

@@ -170,7 +170,8 @@ pub fn io_error(action: &'static str, path: &Path, err: io::Error) -> Error {
     ))
 }
 
-fn user_name(uid: u32) -> String {
+#[must_use]
+pub fn user_name(uid: u32) -> String {
     User::from_uid(Uid::from_raw(uid))
         .ok()
         .flatten()

@@ -75,6 +75,7 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
         Command::Doctor => return Ok(doctor::run(config_path)),
         _ => {}
     }
+    crate::process::watcher::keep_own_program();
     let config_meta = ownership::act_as_config_owner(config_path)?;
     let (config, text) = config::load_with_text(config_path)?;
     if let Some(meta) = &config_meta {

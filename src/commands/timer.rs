@@ -18,6 +18,18 @@ pub fn install(service: &Service) -> Result<u8> {
     let keepup = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .map_err(Error::io("finding", "keepup's own path"))?;
+    // cron runs the line as this user: a keepup only root can reach would fail every minute.
+    if !crate::files::can_run(&keepup) {
+        let quoted = shell_words::quote(&keepup.to_string_lossy()).into_owned();
+        return Err(Error::Failed(format!(
+            "cannot install the timer: {} cannot run {} (a folder on its way is closed to them), \
+             and cron would run it as them every minute: put keepup where every user can run \
+             it (install -m 755 {quoted} /usr/local/bin/keepup) and run install-timer with that \
+             one; nothing was written",
+            crate::ownership::user_name(crate::ownership::euid()),
+            keepup.display()
+        )));
+    }
     let path_env = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
     let spec = TimerSpec {
         keepup: &keepup,

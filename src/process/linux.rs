@@ -240,6 +240,25 @@ pub unsafe fn close_range(low: RawFd, high: RawFd) -> bool {
     unsafe { nix::libc::syscall(nix::libc::SYS_close_range, low, high, 0) == 0 }
 }
 
+/// keepup's program, opened while it could still be reached by its path.
+static KEPT_PROGRAM: OnceLock<File> = OnceLock::new();
+
+/// Opens keepup's own program and keeps it open (see [`kept_program`]).
+pub fn keep_program() {
+    if let Ok(file) = File::open("/proc/self/exe") {
+        let _ = KEPT_PROGRAM.set(file);
+    }
+}
+
+/// A path to keepup's own program that runs it whatever folders lead to it: the descriptor
+/// [`keep_program`] opened (exec through it needs only the file's own execute permission).
+pub fn kept_program() -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    KEPT_PROGRAM
+        .get()
+        .map(|file| PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())))
+}
+
 /// keepup's own program, to run again: `/proc/self/exe` still runs it after a rebuild or an
 /// upgrade replaced the file.
 pub fn own_program() -> PathBuf {

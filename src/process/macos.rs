@@ -139,6 +139,14 @@ pub unsafe fn close_range(_low: RawFd, _high: RawFd) -> bool {
     false
 }
 
+/// Nothing to keep here: keepup is run by its path.
+pub fn keep_program() {}
+
+/// No descriptor path to run a program through here.
+pub fn kept_program() -> Option<PathBuf> {
+    None
+}
+
 /// keepup's own program, to run again.
 pub fn own_program() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("keepup"))

@@ -49,8 +49,11 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
         std::io::pipe().map_err(Error::io("making a pipe for", "the watcher"))?;
     let lock_fd = lock.as_fd().as_raw_fd();
     let report_fd = report.as_raw_fd();
-    let mut command = Command::new(&exe);
+    // Run through the program itself, opened before keepup became the config's owner: root's
+    // keepup may live where she cannot go (/root/.cargo/bin, a private checkout).
+    let mut command = Command::new(os::kept_program().unwrap_or_else(|| exe.clone()));
     command
+        .arg0(&exe)
         .arg("--config")
         .arg(config_file)
         .arg(VERB)
@@ -101,6 +104,14 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
     // Reaped by whoever inherits it when this keepup exits; nothing waits for it here.
     drop(child);
     Ok(text)
+}
+
+/// Keeps keepup's own program open, to run it again after acting as another user (who may not
+/// be able to reach it by its path). Root only: nobody else changes users.
+pub fn keep_own_program() {
+    if nix::unistd::geteuid().is_root() {
+        os::keep_program();
+    }
 }
 
 /// After each action the watcher runs keepup afresh under the same pid (so its identity, pid
