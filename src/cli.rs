@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::commands::{Command, ExportTarget};
+use crate::commands::{Command, ExportTarget, LaunchOrder};
+use crate::events::{Kind, Who};
 use crate::export::Scope;
 
 /// Keeps one long-running program alive, without root and without systemd.
@@ -101,8 +102,15 @@ pub enum Verb {
         lock_fd: i32,
         #[arg(long)]
         report_fd: i32,
-        #[arg(long)]
-        launch: bool,
+        /// Launch the service first, and record it as this.
+        #[arg(long, value_parser = ["start", "revive"])]
+        launch: Option<String>,
+        /// Who asked for the launch.
+        #[arg(long, value_parser = ["user", "timer"], requires = "launch")]
+        by: Option<String>,
+        /// Leave once the launch is done (watch = false).
+        #[arg(long, requires = "launch")]
+        once: bool,
     },
 }
 
@@ -178,11 +186,25 @@ impl Verb {
             Verb::Watch {
                 lock_fd,
                 report_fd,
-                launch,
+                ref launch,
+                ref by,
+                once,
             } => Command::Watch {
                 lock_fd,
                 report_fd,
-                launch,
+                launch: launch.as_deref().map(|kind| LaunchOrder {
+                    kind: if kind == "revive" {
+                        Kind::Revive
+                    } else {
+                        Kind::Start
+                    },
+                    by: if by.as_deref() == Some("timer") {
+                        Who::Timer
+                    } else {
+                        Who::User
+                    },
+                    once,
+                }),
             },
         }
     }

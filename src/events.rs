@@ -66,6 +66,15 @@ pub enum Who {
 }
 
 impl Who {
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Who::User => "user",
+            Who::Timer => "timer",
+            Who::Watcher => "watcher",
+        }
+    }
+
     /// Whether a person waits for the answer: the timer and the watcher write to a log, and
     /// say only what they did.
     #[must_use]

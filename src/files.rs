@@ -80,6 +80,15 @@ fn distrust(file: &File, path: &Path) -> Result<Option<String>> {
 /// Replaces `path` with `content` atomically: a temp file in the same folder, synced, then
 /// renamed over it. A crash leaves the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
+    write_with_mode(path, content, 0o644)
+}
+
+/// As [`write_atomic`], readable by its owner alone (mode 0600): for values that may be secrets.
+pub fn write_private(path: &Path, content: &[u8]) -> Result<()> {
+    write_with_mode(path, content, 0o600)
+}
+
+fn write_with_mode(path: &Path, content: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut temp_name = std::ffi::OsString::from(".");
     temp_name.push(path.file_name().unwrap_or_default());
@@ -92,7 +101,7 @@ pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(mode)
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&temp)?;
         file.write_all(content)?;

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod environment;
 pub mod error;
 pub mod events;
 pub mod exit_code;

@@ -69,6 +69,8 @@ pub struct Status {
     pub warnings: Vec<String>,
     pub log: PathBuf,
     pub config: PathBuf,
+    /// Which environment a launch gives the service (counts and sources, never values).
+    pub environment: EnvSummary,
     /// Whether this config's timer line is in the crontab; `None` when it cannot be read.
     pub timer_installed: Option<bool>,
     /// Why the crontab could not be read.
@@ -81,6 +83,56 @@ pub struct Status {
     pub revivals_24h: usize,
     /// The newest few events, oldest first.
     pub recent_events: Vec<Event>,
+}
+
+/// Which environment a launch gives the service: where its variables come from, and how many;
+/// never their values (they may be secrets).
+#[derive(Debug, Default, Serialize)]
+pub struct EnvSummary {
+    /// Variables recorded at the last manual start; `None` when nothing is recorded (a launch
+    /// then starts from the launching keepup's own environment).
+    pub recorded: Option<usize>,
+    /// When they were recorded, RFC 3339, UTC.
+    pub recorded_at: Option<String>,
+    /// The config's `env_file`, its variables, or why it cannot be read.
+    pub env_file: Option<PathBuf>,
+    pub env_file_variables: Option<usize>,
+    pub env_file_problem: Option<String>,
+    /// Variables of the config's `env` table.
+    pub env: usize,
+}
+
+impl EnvSummary {
+    fn render(&self) -> String {
+        let mut text = match (self.recorded, &self.recorded_at) {
+            (Some(n), Some(at)) => format!(
+                "{} recorded at the last start ({at})",
+                count_text(n, "variable")
+            ),
+            (Some(n), None) => format!("{} recorded at the last start", count_text(n, "variable")),
+            (None, _) => "the launching keepup's own (start records one)".to_owned(),
+        };
+        if let Some(file) = &self.env_file {
+            match (self.env_file_variables, &self.env_file_problem) {
+                (Some(n), _) => {
+                    let _ = write!(
+                        text,
+                        ", {} from env_file {}",
+                        count_text(n, "variable"),
+                        file.display()
+                    );
+                }
+                (None, Some(problem)) => {
+                    let _ = write!(text, ", env_file: {problem}");
+                }
+                (None, None) => {}
+            }
+        }
+        if self.env > 0 {
+            let _ = write!(text, ", {} from env", count_text(self.env, "variable"));
+        }
+        text
+    }
 }
 
 /// The watcher, as `status` tells it.
@@ -166,6 +218,7 @@ impl Status {
         }
         line("log:", &self.log.display().to_string());
         line("config:", &self.config.display().to_string());
+        line("environment:", &self.environment.render());
         let timer = match (self.timer_installed, &self.timer_problem) {
             (Some(true), _) => "installed: restart runs every minute".to_owned(),
             (Some(false), _) => "not installed (install-timer adds it)".to_owned(),
@@ -234,6 +287,7 @@ mod tests {
             leftovers: Vec::new(),
             warnings: Vec::new(),
             log: "/srv/bot.py.log".into(),
+            environment: EnvSummary::default(),
             config: "/srv/cfg.toml".into(),
             timer_installed: pid.map(|_| true),
             timer_problem: None,

@@ -105,7 +105,7 @@ pub fn refuse_unsafe_as_root(config_file: &Path, paths: Vec<TrustedPath<'_>>) ->
                 user_name(meta.uid()),
                 path.display()
             ))
-        } else if meta.mode() & 0o022 != 0 {
+        } else if meta.mode() & 0o022 != 0 && !meta.file_type().is_symlink() {
             Some(format!(
                 "is writable by group or others (mode {:04o}); chmod go-w {}",
                 meta.mode() & 0o7777,

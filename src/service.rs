@@ -138,6 +138,12 @@ impl Service {
         self.state_file(".events")
     }
 
+    /// `<name>.env`: the environment of the last manual start, which every launch starts from.
+    #[must_use]
+    pub fn recorded_env(&self) -> PathBuf {
+        self.state_file(".env")
+    }
+
     /// `<name>.watcher`: who the watcher is.
     #[must_use]
     pub fn watcher_file(&self) -> PathBuf {
@@ -184,7 +190,7 @@ impl Service {
             }
             let file =
                 |(dir, name): &(PathBuf, String), suffix: &str| dir.join(format!("{name}{suffix}"));
-            for suffix in [".events", ".instance", ".watcher"] {
+            for suffix in [".events", ".instance", ".watcher", ".env"] {
                 move_state_file(&file(&from, suffix), &file(&to, suffix))?;
             }
             if let PidLock::Held(pid) = pidfile::read(&file(&from, ".pid"))? {

@@ -193,7 +193,9 @@ fn timer_binary(config: &Config, timer: &TimerLine) -> Check {
             reinstall,
         );
     }
-    let me = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+    let me = crate::process::watcher::own_path()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
     if me.as_deref() != Some(timer.keepup.as_path()) {
         return warn(
             format!(

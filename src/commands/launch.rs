@@ -44,8 +44,14 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
     check_runnable(service)?;
     check_ready_is_not_taken(service)?;
     let log_start = std::fs::metadata(&config.log).map_or(0, |m| m.len());
+    let env = crate::environment::for_launch(
+        &service.recorded_env(),
+        config.env_file.as_deref(),
+        &config.env,
+    )
+    .map_err(|e| Error::Failed(format!("{} not started: {e}", config.name)))?;
     process::become_subreaper();
-    let mut child = finder.spawn()?;
+    let mut child = finder.spawn(&env)?;
     let deadline = Instant::now() + config.start_timeout;
     let outcome = match finder.started(&mut child) {
         // Recorded before it runs its program (it waits at a gate until then), and before it is

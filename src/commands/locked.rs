@@ -7,7 +7,7 @@ use crate::events::{self, Event, Kind, Outcome, Who};
 use crate::logfile;
 use crate::oplock::OpLock;
 use crate::pid::Pid;
-use crate::pidfile::PidLock;
+use crate::pidfile::{self, PidLock};
 use crate::process::watcher::First;
 use crate::process::{self, Finder, Instance, Leftovers};
 use crate::service::{Lookup, Service};
@@ -117,22 +117,31 @@ impl<'a> Locked<'a> {
         Ok(())
     }
 
-    /// Launches the service: with `watch`, through a new watcher, which becomes its parent
-    /// (any other watcher is ended first, with what it was left with); in the watcher, or
-    /// without `watch`, from this process.
-    pub(super) fn launch(&self, lock: &PidLock) -> Result<Instance> {
+    /// Launches the service and records it as `kind`. In the watcher, from this process;
+    /// otherwise through a process of its own, detached, that takes over this lock: a new
+    /// watcher, which becomes the service's parent (any other watcher is ended first, with what
+    /// it was left with), or without `watch` a launcher that leaves once done. Either records
+    /// the launch itself, so a Ctrl-C or a kill of this keepup never leaves a service running,
+    /// kept and unrecorded, or half started.
+    pub(super) fn launch(&self, lock: &PidLock, kind: Kind) -> Result<Instance> {
         let service = self.service;
         // What launches is what the config names now: the service moves to its place first.
         service.settle()?;
         if self.who == Who::Watcher {
-            return launch::launch(service, &self.finder, lock);
+            return self.launch_here(lock, kind);
         }
         self.end_watcher(None)?;
-        if !service.config.watch {
-            return launch::launch(service, &self.finder, lock);
-        }
-        let answer = process::watcher::spawn(&service.config.file, &self.lock, First::Launch)?;
-        // The watcher wrote the record and the pid lock.
+        let first = First::Launch {
+            kind: kind.name(),
+            by: self.who.name(),
+            once: !service.config.watch,
+        };
+        let answer = match process::watcher::spawn(&service.config.file, &self.lock, first) {
+            Ok(answer) => answer,
+            // It never took over: nothing was launched, and nobody else records that.
+            Err(e) => return self.record_launch(kind, Err(e)),
+        };
+        // The launcher wrote the record and the pid lock.
         service.reread_record();
         watch::take_answer(&answer, &self.finder, &service.config.name)?.ok_or_else(|| {
             Error::Failed(format!(
@@ -140,6 +149,19 @@ impl<'a> Locked<'a> {
                 service.config.name
             ))
         })
+    }
+
+    /// Launches the service from this process and records it as `kind`; a `start` that fails
+    /// leaves nothing asking the timer to keep retrying it.
+    pub(super) fn launch_here(&self, lock: &PidLock, kind: Kind) -> Result<Instance> {
+        let service = self.service;
+        let launched = launch::launch(service, &self.finder, lock);
+        let launched = self.record_launch(kind, launched);
+        if launched.is_err() && kind == Kind::Start {
+            pidfile::remove(&service.pid_file())?;
+            service.release()?;
+        }
+        launched
     }
 
     /// With `watch`, makes sure a watcher watches `instance` (one is started if none runs);
@@ -279,7 +301,7 @@ impl<'a> Locked<'a> {
     }
 
     /// Records the outcome of launching an instance and passes it on.
-    pub(super) fn record_launch(&self, kind: Kind, launched: Result<Instance>) -> Result<Instance> {
+    fn record_launch(&self, kind: Kind, launched: Result<Instance>) -> Result<Instance> {
         let pid = launched.as_ref().ok().map(Instance::pid);
         self.record_result(kind, pid, launched)
     }

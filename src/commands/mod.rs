@@ -5,7 +5,7 @@ use std::path::Path;
 
 use crate::config;
 use crate::error::{Error, Result};
-use crate::events::Who;
+use crate::events::{Kind, Who};
 use crate::exit_code;
 use crate::ownership;
 use crate::service::Service;
@@ -63,8 +63,18 @@ pub enum Command {
     Watch {
         lock_fd: i32,
         report_fd: i32,
-        launch: bool,
+        launch: Option<LaunchOrder>,
     },
+}
+
+/// A launch handed to a process of its own (the watcher, or with `watch = false` a launcher that
+/// leaves once done), so that the caller's Ctrl-C or death cannot cut it in half: it records
+/// the launch as `kind` by `by` itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchOrder {
+    pub kind: Kind,
+    pub by: Who,
+    pub once: bool,
 }
 
 /// Loads the config and runs `command`. A config error comes back before anything is done.

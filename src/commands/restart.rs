@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use super::stop::stop_instance;
 use super::{Locked, note, say, stamp};
+use crate::environment;
 use crate::error::{Error, Result};
 use crate::events::{self, Kind, Outcome, Who};
 use crate::exit_code;
@@ -129,8 +130,7 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
     if let Some(leftovers) = &lookup.leftovers {
         locked.end_leftovers(leftovers, service.config.stop_signal)?;
     }
-    let launched = locked.launch(&locked.pid_lock);
-    match locked.record_launch(Kind::Revive, launched) {
+    match locked.launch(&locked.pid_lock, Kind::Revive) {
         Ok(instance) => {
             say(&format!("{stamp}{name} ({}) revived", instance.pid()));
             Ok(Revival::Revived(instance))
@@ -157,9 +157,10 @@ fn force_restart(service: &Service, locked: &Locked<'_>) -> Result<u8> {
         }
         None => "started",
     };
+    // A manual start: every later launch starts from its environment.
+    environment::record(&service.recorded_env())?;
     // The old pid is gone: whatever the lock says, rewrite it.
-    let launched = locked.launch(&PidLock::Absent);
-    let instance = locked.record_launch(Kind::Start, launched)?;
+    let instance = locked.launch(&PidLock::Absent, Kind::Start)?;
     say(&format!("{name} ({}) {verb}", instance.pid()));
     Ok(exit_code::OK)
 }

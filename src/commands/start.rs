@@ -2,6 +2,7 @@
 //! guard (its event is where the guard starts counting again).
 
 use super::Locked;
+use crate::environment;
 use crate::error::Result;
 use crate::events::{Kind, Outcome, Who};
 use crate::exit_code;
@@ -13,6 +14,8 @@ pub fn run(service: &Service) -> Result<u8> {
     let locked = Locked::acquire(service, Who::User, true)?;
     let name = &service.config.name;
     let lookup = locked.locate()?;
+    // Every later launch, by whoever, starts from this start's environment.
+    environment::record(&service.recorded_env())?;
     if let Some(instance) = lookup.instance {
         service.remember(&instance, &locked.pid_lock)?;
         locked.ensure_watcher(&instance)?;
@@ -28,14 +31,14 @@ pub fn run(service: &Service) -> Result<u8> {
     if let Some(leftovers) = &lookup.leftovers {
         locked.end_leftovers(leftovers, service.config.stop_signal)?;
     }
-    let launched = locked.launch(&locked.pid_lock);
-    match locked.record_launch(Kind::Start, launched) {
+    match locked.launch(&locked.pid_lock, Kind::Start) {
         Ok(instance) => {
             println!("{name} ({}) started", instance.pid());
             Ok(exit_code::OK)
         }
         Err(e) => {
-            // A start that failed leaves nothing asking the timer to keep retrying it.
+            // A start that failed leaves nothing asking the timer to keep retrying it (the
+            // launcher has seen to it already, unless it never ran).
             pidfile::remove(&service.pid_file())?;
             service.release()?;
             Err(e)

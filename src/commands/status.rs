@@ -3,10 +3,11 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::RestartLimit;
+use crate::environment;
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
 use crate::guard::{self, Verdict};
-use crate::output::{Guard, Watcher};
+use crate::output::{EnvSummary, Guard, Watcher};
 use crate::output::{State, Status};
 use crate::pidfile::PidLock;
 use crate::process::Instance;
@@ -62,6 +63,7 @@ pub fn of(service: &Service) -> Result<Status> {
         warnings: warnings(service, instance, &history, now),
         log: service.config.log.clone(),
         config: service.config.file.clone(),
+        environment: environment_of(service),
         timer_installed: timer.as_ref().ok().copied(),
         timer_problem: timer.err().map(|e| e.to_string()),
         watch: service.config.watch,
@@ -75,6 +77,23 @@ pub fn of(service: &Service) -> Result<Status> {
         recent_events: history[history.len().saturating_sub(RECENT_EVENTS)..].to_vec(),
     };
     Ok(status)
+}
+
+/// Where a launch takes the service's environment from: counts, never values.
+fn environment_of(service: &Service) -> EnvSummary {
+    let config = &service.config;
+    let recorded = environment::recorded(&service.recorded_env())
+        .ok()
+        .flatten();
+    let file = config.env_file.as_deref().map(environment::env_file);
+    EnvSummary {
+        recorded: recorded.as_ref().map(|(vars, _)| vars.len()),
+        recorded_at: recorded.and_then(|(_, at)| at).map(time_text),
+        env_file: config.env_file.clone(),
+        env_file_variables: file.as_ref().and_then(|f| f.as_ref().ok()).map(Vec::len),
+        env_file_problem: file.and_then(Result::err).map(|e| e.to_string()),
+        env: config.env.len(),
+    }
 }
 
 /// What a person should know of the entry and the config, beside the state.

@@ -39,6 +39,8 @@ pub fn run(service: &Service) -> Result<u8> {
     // so it revives nothing meanwhile.
     locked.end_watcher(None)?;
     service.forget()?;
+    // No revival to give it to: the recorded environment (secrets, maybe) goes too.
+    crate::files::remove(&service.recorded_env())?;
     service.release()?;
     Ok(exit_code::OK)
 }

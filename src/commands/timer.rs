@@ -15,9 +15,9 @@ pub fn install(service: &Service) -> Result<u8> {
         )));
     }
     let _lock = service.registry.crontab_lock()?;
-    let keepup = std::env::current_exe()
-        .and_then(std::fs::canonicalize)
-        .map_err(Error::io("finding", "keepup's own path"))?;
+    let keepup = crate::process::watcher::own_path()?;
+    // Resolved where the user can; a path they cannot resolve is refused just below.
+    let keepup = keepup.canonicalize().unwrap_or(keepup);
     // cron runs the line as this user: a keepup only root can reach would fail every minute.
     if !crate::files::can_run(&keepup) {
         let quoted = shell_words::quote(&keepup.to_string_lossy()).into_owned();

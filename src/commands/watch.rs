@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use super::restart::{Revival, revive};
-use super::{Locked, note, stamp};
+use super::{LaunchOrder, Locked, note, stamp};
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::events::Who;
@@ -27,13 +27,15 @@ use crate::watcher::{self, WatcherRecord};
 /// count (the entry is gone, the state folder cannot be written): it doubles from a second.
 const MOST_BETWEEN_TRIES: Duration = Duration::from_secs(60);
 
-/// The watcher's first state, under the lock of the keepup that started it.
+/// The watcher's first state, under the lock of the keepup that started it: the launch it
+/// was handed (recorded here, so that nothing the caller suffers cuts it in half), or the
+/// running instance to watch. With a launch `once` (`watch = false`), it leaves when done.
 pub fn run(
     service: &Service,
     text: &str,
     lock_fd: i32,
     report_fd: i32,
-    launch: bool,
+    launch: Option<LaunchOrder>,
 ) -> Result<u8> {
     // It may live for months: it keeps nothing of its starter's caller (a deploy's `flock`
     // would be held until `stop`).
@@ -47,20 +49,40 @@ pub fn run(
     let me = process::own_identity()
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
     let Handed { lock, report } = handed;
-    let lock = OpLock::inherited(lock);
-    let first = first_instance(service, launch);
+    let locked = Locked::holding(
+        service,
+        OpLock::inherited(lock),
+        launch.map_or(Who::Watcher, |l| l.by),
+    )?;
+    let first = match launch {
+        Some(order) => locked.launch_here(&locked.pid_lock, order.kind),
+        None => locked.locate().and_then(|lookup| {
+            lookup.instance.ok_or_else(|| {
+                Error::Failed(format!(
+                    "{} stopped before its watcher began",
+                    service.config.name
+                ))
+            })
+        }),
+    };
+    let once = launch.is_some_and(|l| l.once);
     let mut answer = match &first {
         Ok(instance) => format!(
             "{} {} {}\n",
-            if launch { "started" } else { "watching" },
+            if launch.is_some() {
+                "started"
+            } else {
+                "watching"
+            },
             instance.pid(),
             instance.identity.start
         ),
         Err(e) => format!("failed\n{e}"),
     };
-    let recorded = first.as_ref().map_or(Ok(()), |_| {
-        watcher::write(&service.watcher_file(), &WatcherRecord::new(&me, waits))
-    });
+    let recorded = match &first {
+        Ok(_) if !once => watcher::write(&service.watcher_file(), &WatcherRecord::new(&me, waits)),
+        _ => Ok(()),
+    };
     if let Err(e) = &recorded {
         let _ = writeln!(
             answer,
@@ -71,31 +93,17 @@ pub fn run(
     }
     process::watcher::detach_output(&service.timer_log());
     report.answer(&answer);
-    drop(lock);
-    let (Ok(instance), Ok(())) = (first, recorded) else {
-        return Ok(exit_code::FAILED);
-    };
-    Err(process::watcher::become_waiting(
-        &service.config.file,
-        &instance.identity,
-        waits,
-        text,
-    ))
-}
-
-/// Under the caller's lock: the instance to watch, launched here or found running.
-fn first_instance(service: &Service, launch: bool) -> Result<Instance> {
-    let finder = service.finder();
-    let pid_lock = service.pid_lock()?;
-    if launch {
-        return super::launch::launch(service, &finder, &pid_lock);
+    drop(locked);
+    match (first, recorded) {
+        (Ok(instance), Ok(())) if !once => Err(process::watcher::become_waiting(
+            &service.config.file,
+            &instance.identity,
+            waits,
+            text,
+        )),
+        (Ok(_), Ok(())) => Ok(exit_code::OK),
+        _ => Ok(exit_code::FAILED),
     }
-    service.locate(&finder, &pid_lock)?.instance.ok_or_else(|| {
-        Error::Failed(format!(
-            "{} stopped before its watcher began",
-            service.config.name
-        ))
-    })
 }
 
 /// The waiting state, if `args` is its command line: blocks until the instance ends, then

@@ -48,6 +48,8 @@ pub struct Config {
     pub search: Search,
     pub log: PathBuf,
     pub env: BTreeMap<String, String>,
+    /// A dotenv file read at every launch, absolute; `env` wins over it.
+    pub env_file: Option<PathBuf>,
     pub stop_signal: Signal,
     pub stop_timeout: Duration,
     pub start_timeout: Duration,
@@ -131,6 +133,27 @@ impl Config {
                 what: "state folder",
                 path: &self.state_dir,
                 meta: None,
+            });
+        }
+        // The log is followed through a symlink (to /var/log, say), but as root only one that
+        // root made, in a folder nobody else can change.
+        if let Some(folder) = self.log.parent()
+            && folder != self.state_dir
+            && folder != self.dir()
+        {
+            paths.push(TrustedPath {
+                what: "log's folder",
+                path: folder,
+                meta: None,
+            });
+        }
+        if let Ok(link) = std::fs::symlink_metadata(&self.log)
+            && link.file_type().is_symlink()
+        {
+            paths.push(TrustedPath {
+                what: "log (a symlink)",
+                path: &self.log,
+                meta: Some(link),
             });
         }
         paths

@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub log: Option<String>,
     /// Added to the service's environment.
     pub env: Option<BTreeMap<String, String>>,
+    /// A dotenv file (`KEY=VALUE` lines) read at every launch; `env` wins over it.
+    pub env_file: Option<String>,
     /// The first signal `stop` sends.
     pub stop_signal: Option<String>,
     /// How long `stop` waits before SIGKILL.
@@ -234,6 +236,7 @@ impl RawConfig {
             ready: checked.ready,
             log_max_size: checked.log_max_size.unwrap_or(0),
             log_keep: self.log_keep.unwrap_or(3),
+            env_file: self.env_file.as_deref().map(|f| clean(&dir.join(f))),
             watch: self.watch.unwrap_or(true),
         })
     }

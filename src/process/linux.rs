@@ -240,23 +240,25 @@ pub unsafe fn close_range(low: RawFd, high: RawFd) -> bool {
     unsafe { nix::libc::syscall(nix::libc::SYS_close_range, low, high, 0) == 0 }
 }
 
-/// keepup's program, opened while it could still be reached by its path.
+/// keepup's program, opened while it could still be reached (before root became another user:
+/// `/proc/self/exe` is then closed to the process itself).
 static KEPT_PROGRAM: OnceLock<File> = OnceLock::new();
 
-/// Opens keepup's own program and keeps it open (see [`kept_program`]).
+/// Opens keepup's own program and keeps it open (see [`program_to_run`]).
 pub fn keep_program() {
     if let Ok(file) = File::open("/proc/self/exe") {
         let _ = KEPT_PROGRAM.set(file);
     }
 }
 
-/// A path to keepup's own program that runs it whatever folders lead to it: the descriptor
-/// [`keep_program`] opened (exec through it needs only the file's own execute permission).
-pub fn kept_program() -> Option<PathBuf> {
+/// A path that runs keepup's own program whatever folders lead to it (a checkout in a 0700
+/// folder, `/root/.cargo/bin` for another user): exec through it needs only the file's own
+/// execute permission.
+pub fn program_to_run() -> PathBuf {
     use std::os::fd::AsRawFd;
-    KEPT_PROGRAM
-        .get()
-        .map(|file| PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd())))
+    KEPT_PROGRAM.get().map_or_else(own_program, |file| {
+        PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+    })
 }
 
 /// keepup's own program, to run again: `/proc/self/exe` still runs it after a rebuild or an

@@ -142,9 +142,9 @@ pub unsafe fn close_range(_low: RawFd, _high: RawFd) -> bool {
 /// Nothing to keep here: keepup is run by its path.
 pub fn keep_program() {}
 
-/// No descriptor path to run a program through here.
-pub fn kept_program() -> Option<PathBuf> {
-    None
+/// keepup's own program, by its path.
+pub fn program_to_run() -> PathBuf {
+    own_program()
 }
 
 /// keepup's own program, to run again.

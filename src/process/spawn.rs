@@ -3,7 +3,7 @@
 //! exited, one that forked into the background).
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ impl Finder<'_> {
     /// entry's folder. The process waits at a gate before it runs the service's program, until
     /// [`Spawned::release`]: keepup records it first, so no instance ever runs unrecorded (a
     /// keepup killed before it records one closes the gate, and the process leaves).
-    pub fn spawn(&self) -> Result<Spawned> {
+    pub fn spawn(&self, env: &crate::environment::Environment) -> Result<Spawned> {
         let config = self.config;
         let log = crate::files::open_append(&config.log, "opening log", true, true)?;
         let null = std::fs::File::open("/dev/null").map_err(Error::io("opening", "/dev/null"))?;
@@ -45,11 +45,9 @@ impl Finder<'_> {
             ))
         };
         // What execvp would run, found before the fork: the child may only make system calls.
-        let path_env = config
-            .env
-            .get("PATH")
-            .map(OsString::from)
-            .or_else(|| std::env::var_os("PATH"))
+        let path_env = env
+            .get(OsStr::new("PATH"))
+            .cloned()
             .unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
         let resolved = if program.contains('/') {
             PathBuf::from(program)
@@ -57,14 +55,7 @@ impl Finder<'_> {
             crate::files::find_on_path(program, &path_env)
                 .ok_or_else(|| cannot_run(std::io::Error::from_raw_os_error(nix::libc::ENOENT)))?
         };
-        let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
-        env.extend(
-            config
-                .env
-                .iter()
-                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
-        );
-        let exec = Exec::new(&resolved, &config.startup, &env, config.dir())
+        let exec = Exec::new(&resolved, &config.startup, env, config.dir())
             .ok_or_else(|| Error::Failed(format!("{}: startup holds a NUL byte", config.name)))?;
         let (gate_out, gate_in) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| cannot_run(e.into()))?;

@@ -35,8 +35,13 @@ const END_GRACE: Duration = Duration::from_secs(2);
 /// What the watcher was asked to do first, under the caller's lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum First {
-    /// Launch the service (as its parent), then watch it.
-    Launch,
+    /// Launch the service (as its parent) and record it as `kind` (`start`, `revive`) by `by`
+    /// (`user`, `timer`); then watch it, or, `once`, leave (`watch = false`).
+    Launch {
+        kind: &'static str,
+        by: &'static str,
+        once: bool,
+    },
     /// Watch the instance that runs.
     Watch,
 }
@@ -44,14 +49,14 @@ pub enum First {
 /// Starts a watcher for `config_file`, handing it `lock`, and returns its answer: what it
 /// reported (its first line says how it went), or why it said nothing.
 pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<String> {
-    let exe = std::env::current_exe().map_err(Error::io("finding keepup's own program", "/"))?;
+    let exe = own_path()?;
     let (mut answer, report) =
         std::io::pipe().map_err(Error::io("making a pipe for", "the watcher"))?;
     let lock_fd = lock.as_fd().as_raw_fd();
     let report_fd = report.as_raw_fd();
-    // Run through the program itself, opened before keepup became the config's owner: root's
-    // keepup may live where she cannot go (/root/.cargo/bin, a private checkout).
-    let mut command = Command::new(os::kept_program().unwrap_or_else(|| exe.clone()));
+    // Run through the program itself, not its path: keepup may live where the acting user
+    // cannot go (root's /root/.cargo/bin for another user, a checkout in a 0700 folder).
+    let mut command = Command::new(os::program_to_run());
     command
         .arg0(&exe)
         .arg("--config")
@@ -69,8 +74,11 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
         // Inherited until it has answered: a note it has for the user (a service that forked
         // into the background) reaches them.
         .stderr(Stdio::inherit());
-    if first == First::Launch {
-        command.arg("--launch");
+    if let First::Launch { kind, by, once } = first {
+        command.args(["--launch", kind, "--by", by]);
+        if once {
+            command.arg("--once");
+        }
     }
     // SAFETY: between fork and exec only async-signal-safe calls: setsid, fcntl, sigprocmask
     // and sigaction; nothing allocates.
@@ -101,17 +109,33 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
             "the watcher ended before it said how the launch went".to_owned(),
         ));
     }
-    // Reaped by whoever inherits it when this keepup exits; nothing waits for it here.
+    if matches!(first, First::Launch { once: true, .. }) {
+        // A launcher leaves once it has answered: gone when the command returns.
+        let _ = child.wait();
+    }
+    // A watcher stays: reaped by whoever inherits it when this keepup exits.
     drop(child);
     Ok(text)
 }
 
-/// Keeps keepup's own program open, to run it again after acting as another user (who may not
-/// be able to reach it by its path). Root only: nobody else changes users.
+/// keepup's own program (and its path), kept before root acts as another user: she may not
+/// be able to reach it by its path, nor read `/proc/self/exe` once the switch is made. Root
+/// only: nobody else changes users.
 pub fn keep_own_program() {
     if nix::unistd::geteuid().is_root() {
         os::keep_program();
+        let _ = OWN_PATH.set(std::env::current_exe().ok());
     }
+}
+
+static OWN_PATH: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// keepup's own path (what `ps` shows, what a timer line runs).
+pub fn own_path() -> Result<PathBuf> {
+    OWN_PATH
+        .get_or_init(|| std::env::current_exe().ok())
+        .clone()
+        .ok_or_else(|| Error::Failed("keepup cannot find its own program".to_owned()))
 }
 
 /// After each action the watcher runs keepup afresh under the same pid (so its identity, pid

@@ -6,6 +6,7 @@
 mod testenv;
 
 mod bad_input;
+mod clean;
 mod cli;
 mod clock;
 mod comfort;
