@@ -5,7 +5,7 @@
 use roff::{Roff, bold, italic, roman};
 
 /// Every config key: name, default, meaning (README's table, shortened).
-const KEYS: [(&str, &str, &str); 19] = [
+const KEYS: [(&str, &str, &str); 20] = [
     (
         "entry",
         "required",
@@ -35,6 +35,11 @@ const KEYS: [(&str, &str, &str); 19] = [
         "env",
         "empty",
         "a table of variables added to the service's environment",
+    ),
+    (
+        "env_file",
+        "none",
+        "a dotenv file (KEY=VALUE lines) read at every launch; env wins over it",
     ),
     (
         "stop_signal",

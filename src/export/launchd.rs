@@ -32,9 +32,19 @@ pub fn plist(config: &Config, label: &str) -> Result<String> {
         "WorkingDirectory",
         &config.dir().to_string_lossy(),
     )?;
-    if !config.env.is_empty() {
+    // launchd reads no dotenv file: the env_file's variables as they are now, then env's.
+    let mut env: Vec<(String, String)> = match &config.env_file {
+        Some(file) => crate::environment::env_file(file)?,
+        None => Vec::new(),
+    };
+    env.retain(|(name, _)| !config.env.contains_key(name));
+    env.extend(config.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if config.env_file.is_some() {
+        out.push_str("  <!-- env_file as read at export: launchd does not read it again. -->\n");
+    }
+    if !env.is_empty() {
         out.push_str("  <key>EnvironmentVariables</key>\n  <dict>\n");
-        for (name, value) in &config.env {
+        for (name, value) in &env {
             let _ = writeln!(
                 out,
                 "    <key>{}</key>\n    <string>{}</string>",

@@ -57,11 +57,8 @@ pub fn unit(config: &Config, scope: Scope) -> Result<String> {
         specifiers(&config.dir().to_string_lossy())
     ));
     line(&exec_start(config, &words)?);
-    for (name, value) in &config.env {
-        line(&format!(
-            "Environment={}",
-            quoted(&specifiers(&format!("{name}={value}")))?
-        ));
+    for text in environment(config)? {
+        line(&text);
     }
     line("# keepup revives the service whatever its exit code.");
     line("Restart=always");
@@ -109,6 +106,34 @@ pub fn unit(config: &Config, scope: Scope) -> Result<String> {
         Scope::System => "WantedBy=multi-user.target",
     });
     Ok(out)
+}
+
+/// The environment lines: `EnvironmentFile=` for `env_file`, `Environment=` for `env`, and
+/// what differs from keepup's rule.
+fn environment(config: &Config) -> Result<Vec<String>> {
+    let mut lines = vec![
+        "# keepup starts every launch from the environment of the last manual start; systemd \
+         from a clean one: a variable the service needs goes in Environment= or the env_file."
+            .to_owned(),
+    ];
+    if let Some(file) = &config.env_file {
+        lines.push(
+            "# systemd lets EnvironmentFile= win over Environment=; keepup lets env win over \
+             env_file."
+                .to_owned(),
+        );
+        lines.push(format!(
+            "EnvironmentFile={}",
+            quoted(&specifiers(&file.to_string_lossy()))?
+        ));
+    }
+    for (name, value) in &config.env {
+        lines.push(format!(
+            "Environment={}",
+            quoted(&specifiers(&format!("{name}={value}")))?
+        ));
+    }
+    Ok(lines)
 }
 
 /// The `ExecStart=` line (after a comment, when env must run the program).
