@@ -136,16 +136,22 @@ impl Config {
             });
         }
         // The log is followed through a symlink (to /var/log, say), but as root only one that
-        // root made, in a folder nobody else can change.
+        // root made, in a folder where nobody else can swap one in (a sticky folder, as /tmp,
+        // lets nobody replace root's file, and the kernel's protected_symlinks guards the rest).
         if let Some(folder) = self.log.parent()
             && folder != self.state_dir
             && folder != self.dir()
         {
-            paths.push(TrustedPath {
-                what: "log's folder",
-                path: folder,
-                meta: None,
-            });
+            let meta = std::fs::metadata(folder).ok();
+            let sticky =
+                |m: &std::fs::Metadata| std::os::unix::fs::MetadataExt::mode(m) & 0o1000 != 0;
+            if meta.as_ref().is_none_or(|m| !sticky(m)) {
+                paths.push(TrustedPath {
+                    what: "log's folder",
+                    path: folder,
+                    meta,
+                });
+            }
         }
         if let Ok(link) = std::fs::symlink_metadata(&self.log)
             && link.file_type().is_symlink()
