@@ -437,6 +437,18 @@ impl TestUser {
         assert!(status.success());
     }
 
+    /// Whether this user may run `program` (executable, every folder on the way open to them).
+    pub fn can_run(&self, env: &TestEnv, program: &Path) -> bool {
+        env.command(Path::new("setpriv"))
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .args(["test", "-x"])
+            .arg(program)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// `keepup -c cfg.toml ARGS` as this user (the user's own command), with the test's marks.
     pub fn keepup(&self, env: &TestEnv, args: &[&str]) -> Run {
         let output = env
