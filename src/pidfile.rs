@@ -47,7 +47,13 @@ pub fn read(path: &Path) -> Result<PidLock> {
 
 /// Writes `pid` and a newline, atomically.
 pub fn write(path: &Path, pid: Pid) -> Result<()> {
-    files::write_atomic(path, format!("{pid}\n").as_bytes())
+    files::write_atomic(path, text(pid).as_bytes())
+}
+
+/// What the pid lock holds for `pid`: the pid and a newline, nothing else.
+#[must_use]
+pub fn text(pid: Pid) -> String {
+    format!("{pid}\n")
 }
 
 /// Removes the lock. A directory in its place cannot be, and is reported.

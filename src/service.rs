@@ -337,6 +337,35 @@ impl Service {
     /// Records `instance` as the service and points the pid lock at it, writing only what
     /// differs (the timer's every-minute check then writes nothing).
     pub fn remember(&self, instance: &Instance, lock: &PidLock) -> Result<()> {
+        self.write_remembered(instance, Some(lock), files::write_atomic)
+    }
+
+    /// The identity of a process just spawned, waiting at its gate: the one thing every later
+    /// command needs to find it, written before it may run, without waiting for the disk (a
+    /// revival's milliseconds; [`Service::settled`] makes it durable once confirmed).
+    pub fn remember_spawned(&self, instance: &Instance) -> Result<()> {
+        self.write_remembered(instance, None, files::rewrite_in_place)
+    }
+
+    /// Points the pid lock at a process that runs now (after [`Service::remember_spawned`]).
+    pub fn point_lock(&self, instance: &Instance, lock: &PidLock) -> Result<()> {
+        self.write_remembered(instance, Some(lock), files::write_atomic_unsynced)
+    }
+
+    /// The confirmed instance's record and pid lock, on disk.
+    pub fn settled(&self) -> Result<()> {
+        files::sync(&self.record_file())?;
+        files::sync(&self.pid_file())
+    }
+
+    /// Writes the instance record (unless it already names `instance`) and, given the pid
+    /// lock as read, points it at `instance` (unless it does already).
+    fn write_remembered(
+        &self,
+        instance: &Instance,
+        lock: Option<&PidLock>,
+        write: fn(&Path, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let known = self
             .record()
             .is_some_and(|r| r.pid == instance.pid() && r.start == instance.identity.start);
@@ -344,11 +373,13 @@ impl Service {
             let record = Record::new(instance, &self.config);
             let json = serde_json::to_vec(&record)
                 .map_err(|e| Error::Failed(format!("encoding instance record: {e}")))?;
-            files::write_atomic(&self.record_file(), &json)?;
+            write(&self.record_file(), &json)?;
             *self.record_cache.borrow_mut() = Cached::Known(Some(Rc::new(record)));
         }
-        if lock.pid() != Some(instance.pid()) {
-            pidfile::write(&self.pid_file(), instance.pid())?;
+        if let Some(lock) = lock
+            && lock.pid() != Some(instance.pid())
+        {
+            write(&self.pid_file(), pidfile::text(instance.pid()).as_bytes())?;
         }
         Ok(())
     }

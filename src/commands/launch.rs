@@ -59,14 +59,19 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
         // process never runs the service, or every later command knows it. Running but
         // untracked is worse than not running: a failed record ends it.
         Ok(Started::Running(instance)) => {
-            if let Err(e) = service.remember(&instance, lock) {
+            if let Err(e) = service.remember_spawned(&instance) {
                 Err(e.to_string())
             } else if let Err(why) = child.release() {
                 Err(why)
+            } else if let Err(e) = service.point_lock(&instance, lock) {
+                Err(e.to_string())
             } else {
                 let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
                 match confirm(service, &mut exited, deadline) {
-                    Ok(()) => Ok(instance),
+                    Ok(()) => service
+                        .settled()
+                        .map(|()| instance)
+                        .map_err(|e| e.to_string()),
                     Err(why) => match child.try_wait() {
                         Ok(Some(status)) if status.success() => {
                             adopt_daemon(service, finder, &child, lock, deadline)
