@@ -71,13 +71,13 @@ pub enum Verb {
         #[arg(short, long)]
         follow: bool,
     },
-    /// Every service you keep (from your crontab's timer lines, and the configs given), one row each.
+    /// Every service you keep (keepup's record of what it keeps, your crontab's timer lines, and the configs given), one row each.
     #[command(visible_alias = "ls")]
     List {
         /// A JSON array of `status --json` objects instead of a table.
         #[arg(long)]
         json: bool,
-        /// More configs to list beside those of the timer lines.
+        /// More configs to list beside those kept and those of the timer lines.
         configs: Vec<PathBuf>,
     },
     /// Check what would make the service or its timer fail silently, each with its fix.

@@ -115,7 +115,7 @@ const EXIT_CODES: [(&str, &str); 6] = [
     ),
 ];
 
-const FILES: [(&str, &str); 8] = [
+const FILES: [(&str, &str); 9] = [
     ("<name>.pid", "the pid lock: exists = keep this service up"),
     (
         "<name>.instance",
@@ -126,6 +126,10 @@ const FILES: [(&str, &str); 8] = [
         "the record of what keepup keeps: which config keeps which entry, where its state is, and its operation lock (locks/ID.lock)",
     ),
     ("<name>.watcher", "the running watcher's identity"),
+    (
+        "<name>.env",
+        "the environment of the last manual start, which every launch starts from (mode 0600; env_file and env go on top)",
+    ),
     ("<name>.events", "the event history (events)"),
     (
         "<name>.log",

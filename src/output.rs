@@ -236,7 +236,12 @@ impl Status {
                     crate::process::exit::Waits::Polling => " (looks every 100 ms: no pidfd here)",
                 }
             )),
-            (None, true, true) => Some("not running — the timer restarts it".to_owned()),
+            (None, true, true) if self.timer_installed == Some(true) => {
+                Some("not running — the timer restarts it".to_owned())
+            }
+            (None, true, true) => Some(
+                "not running, and no timer line to start one: `keepup start` starts one".to_owned(),
+            ),
             (None, false, _) => Some("off (watch = false): the timer alone revives".to_owned()),
             (None, true, false) => None,
         };

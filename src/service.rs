@@ -236,6 +236,13 @@ impl Service {
         }
     }
 
+    /// The service is no longer kept (after its pid lock went): the recorded environment
+    /// (secrets, maybe) and the record go.
+    pub fn unkeep(&self) -> Result<()> {
+        files::remove(&self.recorded_env())?;
+        self.release()
+    }
+
     /// The service is no longer kept: its record goes (its id and lock stay known by its
     /// config's name).
     pub fn release(&self) -> Result<()> {

@@ -159,7 +159,7 @@ impl<'a> Locked<'a> {
         let launched = self.record_launch(kind, launched);
         if launched.is_err() && kind == Kind::Start {
             pidfile::remove(&service.pid_file())?;
-            service.release()?;
+            service.unkeep()?;
         }
         launched
     }

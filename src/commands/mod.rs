@@ -87,6 +87,12 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
     }
     crate::process::watcher::keep_own_program();
     let config_meta = ownership::act_as_config_owner(config_path)?;
+    // A moved or removed config's timer line still names it: removing it needs only the path.
+    if command == Command::UninstallTimer && !config_path.exists() {
+        return timer::uninstall_gone(
+            &std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf()),
+        );
+    }
     let (config, text) = config::load_with_text(config_path)?;
     if let Some(meta) = &config_meta {
         ownership::refuse_unsafe_as_root(&config.file, config.trusted_by_root(meta))?;

@@ -127,6 +127,11 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
         }
     }
     service.config.launchable_entry()?;
+    // An env_file that does not read is the config's fault, not a crash of the service: said,
+    // and tried again later (the watcher backs off), never counted by the guard.
+    if let Some(file) = &service.config.env_file {
+        environment::env_file(file)?;
+    }
     if let Some(leftovers) = &lookup.leftovers {
         locked.end_leftovers(leftovers, service.config.stop_signal)?;
     }
@@ -144,6 +149,9 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
 
 fn force_restart(service: &Service, locked: &Locked<'_>) -> Result<u8> {
     let name = &service.config.name;
+    // Stopped and not yet started again would be half a restart: Ctrl-C (or a TERM) waits until
+    // the new launch is the launcher's.
+    crate::process::defer_interrupts();
     let lookup = locked.locate()?;
     if let Some(leftovers) = &lookup.leftovers {
         locked.end_leftovers(leftovers, service.config.stop_signal)?;

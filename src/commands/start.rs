@@ -40,7 +40,7 @@ pub fn run(service: &Service) -> Result<u8> {
             // A start that failed leaves nothing asking the timer to keep retrying it (the
             // launcher has seen to it already, unless it never ran).
             pidfile::remove(&service.pid_file())?;
-            service.release()?;
+            service.unkeep()?;
             Err(e)
         }
     }

@@ -39,9 +39,7 @@ pub fn run(service: &Service) -> Result<u8> {
     // so it revives nothing meanwhile.
     locked.end_watcher(None)?;
     service.forget()?;
-    // No revival to give it to: the recorded environment (secrets, maybe) goes too.
-    crate::files::remove(&service.recorded_env())?;
-    service.release()?;
+    service.unkeep()?;
     Ok(exit_code::OK)
 }
 

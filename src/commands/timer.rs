@@ -1,5 +1,7 @@
 //! `install-timer` and `uninstall-timer`: keepup's one line in the user's crontab.
 
+use std::path::Path;
+
 use crate::error::{Error, Result};
 use crate::exit_code;
 use crate::service::Service;
@@ -57,11 +59,32 @@ pub fn install(service: &Service) -> Result<u8> {
 }
 
 pub fn uninstall(service: &Service) -> Result<u8> {
-    let _lock = service.registry.crontab_lock()?;
+    uninstall_line(
+        &service.registry,
+        &service.config.file,
+        &service.config.name,
+    )
+}
+
+/// Removes the timer line of a config that is no longer there (its folder moved): the line
+/// names it by its path, which is all this needs.
+pub fn uninstall_gone(config_file: &Path) -> Result<u8> {
+    let name = config_file.file_name().map_or_else(
+        || config_file.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    uninstall_line(
+        &crate::registry::Registry::of_this_user(),
+        config_file,
+        &name,
+    )
+}
+
+fn uninstall_line(registry: &crate::registry::Registry, config: &Path, name: &str) -> Result<u8> {
+    let _lock = registry.crontab_lock()?;
     let crontab = Crontab::from_env();
     let current = crontab.read()?;
-    let name = &service.config.name;
-    match timer::uninstall(&current, &service.config.file) {
+    match timer::uninstall(&current, config) {
         None => println!("timer for {name} is not installed"),
         Some(text) => {
             crontab.write(&text)?;

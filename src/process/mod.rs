@@ -38,7 +38,7 @@ use ending::to_nix;
 pub use ending::{KILL_GRACE, Leftovers};
 #[cfg(target_os = "linux")]
 use linux as os;
-pub use spawn::{Spawned, Started, become_subreaper};
+pub use spawn::{Spawned, Started, become_subreaper, defer_interrupts, resume_interrupts};
 use spawn::{command_line, reset_signals};
 #[cfg(target_os = "macos")]
 mod macos;

@@ -341,6 +341,34 @@ pub fn become_subreaper() {
     os::become_subreaper();
 }
 
+/// The interrupts a person or a script sends a command (Ctrl-C, `kill`, a closed terminal).
+const INTERRUPTS: [nix_signal::Signal; 4] = [
+    nix_signal::Signal::SIGINT,
+    nix_signal::Signal::SIGTERM,
+    nix_signal::Signal::SIGHUP,
+    nix_signal::Signal::SIGQUIT,
+];
+
+/// Holds back interrupts (they stay pending) until [`resume_interrupts`]: for a command's
+/// part that must not be cut in half (`restart --force` between stopping the old instance and
+/// handing the new one's launch to a process of its own).
+pub fn defer_interrupts() {
+    let mut set = nix_signal::SigSet::empty();
+    for signal in INTERRUPTS {
+        set.add(signal);
+    }
+    let _ = set.thread_block();
+}
+
+/// Lets held-back interrupts in (one pending now takes effect: the command ends).
+pub fn resume_interrupts() {
+    let mut set = nix_signal::SigSet::empty();
+    for signal in INTERRUPTS {
+        set.add(signal);
+    }
+    let _ = set.thread_unblock();
+}
+
 /// The service should not inherit keepup's caller's ignored or blocked signals (cron, nohup),
 /// or `stop` could not stop it.
 pub(super) fn reset_signals() {

@@ -99,6 +99,8 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
         .spawn()
         .map_err(|e| Error::Failed(format!("cannot run the watcher {}: {e}", exe.display())))?;
     drop(report);
+    // The launch is the watcher's now: an interrupt held back until here may end this keepup.
+    super::resume_interrupts();
     let mut text = String::new();
     let read = answer.read_to_string(&mut text);
     if read.is_err() || text.is_empty() {

@@ -741,3 +741,45 @@ fn a_log_symlink_is_followed_unless_another_user_controls_it() {
         "written through her link"
     );
 }
+
+// Old code: `env_file` was an unknown key (exit 78). A broken env_file must fail a start with
+// its file and line, leave nothing kept (nor the recorded environment), and at a revival be
+// said and tried again later, never counted as the service's crashes.
+#[test]
+fn a_broken_env_file_fails_a_start_and_never_trips_the_guard() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\nenv_file = \"bot.env\"\n[restart_limit]\nburst = 2\n");
+    env.write("bot.env", "TOKEN=1\nthis is not valid\n");
+    env.keepup(&["start"]).expect(1).stderr_has("bot.env:2:");
+    assert!(env.instances(&entry).is_empty());
+    assert_eq!(locked_pid(&entry), None);
+    assert!(
+        !env.path("svc.py.env").exists(),
+        "a failed start kept the environment"
+    );
+
+    env.write("bot.env", "TOKEN=1\n");
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    env.write("bot.env", "TOKEN=1\nthis is not valid\n");
+    sigkill(pid);
+    // The watcher says why and waits; the guard (2 revivals) is never tripped by it.
+    wait_for("the watcher to say why", || {
+        std::fs::read_to_string(env.path("svc.py.timer.log"))
+            .is_ok_and(|log| log.contains("bot.env:2:"))
+    });
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let status = env.keepup(&["status"]);
+        assert!(!status.stdout.contains("tripped"), "{status:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    env.write("bot.env", "TOKEN=2\n");
+    wait_for("the revival once the env_file reads", || {
+        env.instances(&entry).len() == 1
+    });
+    let events = env.keepup(&["events"]);
+    assert!(!events.stdout.contains("guard trip"), "{events:#?}");
+    env.keepup(&["stop"]).expect(0);
+}

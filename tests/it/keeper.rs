@@ -568,3 +568,28 @@ fn ten_timer_installs_at_once_keep_every_line() {
         );
     }
 }
+
+// Old code: `uninstall-timer` with the moved config's old path exited 78 (no such config file),
+// so the old line could never be removed and `list` showed it broken for good.
+#[test]
+fn a_moved_configs_timer_line_can_still_be_removed() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service("app/svc.py", "");
+    let old = env.write("app/cfg.toml", "entry = \"svc.py\"\n");
+    env.keepup_with(&old, &["install-timer"]).expect(0);
+    std::fs::rename(env.path("app"), env.path("app2")).unwrap();
+    let new = env.path("app2/cfg.toml");
+    env.keepup_with(&new, &["install-timer"]).expect(0);
+    env.keepup_with(&old, &["uninstall-timer"])
+        .expect(0)
+        .stdout_has("removed");
+    let crontab = std::fs::read_to_string(env.crontab_file()).unwrap();
+    let lines: Vec<&str> = crontab
+        .lines()
+        .filter(|l| l.contains("keepup-timer"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{crontab}");
+    assert!(lines[0].ends_with(&text(&new)), "{crontab}");
+    assert!(!env.path("app").exists(), "the old folder is back");
+}

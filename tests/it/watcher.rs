@@ -110,8 +110,13 @@ fn a_killed_watcher_leaves_the_service_alone_and_the_timer_brings_it_back() {
     let value = status(&env);
     assert_eq!(pid_of(&value["pid"]), Some(pid), "{value}");
     assert_eq!(value["watcher"], Value::Null, "{value}");
-    let text = env.keepup(&["status"]);
-    text.expect(0)
+    // Without a timer line, nothing would start a watcher: status must not say the timer does.
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has("watcher:  not running, and no timer line to start one");
+    env.keepup(&["install-timer"]).expect(0);
+    env.keepup(&["status"])
+        .expect(0)
         .stdout_has("watcher:  not running — the timer restarts it");
 
     let tick = env.keepup(&["restart", "--timer"]);
