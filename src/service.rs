@@ -153,11 +153,7 @@ impl Service {
     /// The operation lock's file (in the registry, named by the service's id).
     #[must_use]
     pub fn lock_file(&self) -> PathBuf {
-        let id = match &*self.keeper.borrow() {
-            Found::Own(k) => k.id.clone(),
-            _ => registry::id_of(&self.config.file),
-        };
-        self.registry.lock_path(&id)
+        self.registry.lock_path(&self.id())
     }
 
     /// Claims the service for this config (refused when another config keeps it) and takes
@@ -253,6 +249,7 @@ impl Service {
         Ok(())
     }
 
+    /// The service's id: its record's, or the one a record of this config would get.
     fn id(&self) -> String {
         match &*self.keeper.borrow() {
             Found::Own(k) => k.id.clone(),
