@@ -24,18 +24,6 @@ fn keepup_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_keepup"))
 }
 
-/// `keepup --config CONFIG ARGS` run by `program` (a copy of keepup, or keepup itself).
-fn run_with(env: &TestEnv, program: &Path, config: &Path, args: &[&str]) -> Run {
-    let output = env
-        .command(program)
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    Run::from_output(&output)
-}
-
 fn status_of(env: &TestEnv, config: &Path) -> Value {
     let run = env.keepup_with(config, &["status", "--json"]);
     serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
@@ -633,7 +621,7 @@ fn root_starts_her_watcher_with_a_keepup_she_cannot_reach() {
     let (config, keepup) = private_keepup_setup(&env, &alice);
     let entry = env.path("app/svc.py");
 
-    run_with(&env, &keepup, &config, &["start"]).expect(0);
+    env.keepup_as(&keepup, &config, &["start"]).expect(0);
     let pid = recorded_instance(&env, &entry);
     assert_eq!(
         process_uid(pid),
@@ -661,7 +649,7 @@ fn root_starts_her_watcher_with_a_keepup_she_cannot_reach() {
     assert_ne!(revived, pid);
     assert_eq!(process_uid(revived), Some(alice.uid));
 
-    run_with(&env, &keepup, &config, &["stop"]).expect(0);
+    env.keepup_as(&keepup, &config, &["stop"]).expect(0);
     assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
 }
 
@@ -673,7 +661,7 @@ fn install_timer_refuses_a_keepup_she_cannot_run() {
     let env = TestEnv::new();
     let (config, keepup) = private_keepup_setup(&env, &alice);
 
-    run_with(&env, &keepup, &config, &["install-timer"])
+    env.keepup_as(&keepup, &config, &["install-timer"])
         .expect(1)
         .stderr_has(&keepup.display().to_string())
         .stderr_has("install -m 755");

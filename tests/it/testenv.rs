@@ -178,8 +178,13 @@ impl TestEnv {
     }
 
     pub fn keepup_with(&self, config: &Path, args: &[&str]) -> Run {
+        self.keepup_as(Path::new(env!("CARGO_BIN_EXE_keepup")), config, args)
+    }
+
+    /// `PROGRAM --config CONFIG ARGS`, where `program` is keepup or a copy of it.
+    pub fn keepup_as(&self, program: &Path, config: &Path, args: &[&str]) -> Run {
         let output = self
-            .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+            .command(program)
             .arg("--config")
             .arg(config)
             .args(args)
