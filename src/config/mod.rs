@@ -98,12 +98,6 @@ impl Config {
         }
     }
 
-    /// A state file named `<entry's name><suffix>` in the state folder.
-    #[must_use]
-    pub fn state_file(&self, suffix: &str) -> PathBuf {
-        self.state_dir.join(format!("{}{suffix}", self.name))
-    }
-
     /// What root must trust to act on this config: the config file (`config_meta`, as
     /// [`crate::ownership::act_as_config_owner`] found it), the entry, the folder it runs in
     /// and the state folder.
@@ -303,7 +297,7 @@ mod tests {
             config.pattern.as_ref().unwrap().interpreter.as_deref(),
             Some("python3")
         );
-        assert_eq!(config.state_file(".pid"), entry.with_extension("py.pid"));
+        assert_eq!(config.state_dir, entry.parent().unwrap());
         assert_eq!(config.resolved.as_deref(), Some(entry.as_path()));
         assert_eq!(config.restart_limit, DEFAULT_RESTART_LIMIT);
         assert_eq!(config.ready, None);
@@ -433,7 +427,7 @@ mod tests {
             config.startup,
             ["python3", root.join("current/app.py").to_str().unwrap()]
         );
-        assert_eq!(config.state_file(".pid"), root.join("state/app.py.pid"));
+        assert_eq!(config.state_dir, root.join("state"));
         assert_eq!(config.log, root.join("state/app.py.log"));
         assert_eq!(config.dir(), root.join("current"));
     }
