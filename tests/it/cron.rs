@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::testenv::{MARK, TestEnv, locked_pid};
+use crate::testenv::{MARK, TestEnv, locked_pid, wait_for};
 
 /// The user's real crontab, put back as it was however the test ends.
 struct SavedCrontab(Option<String>);
@@ -130,11 +130,12 @@ fn cron_revives_a_killed_service_within_75_seconds() {
         "revived by cron after {:.1} s",
         killed.elapsed().as_secs_f64()
     );
-    let log = std::fs::read_to_string(env.path("svc.py.timer.log")).unwrap();
-    assert!(
-        log.contains(&format!("svc.py ({revived}) revived")),
-        "{log}"
-    );
+    // The pid lock names the new process from its spawn on; the timer's line is written once
+    // the revival is confirmed (1 s up).
+    wait_for("the timer's line", || {
+        std::fs::read_to_string(env.path("svc.py.timer.log"))
+            .is_ok_and(|log| log.contains(&format!("svc.py ({revived}) revived")))
+    });
     env.keepup(&["status"])
         .expect(0)
         .stdout_has("timer:    installed");
