@@ -100,16 +100,15 @@ pub fn claim(registry: &Registry, config: &Config, keep: bool, found: &Found) ->
     };
     if let Some(own) = own {
         let lock = registry.lock(&own.id)?;
-        if registry.unchanged(&config.file) {
+        // Unchanged while this waited for the lock, or rewritten for the same service.
+        let now = if registry.unchanged(&config.file) {
+            Some(own)
+        } else {
+            registry.for_config(&config.file).filter(|k| k.id == own.id)
+        };
+        if let Some(keeping) = now {
             return Ok(Claimed {
-                keeping: own,
-                recorded: true,
-                lock,
-            });
-        }
-        if let Some(now) = registry.for_config(&config.file).filter(|k| k.id == own.id) {
-            return Ok(Claimed {
-                keeping: now,
+                keeping,
                 recorded: true,
                 lock,
             });
@@ -239,12 +238,12 @@ fn standing(registry: &Registry, record: &Keeping, config: &Config) -> Standing 
 
 /// Whether the service of `record` is kept: its pid lock exists, or someone acts on it now.
 fn keeps(registry: &Registry, record: &Keeping) -> bool {
-    let pid_lock = pid_file(&record.state_dir, &record.name);
+    let pid_lock = state_file(&record.state_dir, &record.name, ".pid");
     std::fs::symlink_metadata(pid_lock).is_ok() || matches!(registry.try_lock(&record.id), Ok(None))
 }
 
-/// `<state_dir>/<name>.pid`.
+/// A service's state file: `<state_dir>/<name><suffix>` (`.pid`, `.events`, …).
 #[must_use]
-pub fn pid_file(state_dir: &Path, name: &str) -> PathBuf {
-    state_dir.join(format!("{name}.pid"))
+pub fn state_file(state_dir: &Path, name: &str, suffix: &str) -> PathBuf {
+    state_dir.join(format!("{name}{suffix}"))
 }

@@ -100,17 +100,19 @@ impl Service {
         place
     }
 
-    /// The record, as found or claimed; where the state files are follows it.
+    /// The record, as found or claimed; where the state files are, and so what this
+    /// invocation read of the instance record, follow it.
     fn set_keeper(&self, found: Found) {
         self.keeper.replace(found);
         self.place.replace(None);
+        self.record_cache.replace(Cached::Unread);
     }
 
     /// A state file named `<name><suffix>` in the state folder in use.
     #[must_use]
     pub fn state_file(&self, suffix: &str) -> PathBuf {
         let (dir, name) = self.place();
-        dir.join(format!("{name}{suffix}"))
+        keeper::state_file(&dir, &name, suffix)
     }
 
     /// `<name>.pid`: the pid lock.
@@ -161,13 +163,12 @@ impl Service {
     pub fn lock(&self, keep: bool) -> Result<OpLock> {
         let found = self.keeper.borrow().clone();
         let claimed = keeper::claim(&self.registry, &self.config, keep, &found)?;
+        // The place may differ from what this invocation read before it held the lock.
         self.set_keeper(if claimed.recorded {
             Found::Own(claimed.keeping)
         } else {
             Found::None
         });
-        // The place may differ from what this invocation read before it held the lock.
-        *self.record_cache.borrow_mut() = Cached::Unread;
         self.make_state_dir()?;
         Ok(claimed.lock)
     }
@@ -184,8 +185,9 @@ impl Service {
                 std::fs::create_dir_all(&to.0)
                     .map_err(Error::io("creating the state folder", &to.0))?;
             }
-            let file =
-                |(dir, name): &(PathBuf, String), suffix: &str| dir.join(format!("{name}{suffix}"));
+            let file = |(dir, name): &(PathBuf, String), suffix: &str| {
+                keeper::state_file(dir, name, suffix)
+            };
             for suffix in [".events", ".instance", ".watcher", ".env"] {
                 move_state_file(&file(&from, suffix), &file(&to, suffix))?;
             }
@@ -199,8 +201,7 @@ impl Service {
             self.set_keeper(Found::Own(fresh));
         }
         if from != to {
-            pidfile::remove(&from.0.join(format!("{}.pid", from.1)))?;
-            *self.record_cache.borrow_mut() = Cached::Unread;
+            pidfile::remove(&keeper::state_file(&from.0, &from.1, ".pid"))?;
         }
         Ok(())
     }
@@ -242,11 +243,11 @@ impl Service {
     /// The service is no longer kept: its record goes (its id and lock stay known by its
     /// config's name).
     pub fn release(&self) -> Result<()> {
-        if let Found::Own(keeping) = self.keeper.replace(Found::None) {
-            self.place.replace(None);
-            self.registry.remove(&keeping)?;
-        }
-        Ok(())
+        let Found::Own(keeping) = self.keeper.borrow().clone() else {
+            return Ok(());
+        };
+        self.set_keeper(Found::None);
+        self.registry.remove(&keeping)
     }
 
     /// The service's id: its record's, or the one a record of this config would get.
