@@ -82,6 +82,15 @@ impl Service {
         }
     }
 
+    /// Refused, naming the keeper, when another config keeps this service (what a claim says,
+    /// for a verb that takes none).
+    pub fn refuse_other_keeper(&self) -> Result<()> {
+        match &*self.keeper.borrow() {
+            Found::Other(other) => Err(keeper::kept_by_other(&self.config, other)),
+            _ => Ok(()),
+        }
+    }
+
     /// The state folder and the state files' name in use: the record's while its folder is
     /// there (a renamed entry, a switched release keep theirs until the next launch), else the
     /// config's (a moved folder took its files along).

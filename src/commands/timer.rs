@@ -8,14 +8,8 @@ use crate::service::Service;
 use crate::timer::{self, Crontab, Installed, TimerSpec};
 
 pub fn install(service: &Service) -> Result<u8> {
-    if let Some(keeper) = service.other_keeper() {
-        return Err(Error::Failed(format!(
-            "{} is kept by another config, {}: its timer is that config's (install-timer --config {})",
-            service.config.name,
-            keeper.display(),
-            shell_words::quote(&keeper.to_string_lossy())
-        )));
-    }
+    // Its timer would be refused every minute.
+    service.refuse_other_keeper()?;
     let _lock = service.registry.crontab_lock()?;
     let keepup = crate::process::watcher::own_path()?;
     // Resolved where the user can; a path they cannot resolve is refused just below.

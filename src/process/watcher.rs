@@ -126,7 +126,7 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
 pub fn keep_own_program() {
     if nix::unistd::geteuid().is_root() {
         os::keep_program();
-        let _ = OWN_PATH.set(std::env::current_exe().ok());
+        let _ = OWN_PATH.set(current_path());
     }
 }
 
@@ -135,9 +135,20 @@ static OWN_PATH: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new
 /// keepup's own path (what `ps` shows, what a timer line runs).
 pub fn own_path() -> Result<PathBuf> {
     OWN_PATH
-        .get_or_init(|| std::env::current_exe().ok())
+        .get_or_init(current_path)
         .clone()
         .ok_or_else(|| Error::Failed("keepup cannot find its own program".to_owned()))
+}
+
+/// The path keepup runs from, as its name: without the " (deleted)" the kernel adds once an
+/// upgrade has replaced the file.
+fn current_path() -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::env::current_exe().ok()?;
+    let bytes = path.as_os_str().as_bytes();
+    Some(PathBuf::from(OsStr::from_bytes(
+        bytes.strip_suffix(b" (deleted)").unwrap_or(bytes),
+    )))
 }
 
 /// After each action the watcher runs keepup afresh under the same pid (so its identity, pid
@@ -234,13 +245,7 @@ fn exec_self(args: &[&OsStr]) -> Error {
     use std::os::unix::ffi::OsStrExt;
     let program = os::own_program();
     // What `ps` shows: keepup's path, not /proc/self/exe.
-    let name = std::env::current_exe().map_or_else(
-        |_| OsString::from("keepup"),
-        |p| {
-            let bytes = p.as_os_str().as_bytes();
-            OsStr::from_bytes(bytes.strip_suffix(b" (deleted)").unwrap_or(bytes)).to_owned()
-        },
-    );
+    let name = own_path().map_or_else(|_| OsString::from("keepup"), PathBuf::into_os_string);
     let mut words = vec![name.as_os_str(), OsStr::new("--config")];
     words.extend_from_slice(args);
     let cstrings: std::result::Result<Vec<CString>, _> =

@@ -133,7 +133,13 @@ fn a_second_config_for_a_kept_entry_is_refused_and_never_revives_it() {
     let env = TestEnv::new();
     let (entry, a, b) = two_configs(&env);
     let pid = env.keepup_with(&a, &["start"]).expect(0).pid();
-    for verb in [&["start"][..], &["stop"], &["kill"], &["restart"]] {
+    for verb in [
+        &["start"][..],
+        &["stop"],
+        &["kill"],
+        &["restart"],
+        &["install-timer"],
+    ] {
         let run = env.keepup_with(&b, verb);
         assert!(
             run.code == 1
