@@ -129,11 +129,6 @@ impl Registry {
         }
     }
 
-    #[must_use]
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Whether the folder may be trusted (readers look no further when not): one under the
     /// user's own home is, as it is; a shared one must be there, hers and private.
     fn usable(&self) -> bool {
