@@ -23,6 +23,12 @@ pub enum Error {
     /// An action was tried and did not succeed; the message says what happened.
     #[error("{0}")]
     Failed(String),
+
+    /// keepup could not launch the service for a reason of its own (no space for its files,
+    /// no process slot for a fork): the service did not fail, so the crash-loop guard does not
+    /// count it, and a revival is tried again soon.
+    #[error("{0}")]
+    NotLaunched(String),
 }
 
 impl Error {
@@ -39,7 +45,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config { .. } => exit_code::CONFIG,
-            Error::Io { .. } | Error::Failed(_) => exit_code::FAILED,
+            Error::Io { .. } | Error::Failed(_) | Error::NotLaunched(_) => exit_code::FAILED,
         }
     }
 }

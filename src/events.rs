@@ -90,6 +90,9 @@ pub enum Outcome {
     Failed,
     AlreadyRunning,
     NotRunning,
+    /// keepup could not launch the service, for a reason of its own (no space for its files,
+    /// no process slot): not the service's crash, so the crash-loop guard does not count it.
+    NotLaunched,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +142,7 @@ impl Event {
             Outcome::Failed => "failed",
             Outcome::AlreadyRunning => "already running",
             Outcome::NotRunning => "not running",
+            Outcome::NotLaunched => "not launched",
         };
         let by = match self.by {
             Who::User => "user",
@@ -209,8 +213,19 @@ pub fn read(path: &Path) -> Result<Vec<Event>> {
 /// The events the crash-loop guard looks at: from the last `start` on (it clears the guard),
 /// or all of them if there is none. Only those lines are parsed: a history near its size limit
 /// holds thousands of lines, and a revival should not wait for them.
+/// A history that is there but cannot be read (a directory in its place, a symlink) is an
+/// error here, not an empty history: the guard must not judge a loop it cannot see as none.
 pub fn read_since_start(path: &Path) -> Result<Vec<Event>> {
-    let bytes = read_bytes(path)?;
+    let bytes = match files::read_trusted(path, 2 * MAX_BYTES)? {
+        Trusted::Content(bytes) => bytes,
+        Trusted::Absent => Vec::new(),
+        Trusted::Refused(why) => {
+            return Err(Error::Failed(format!(
+                "event history {}: {why}",
+                path.display()
+            )));
+        }
+    };
     // As serde_json writes it; a detail that quotes it is escaped, so never matches.
     let marker = br#""event":"start""#;
     let from = bytes

@@ -148,10 +148,33 @@ pub struct Watcher {
 /// The crash-loop guard, as `status` tells it.
 #[derive(Debug, Serialize)]
 pub struct Guard {
-    /// `ok`, `backoff` (next revival waits) or `tripped` (no revival until `until`).
+    /// `ok`, `backoff` (next revival waits), `tripped` (no revival until `until`) or `armed`
+    /// (running, and a crash now would trip it).
     pub state: &'static str,
     /// RFC 3339, UTC.
     pub until: Option<String>,
+    /// With `armed`: the revivals counted within `interval`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revivals: Option<usize>,
+    #[serde(skip)]
+    pub interval: String,
+}
+
+impl Guard {
+    fn text(&self) -> String {
+        match (self.state, &self.until) {
+            ("tripped", Some(until)) => {
+                format!("tripped: no revival before {until} (start clears it)")
+            }
+            ("backoff", Some(until)) => format!("backing off: next revival at {until}"),
+            ("armed", _) => format!(
+                "armed: a crash now would trip it ({} within {})",
+                count_text(self.revivals.unwrap_or_default(), "revival"),
+                self.interval
+            ),
+            _ => "ok".to_owned(),
+        }
+    }
 }
 
 impl Status {
@@ -248,17 +271,11 @@ impl Status {
         if let Some(watcher) = watcher {
             line("watcher:", &watcher);
         }
-        let guard = match &self.guard.until {
-            Some(until) if self.guard.state == "tripped" => {
-                format!("tripped: no revival before {until} (start clears it)")
-            }
-            Some(until) => format!("backing off: next revival at {until}"),
-            None => "ok".to_owned(),
-        };
         line(
             "guard:",
             &format!(
-                "{guard}; {} in the last 24 h",
+                "{}; {} in the last 24 h",
+                self.guard.text(),
                 count_text(self.revivals_24h, "revival")
             ),
         );
@@ -305,6 +322,8 @@ mod tests {
             guard: Guard {
                 state: "ok",
                 until: None,
+                revivals: None,
+                interval: "5m".into(),
             },
             revivals_24h: 2,
             recent_events: Vec::new(),

@@ -51,7 +51,10 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
     )
     .map_err(|e| Error::Failed(format!("{} not started: {e}", config.name)))?;
     process::become_subreaper();
-    let mut child = finder.spawn(&env)?;
+    let mut child = finder.spawn(&env).map_err(|e| match e {
+        Error::Io { .. } => not_launched(config, &e),
+        e => e,
+    })?;
     let deadline = Instant::now() + config.start_timeout;
     let outcome = match finder.started(&mut child) {
         // Recorded before it runs its program (it waits at a gate until then), and before it is
@@ -60,43 +63,57 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
         // untracked is worse than not running: a failed record ends it.
         Ok(Started::Running(instance)) => {
             if let Err(e) = service.remember_spawned(&instance) {
-                Err(e.to_string())
+                Err(Failure::Own(e))
             } else if let Err(why) = child.release() {
-                Err(why)
+                Err(Failure::Service(why))
             } else if let Err(e) = service.point_lock(&instance, lock) {
-                Err(e.to_string())
+                Err(Failure::Own(e))
             } else {
                 let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
                 match confirm(service, &mut exited, deadline) {
-                    Ok(()) => service
-                        .settled()
-                        .map(|()| instance)
-                        .map_err(|e| e.to_string()),
+                    Ok(()) => service.settled().map(|()| instance).map_err(Failure::Own),
                     Err(why) => match child.try_wait() {
                         Ok(Some(status)) if status.success() => {
                             adopt_daemon(service, finder, &child, lock, deadline)
+                                .map_err(Failure::Service)
                         }
-                        _ => Err(why),
+                        _ => Err(Failure::Service(why)),
                     },
                 }
             }
         }
         Ok(Started::Exited(status)) if status.success() => {
-            adopt_daemon(service, finder, &child, lock, deadline)
+            adopt_daemon(service, finder, &child, lock, deadline).map_err(Failure::Service)
         }
-        Ok(Started::Exited(status)) => Err(describe_exit(status)),
-        Err(e) => Err(e.to_string()),
+        Ok(Started::Exited(status)) => Err(Failure::Service(describe_exit(status))),
+        Err(e) => Err(Failure::Own(e)),
     };
     let failure = match outcome {
         Ok(instance) => return Ok(instance),
         Err(failure) => failure,
     };
     finder.abandon(&mut child);
-    Err(Error::Failed(format!(
-        "{} failed to start: {failure}{}",
-        config.name,
-        log_tail(&config.log, log_start)
-    )))
+    match failure {
+        Failure::Own(e) => Err(not_launched(config, &e)),
+        Failure::Service(why) => Err(Error::Failed(format!(
+            "{} failed to start: {why}{}",
+            config.name,
+            log_tail(&config.log, log_start)
+        ))),
+    }
+}
+
+/// Why a launch did not make a running service.
+enum Failure {
+    /// The service failed: it could not run, exited, or was not ready in time.
+    Service(String),
+    /// keepup did (its files could not be written, the process could not be watched): the
+    /// service is not to blame.
+    Own(Error),
+}
+
+fn not_launched(config: &crate::config::Config, e: &Error) -> Error {
+    Error::NotLaunched(format!("{} not launched: {e}", config.name))
 }
 
 /// When startup runs the entry itself, it must be executable and, unless it is a binary, say

@@ -1,6 +1,8 @@
 //! The service under the operation lock: what every verb that may act holds, with the
 //! actions they share (finding the instance, launching, the watcher, the history).
 
+use std::cell::RefCell;
+
 use super::{launch, note, say, stamp, watch};
 use crate::error::{Error, Result};
 use crate::events::{self, Event, Kind, Outcome, Who};
@@ -22,7 +24,57 @@ pub(super) struct Locked<'a> {
     pub(super) finder: Finder<'a>,
     pub(super) pid_lock: PidLock,
     pub(super) who: Who,
+    /// What the history could not hold, for the guard to count all the same.
+    pub(super) memory: RefCell<Memory>,
 }
+
+/// Events the history could not take (a full disk, a directory in its place), kept so that the
+/// crash-loop guard counts them all the same: without, a loop the history cannot see would be
+/// revived without end. The watcher carries it from one revival to the next.
+#[derive(Default)]
+pub(super) struct Memory {
+    unrecorded: Vec<Event>,
+    /// The trouble has been said: once per episode, not at every revival.
+    said: bool,
+}
+
+impl Memory {
+    /// Whether it holds anything the guard still needs.
+    pub(super) fn holds_events(&self) -> bool {
+        !self.unrecorded.is_empty()
+    }
+
+    /// Forgets what the guard can no longer need: events older than `keep`.
+    pub(super) fn forget_before(&mut self, keep: std::time::Duration) {
+        let now = std::time::SystemTime::now();
+        self.unrecorded.retain(|e| {
+            e.at()
+                .is_none_or(|t| now.duration_since(t).unwrap_or_default() < keep)
+        });
+    }
+
+    /// `history` with the events it could not take, in order of time.
+    pub(super) fn complete(&self, mut history: Vec<Event>) -> Vec<Event> {
+        if self.unrecorded.is_empty() {
+            return history;
+        }
+        history.extend(self.unrecorded.iter().cloned());
+        history.sort_by_key(Event::at);
+        history
+    }
+
+    /// Says `trouble` with the history, once per episode.
+    pub(super) fn trouble(&mut self, trouble: &str) {
+        if !std::mem::replace(&mut self.said, true) {
+            note(&format!(
+                "{trouble}; until it can be, the crash-loop guard counts revivals in memory"
+            ));
+        }
+    }
+}
+
+/// The most events kept in memory: more than any guard needs.
+const MEMORY_EVENTS: usize = 256;
 
 impl<'a> Locked<'a> {
     /// Claims the service and takes its operation lock; `keep`: the verb starts keeping it.
@@ -40,6 +92,7 @@ impl<'a> Locked<'a> {
             finder: service.finder(),
             pid_lock: service.pid_lock()?,
             who,
+            memory: RefCell::default(),
         };
         locked.record_rotation(rotated);
         Ok(locked)
@@ -267,8 +320,16 @@ impl<'a> Locked<'a> {
         if let Some(detail) = detail {
             event = event.detail(detail);
         }
-        if let Err(e) = events::append(&self.service.events_file(), &event) {
-            note(&format!("event not recorded: {e}"));
+        let mut memory = self.memory.borrow_mut();
+        match events::append(&self.service.events_file(), &event) {
+            Ok(()) => memory.said = false,
+            Err(e) => {
+                memory.trouble(&format!("event not recorded: {e}"));
+                if memory.unrecorded.len() >= MEMORY_EVENTS {
+                    memory.unrecorded.remove(0);
+                }
+                memory.unrecorded.push(event);
+            }
         }
     }
 
@@ -315,6 +376,9 @@ impl<'a> Locked<'a> {
     ) -> Result<T> {
         match &result {
             Ok(value) => self.record(kind, Outcome::Ok, pid, value.detail()),
+            Err(e @ Error::NotLaunched(_)) => {
+                self.record(kind, Outcome::NotLaunched, pid, Some(&e.to_string()));
+            }
             Err(e) => self.record(kind, Outcome::Failed, pid, Some(&e.to_string())),
         }
         result

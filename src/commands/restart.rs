@@ -87,7 +87,15 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
         return Ok(Revival::Running(instance));
     }
     let stamp = stamp(locked.who);
-    let history = events::read_since_start(&service.events_file())?;
+    let history = match events::read_since_start(&service.events_file()) {
+        Ok(history) => history,
+        // Fail safe, not open: judged on what memory holds, never as if nothing had happened.
+        Err(e) => {
+            locked.memory.borrow_mut().trouble(&format!("{stamp}{e}"));
+            Vec::new()
+        }
+    };
+    let history = locked.memory.borrow().complete(history);
     let limit = &service.config.restart_limit;
     match guard::judge(&history, SystemTime::now(), limit) {
         Verdict::Revive => {}
@@ -140,6 +148,10 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
             say(&format!("{stamp}{name} ({}) revived", instance.pid()));
             Ok(Revival::Revived(instance))
         }
+        // Not the service's failure: not counted, tried again soon (the watcher) or at the
+        // timer's next check.
+        Err(Error::NotLaunched(why)) if quiet => Err(Error::NotLaunched(format!("{stamp}{why}"))),
+        Err(e @ Error::NotLaunched(_)) => Err(e),
         Err(Error::Failed(why)) if quiet => {
             Ok(Revival::Failed(Error::Failed(format!("{stamp}{why}"))))
         }

@@ -6,7 +6,7 @@ use crate::config::RestartLimit;
 use crate::environment;
 use crate::error::{Error, Result};
 use crate::events::{self, Event};
-use crate::guard::{self, Verdict};
+use crate::guard::{self, Standing};
 use crate::output::{EnvSummary, Guard, Watcher};
 use crate::output::{State, Status};
 use crate::pidfile::PidLock;
@@ -72,7 +72,12 @@ pub fn of(service: &Service) -> Result<Status> {
             started_at: w.started_at,
             waits: w.waits,
         }),
-        guard: guard_state(&history, now, &service.config.restart_limit),
+        guard: guard_state(
+            &history,
+            now,
+            &service.config.restart_limit,
+            instance.is_some(),
+        ),
         revivals_24h: guard::revivals_within(&history, now, DAY),
         recent_events: history[history.len().saturating_sub(RECENT_EVENTS)..].to_vec(),
     };
@@ -169,21 +174,18 @@ fn warnings(
 const RECENT_EVENTS: usize = 5;
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-fn guard_state(history: &[Event], now: SystemTime, limit: &RestartLimit) -> Guard {
+fn guard_state(history: &[Event], now: SystemTime, limit: &RestartLimit, running: bool) -> Guard {
     let at = |t: SystemTime| Some(time_text(t));
-    match guard::judge(history, now, limit) {
-        Verdict::Backoff { until } => Guard {
-            state: "backoff",
-            until: at(until),
-        },
-        // A trip that would happen only at the next revival is not one yet.
-        Verdict::Revive | Verdict::Tripped { new: true, .. } => Guard {
-            state: "ok",
-            until: None,
-        },
-        Verdict::Tripped { until, .. } => Guard {
-            state: "tripped",
-            until: at(until),
-        },
+    let (state, until, revivals) = match guard::standing(history, now, limit, running) {
+        Standing::Ok => ("ok", None, None),
+        Standing::Backoff(until) => ("backoff", at(until), None),
+        Standing::Tripped(until) => ("tripped", at(until), None),
+        Standing::Armed { revivals } => ("armed", None, Some(revivals)),
+    };
+    Guard {
+        state,
+        until,
+        revivals,
+        interval: crate::text::duration_text(limit.interval),
     }
 }

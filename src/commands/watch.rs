@@ -10,6 +10,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use super::locked::Memory;
 use super::restart::{Revival, revive};
 use super::{LaunchOrder, Locked, note, stamp};
 use crate::config::{self, Config};
@@ -23,9 +24,11 @@ use crate::process::{self, Finder, Identity, Instance};
 use crate::service::Service;
 use crate::watcher::{self, WatcherRecord};
 
-/// The longest wait between tries when a revival fails for a reason the guard does not
-/// count (the entry is gone, the state folder cannot be written): it doubles from a second.
-const MOST_BETWEEN_TRIES: Duration = Duration::from_secs(60);
+/// When a revival fails for a reason the guard does not count (no space for keepup's files, no
+/// process slot, the entry gone), the wait between tries doubles from a second up to the
+/// guard's `backoff_max`, so the service is back that soon after the cause ends; never less
+/// than this, so a zero `backoff_max` does not spin.
+const LEAST_MOST_BETWEEN_TRIES: Duration = Duration::from_secs(1);
 
 /// The watcher's first state, under the lock of the keepup that started it: the launch it
 /// was handed (recorded here, so that nothing the caller suffers cuts it in half), or the
@@ -77,6 +80,7 @@ pub fn run(
             instance.pid(),
             instance.identity.start
         ),
+        Err(e @ Error::NotLaunched(_)) => format!("{NOT_LAUNCHED}\n{e}"),
         Err(e) => format!("failed\n{e}"),
     };
     let recorded = match &first {
@@ -154,11 +158,19 @@ pub fn act(service: Service, text: String) -> Result<u8> {
     let mut fresh = true;
     let mut failures: u32 = 0;
     let mut last_failure = String::new();
+    let mut memory = Memory::default();
     loop {
         if !std::mem::take(&mut fresh) {
             reload(&mut config, &mut text);
         }
-        match revive_once(&config, &me) {
+        let limit = config.restart_limit;
+        memory.forget_before(limit.interval + limit.cooldown);
+        match revive_once(&config, &me, &mut memory) {
+            // What the history could not take lives only here: the lean waiting state would
+            // lose it, so this image waits.
+            Next::Watch(identity) if memory.holds_events() => {
+                process::exit::wait_for_end(&identity, waits);
+            }
             Next::Watch(identity) => {
                 return Err(process::watcher::become_waiting(
                     &config.file,
@@ -176,7 +188,8 @@ pub fn act(service: Service, text: String) -> Result<u8> {
                     note(&format!("{}{why}", stamp(Who::Watcher)));
                     last_failure = why;
                 }
-                let pause = Duration::from_secs(1u64 << failures.min(6)).min(MOST_BETWEEN_TRIES);
+                let pause = Duration::from_secs(1u64 << failures.min(6))
+                    .min(limit.backoff_max.max(LEAST_MOST_BETWEEN_TRIES));
                 failures = failures.saturating_add(1);
                 Children::watch().sleep_until(SystemTime::now() + pause);
             }
@@ -209,8 +222,8 @@ enum Next {
     Retry(Error),
 }
 
-/// One revival check, under the operation lock.
-fn revive_once(config: &Config, me: &Identity) -> Next {
+/// One revival check, under the operation lock, with what the history could not take.
+fn revive_once(config: &Config, me: &Identity, memory: &mut Memory) -> Next {
     let service = Service::open(config.clone());
     // Never a silent death, and never a folder made again where it was: said in the timer's
     // log and the record (status shows it), and left to whoever starts it where it is now.
@@ -224,6 +237,14 @@ fn revive_once(config: &Config, me: &Identity) -> Next {
         Ok(locked) => locked,
         Err(e) => return Next::Retry(e),
     };
+    locked.memory.replace(std::mem::take(memory));
+    let next = revive_locked(&locked, config, me);
+    *memory = locked.memory.take();
+    next
+}
+
+fn revive_locked(locked: &Locked<'_>, config: &Config, me: &Identity) -> Next {
+    let service = locked.service;
     // Another watcher took over while this one waited for the lock: it is not ours to act.
     if watcher::read(&service.watcher_file()).map(|w| w.identity()) != Some(me.clone()) {
         return Next::Leave;
@@ -237,7 +258,7 @@ fn revive_once(config: &Config, me: &Identity) -> Next {
         let _ = watcher::remove(&service.watcher_file());
         return Next::Leave;
     }
-    match revive(&locked) {
+    match revive(locked) {
         Ok(Revival::NotKept) => {
             let _ = watcher::remove(&service.watcher_file());
             Next::Leave
@@ -276,6 +297,9 @@ fn gone(service: &Service) -> Option<String> {
     })
 }
 
+/// The answer's first word when keepup could not launch the service for a reason of its own.
+const NOT_LAUNCHED: &str = "not-launched";
+
 /// The watcher's answer, as its starter reads it: the instance it launched (`Some`), or that
 /// it watches the running one (`None`); a failed launch is the error it gives. Notes it adds
 /// are passed on.
@@ -283,8 +307,10 @@ pub fn take_answer(answer: &str, finder: &Finder<'_>, name: &str) -> Result<Opti
     let (head, rest) = answer.split_once('\n').unwrap_or((answer, ""));
     let mut words = head.split(' ');
     let verb = words.next().unwrap_or_default();
-    if verb == "failed" {
-        return Err(Error::Failed(rest.trim_end().to_owned()));
+    match verb {
+        "failed" => return Err(Error::Failed(rest.trim_end().to_owned())),
+        NOT_LAUNCHED => return Err(Error::NotLaunched(rest.trim_end().to_owned())),
+        _ => {}
     }
     for line in rest.lines() {
         if let Some(text) = line.strip_prefix("note: ") {

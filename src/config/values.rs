@@ -10,6 +10,7 @@ pub struct RestartLimit {
     pub interval: Duration,
     pub cooldown: Duration,
     pub backoff: Duration,
+    pub backoff_max: Duration,
 }
 
 /// `[restart_limit]` as written.
@@ -21,15 +22,21 @@ pub struct RawRestartLimit {
     pub interval: Option<String>,
     /// After a trip, how long until one more revival is tried (default: `interval`).
     pub cooldown: Option<String>,
-    /// The least wait between revivals, doubled for each one in a row.
+    /// The wait before a revival after a short run, doubled for each short run in a row.
     pub backoff: Option<String>,
+    /// The longest such wait; a run at least this long was healthy.
+    pub backoff_max: Option<String>,
 }
 
+/// At these, a crash after a healthy run is revived at once; a cause that blocks revivals
+/// for 30 s is outlived (tries at 1, 3, 7, 15, 25, 35 s); a permanent crash loop costs 9
+/// launches in its first minute, trips at the tenth (about 65 s), then costs one every 5 min.
 pub(super) const DEFAULT_RESTART_LIMIT: RestartLimit = RestartLimit {
-    burst: 5,
-    interval: Duration::from_secs(600),
-    cooldown: Duration::from_secs(600),
-    backoff: Duration::ZERO,
+    burst: 10,
+    interval: Duration::from_secs(300),
+    cooldown: Duration::from_secs(300),
+    backoff: Duration::from_secs(1),
+    backoff_max: Duration::from_secs(10),
 };
 
 pub(super) fn restart_limit(
@@ -46,7 +53,7 @@ pub(super) fn restart_limit(
     };
     let interval = check(
         problems,
-        duration(&key("interval"), raw.interval.as_deref(), "10m"),
+        duration(&key("interval"), raw.interval.as_deref(), "5m"),
     );
     let interval = match interval {
         Some(d) if d.is_zero() => check(
@@ -61,13 +68,18 @@ pub(super) fn restart_limit(
     };
     let backoff = check(
         problems,
-        duration(&key("backoff"), raw.backoff.as_deref(), "0s"),
+        duration(&key("backoff"), raw.backoff.as_deref(), "1s"),
+    );
+    let backoff_max = check(
+        problems,
+        duration(&key("backoff_max"), raw.backoff_max.as_deref(), "10s"),
     );
     Some(RestartLimit {
         burst: burst?,
         interval: interval?,
         cooldown: cooldown?,
         backoff: backoff?,
+        backoff_max: backoff_max?,
     })
 }
 

@@ -57,14 +57,22 @@ impl Finder<'_> {
         };
         let exec = Exec::new(&resolved, &config.startup, env, config.dir())
             .ok_or_else(|| Error::Failed(format!("{}: startup holds a NUL byte", config.name)))?;
-        let (gate_out, gate_in) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| cannot_run(e.into()))?;
-        let (errors_out, errors_in) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| cannot_run(e.into()))?;
+        // Out of descriptors or process slots: keepup's own trouble, passing, not the service's.
+        let no_launch = |what: &str, e: nix::errno::Errno| {
+            Error::NotLaunched(format!(
+                "{}: not launched: {what}: {}",
+                config.name,
+                std::io::Error::from(e)
+            ))
+        };
+        let (gate_out, gate_in) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| no_launch("making a pipe", e))?;
+        let (errors_out, errors_in) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| no_launch("making a pipe", e))?;
         // SAFETY: keepup is single-threaded where it launches (a command's main thread, or the
         // watcher), and the child makes only async-signal-safe system calls on memory prepared
         // before the fork, then execs or exits.
-        match unsafe { nix::unistd::fork() }.map_err(|e| cannot_run(e.into()))? {
+        match unsafe { nix::unistd::fork() }.map_err(|e| no_launch("fork", e))? {
             nix::unistd::ForkResult::Child => {
                 drop(gate_in);
                 drop(errors_out);

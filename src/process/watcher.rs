@@ -50,8 +50,8 @@ pub enum First {
 /// reported (its first line says how it went), or why it said nothing.
 pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<String> {
     let exe = own_path()?;
-    let (mut answer, report) =
-        std::io::pipe().map_err(Error::io("making a pipe for", "the watcher"))?;
+    let (mut answer, report) = std::io::pipe()
+        .map_err(|e| Error::NotLaunched(format!("making a pipe for the watcher: {e}")))?;
     let lock_fd = lock.as_fd().as_raw_fd();
     let report_fd = report.as_raw_fd();
     // Run through the program itself, not its path: keepup may live where the acting user
@@ -97,7 +97,10 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
     }
     let mut child = command
         .spawn()
-        .map_err(|e| Error::Failed(format!("cannot run the watcher {}: {e}", exe.display())))?;
+        // No process slot or memory for it: keepup's own trouble, not the service's.
+        .map_err(|e| {
+            Error::NotLaunched(format!("cannot run the watcher {}: {e}", exe.display()))
+        })?;
     drop(report);
     // The launch is the watcher's now: an interrupt held back until here may end this keepup.
     super::resume_interrupts();
