@@ -419,6 +419,25 @@ mod tests {
         assert_eq!(launches.len(), 21, "{launches:?}");
     }
 
+    /// `watch = false`: the timer finds the service dead at each minute's check, and cannot
+    /// tell how long it ran. At default settings it trips after ten revivals in ten minutes,
+    /// then revives once every five.
+    #[test]
+    fn the_timer_alone_at_default_settings() {
+        let story = play(&defaults(), 3600, 60);
+        let revivals = |from: u64, to: u64| {
+            story
+                .iter()
+                .filter(|(t, what)| *what == "revive" && (from..to).contains(t))
+                .count()
+        };
+        assert_eq!(story.iter().position(|(_, w)| *w == "trip"), Some(10));
+        assert_eq!(revivals(0, 660), 10);
+        for hour_part in (900..3600).step_by(300) {
+            assert!(revivals(hour_part, hour_part + 300) <= 1, "{story:?}");
+        }
+    }
+
     /// A port still held, a database down, no space: for up to 30 s every launch dies at once.
     /// The service is back within 10 s of the cause's end, whenever that is.
     #[test]

@@ -314,9 +314,10 @@ mod tests {
         let limit = config.restart_limit;
         assert_eq!(
             (limit.burst, limit.interval, limit.cooldown),
-            (2, Duration::from_secs(60), Duration::from_secs(60))
+            (2, Duration::from_secs(60), Duration::from_secs(300))
         );
         assert_eq!(limit.backoff, Duration::from_secs(5));
+        assert_eq!(limit.backoff_max, Duration::from_secs(10));
         assert_eq!(
             config.ready,
             Some(Ready::Tcp {

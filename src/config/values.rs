@@ -20,7 +20,7 @@ pub struct RawRestartLimit {
     /// Revivals allowed within `interval` before the guard trips.
     pub burst: Option<u32>,
     pub interval: Option<String>,
-    /// After a trip, how long until one more revival is tried (default: `interval`).
+    /// After a trip, how long until one more revival is tried.
     pub cooldown: Option<String>,
     /// The wait before a revival after a short run, doubled for each short run in a row.
     pub backoff: Option<String>,
@@ -31,9 +31,10 @@ pub struct RawRestartLimit {
 /// At these, a crash after a healthy run is revived at once; a cause that blocks revivals
 /// for 30 s is outlived (tries at 1, 3, 7, 15, 25, 35 s); a permanent crash loop costs 9
 /// launches in its first minute, trips at the tenth (about 65 s), then costs one every 5 min.
+/// The timer alone (`watch = false`) revives once a minute: it trips after 10 minutes.
 pub(super) const DEFAULT_RESTART_LIMIT: RestartLimit = RestartLimit {
     burst: 10,
-    interval: Duration::from_secs(300),
+    interval: Duration::from_secs(900),
     cooldown: Duration::from_secs(300),
     backoff: Duration::from_secs(1),
     backoff_max: Duration::from_secs(10),
@@ -53,7 +54,7 @@ pub(super) fn restart_limit(
     };
     let interval = check(
         problems,
-        duration(&key("interval"), raw.interval.as_deref(), "5m"),
+        duration(&key("interval"), raw.interval.as_deref(), "15m"),
     );
     let interval = match interval {
         Some(d) if d.is_zero() => check(
@@ -62,10 +63,10 @@ pub(super) fn restart_limit(
         ),
         other => other,
     };
-    let cooldown = match raw.cooldown.as_deref() {
-        Some(text) => check(problems, duration(&key("cooldown"), Some(text), "")),
-        None => interval,
-    };
+    let cooldown = check(
+        problems,
+        duration(&key("cooldown"), raw.cooldown.as_deref(), "5m"),
+    );
     let backoff = check(
         problems,
         duration(&key("backoff"), raw.backoff.as_deref(), "1s"),

@@ -16,6 +16,17 @@ pub enum Scope {
     System,
 }
 
+/// How many doublings take `from` to `to` (systemd's `RestartSteps`).
+fn doublings(from: Duration, to: Duration) -> u32 {
+    let mut steps = 0;
+    let mut wait = from;
+    while !wait.is_zero() && wait < to && steps < 64 {
+        wait = wait.saturating_mul(2);
+        steps += 1;
+    }
+    steps
+}
+
 /// The unit file's text.
 pub fn unit(config: &Config, scope: Scope) -> Result<String> {
     let words = argv(config)?;
@@ -67,10 +78,12 @@ pub fn unit(config: &Config, scope: Scope) -> Result<String> {
         duration_text(limit.backoff.max(Duration::from_secs(1)))
     ));
     line(&format!(
-        "# keepup waits backoff ({}) doubled for each revival in a row, up to `interval`; \
-         on systemd >= 254 the nearest is RestartSteps=8 and RestartMaxDelaySec={}",
+        "# keepup waits backoff ({}) doubled for each short run in a row, up to backoff_max \
+         ({}); on systemd >= 254 the nearest is RestartSteps={} and RestartMaxDelaySec={}",
         duration_text(limit.backoff),
-        duration_text(limit.interval)
+        duration_text(limit.backoff_max),
+        doublings(limit.backoff, limit.backoff_max),
+        duration_text(limit.backoff_max)
     ));
     line(&format!("KillSignal={}", config.stop_signal));
     line(&format!(

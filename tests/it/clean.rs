@@ -277,7 +277,9 @@ fn every_launch_gets_the_environment_of_the_last_manual_start() {
             real_python()
         ),
     );
-    let config = env.config("entry = \"svc.py\"\nenv_file = \"bot.env\"\nwatch = false\n");
+    let config = env.config(
+        "entry = \"svc.py\"\nenv_file = \"bot.env\"\nwatch = false\n[restart_limit]\nbackoff = \"0s\"\n",
+    );
     let dotenv = |token: &str| {
         env.write(
             "bot.env",

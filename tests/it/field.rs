@@ -42,7 +42,9 @@ fn orphaned_workers_are_leftovers_never_the_service() {
     require!("python3", "python3");
     let env = TestEnv::new();
     let entry = forking_service(&env, "svc.py", 2);
-    env.config("entry = \"svc.py\"\nstop_timeout = \"2s\"\nwatch = false\n");
+    env.config(
+        "entry = \"svc.py\"\nstop_timeout = \"2s\"\nwatch = false\n[restart_limit]\nbackoff = \"0s\"\n",
+    );
     let leader = env.keepup(&["start"]).expect(0).pid();
     wait_for("two workers", || children(leader).len() == 2);
     let workers = children(leader);

@@ -492,7 +492,7 @@ fn a_watcher_killed_during_a_revival_never_doubles_the_service() {
                 scope.spawn(move || {
                     let env = TestEnv::new();
                     env.script("run.sh", "#!/bin/sh\nexec sleep 1000\n");
-                    env.config("entry = \"run.sh\"\n");
+                    env.config("entry = \"run.sh\"\n[restart_limit]\nbackoff = \"0s\"\n");
                     for round in (lane..40).step_by(LANES as usize) {
                         kill_the_watcher_mid_revival(&env, round);
                     }

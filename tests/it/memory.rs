@@ -36,7 +36,7 @@ fn crash_loop_guard_trips_cools_down_retries_once_and_start_clears_it() {
          print('no ok file', flush=True)\n    sys.exit(1)\nwhile True:\n    time.sleep(1)\n",
     );
     env.config(
-        "entry = \"svc.py\"\nstart_timeout = \"3s\"\nwatch = false\n\n[restart_limit]\nburst = 3\ninterval = \"1h\"\ncooldown = \"3s\"\n",
+        "entry = \"svc.py\"\nstart_timeout = \"3s\"\nwatch = false\n\n[restart_limit]\nburst = 3\ninterval = \"1h\"\ncooldown = \"3s\"\nbackoff = \"0s\"\n",
     );
     env.write("ok", "");
     env.keepup(&["start"]).expect(0);

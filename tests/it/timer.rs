@@ -9,7 +9,8 @@ fn crontab(env: &TestEnv) -> Option<String> {
 
 fn service(env: &TestEnv) {
     env.python_service("svc.py", "");
-    env.config("entry = \"svc.py\"\nwatch = false\n");
+    // Revived at once by the timer, however short the run the test allows it.
+    env.config("entry = \"svc.py\"\nwatch = false\n[restart_limit]\nbackoff = \"0s\"\n");
 }
 
 #[test]

@@ -11,10 +11,12 @@ use serde_json::Value;
 use crate::testenv::{Run, TestEnv, alive, cmdline, group_of, locked_pid, sigkill, wait_for};
 
 /// A Python service that counts for one process; confirmed after 300 ms (its settle), and a
-/// guard that lets it be revived as often as the test kills it.
+/// guard that lets it be revived, at once, as often as the test kills it.
 fn service(env: &TestEnv) -> PathBuf {
     let entry = env.python_service("svc.py", "");
-    env.config("entry = \"svc.py\"\nstart_timeout = \"300ms\"\n\n[restart_limit]\nburst = 1000\n");
+    env.config(
+        "entry = \"svc.py\"\nstart_timeout = \"300ms\"\n\n[restart_limit]\nburst = 1000\nbackoff = \"0s\"\n",
+    );
     entry
 }
 
@@ -425,7 +427,7 @@ fn each_revival_reads_the_config_afresh_or_keeps_the_last_good_one() {
     let good = |flavour: &str| {
         env.config(&format!(
             "entry = \"svc.py\"\nstart_timeout = \"300ms\"\n[env]\nFLAVOUR = \"{flavour}\"\n\
-             [restart_limit]\nburst = 1000\n"
+             [restart_limit]\nburst = 1000\nbackoff = \"0s\"\n"
         ));
     };
     let flavour = |pid: i32| {
