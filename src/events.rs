@@ -169,7 +169,13 @@ pub fn append(path: &Path, event: &Event) -> Result<()> {
     let mut line =
         serde_json::to_vec(event).map_err(|e| Error::Failed(format!("encoding an event: {e}")))?;
     line.push(b'\n');
-    let mut file = files::open_append(path, "opening event history", false, false)?;
+    let mut file = files::open_append_readable(path, "opening event history")?;
+    // A write cut short (a full disk) leaves a last line without its newline: this event
+    // starts a line of its own, or both would be one line that does not parse. Every writer
+    // holds the operation lock, so the end cannot move between this look and the write.
+    if !ends_a_line(&file, path)? {
+        line.insert(0, b'\n');
+    }
     // One write, so a reader never sees half a line.
     file.write_all(&line)
         .map_err(Error::io("appending to", path))?;
@@ -179,6 +185,19 @@ pub fn append(path: &Path, event: &Event) -> Result<()> {
         files::write_atomic(path, newest(&all, MAX_BYTES / 2))?;
     }
     Ok(())
+}
+
+/// Whether `file` is empty or ends with a newline.
+fn ends_a_line(file: &std::fs::File, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata().map_err(Error::io("reading", path))?.len();
+    let Some(last) = len.checked_sub(1) else {
+        return Ok(true);
+    };
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, last)
+        .map_err(Error::io("reading", path))?;
+    Ok(byte[0] == b'\n')
 }
 
 /// The last whole lines of `text` that fit in `budget` bytes.
@@ -203,11 +222,33 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>> {
 
 /// Every event in the history, oldest first; lines that do not parse are passed over.
 pub fn read(path: &Path) -> Result<Vec<Event>> {
+    Ok(read_counting(path)?.events)
+}
+
+/// The history as `keepup events` shows it: the events, and how many lines were not one.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Oldest first.
+    pub events: Vec<Event>,
+    /// Lines that are not an event (cut short by a full disk, or edited by hand); blank lines
+    /// are not counted.
+    pub unreadable: usize,
+}
+
+/// Every event in the history, oldest first, and how many lines did not parse.
+pub fn read_counting(path: &Path) -> Result<History> {
     let bytes = read_bytes(path)?;
-    Ok(bytes
-        .split(|b| *b == b'\n')
-        .filter_map(|line| serde_json::from_slice(line).ok())
-        .collect())
+    let mut history = History::default();
+    for line in bytes.split(|b| *b == b'\n') {
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        match serde_json::from_slice(line) {
+            Ok(event) => history.events.push(event),
+            Err(_) => history.unreadable += 1,
+        }
+    }
+    Ok(history)
 }
 
 /// The events the crash-loop guard looks at: from the last `start` on (it clears the guard),
@@ -309,6 +350,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read(&path).unwrap().len(), 1);
+        assert_eq!(read_counting(&path).unwrap().unreadable, 2);
+    }
+
+    #[test]
+    fn an_append_after_a_torn_last_line_starts_a_line_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.events");
+        let first = Event::now(Kind::Start, Who::User, Outcome::Ok, Pid::new(7));
+        append(&path, &first).unwrap();
+        // What a full disk leaves: the start of a line, without its newline.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"{\"time").unwrap();
+        let next = Event::now(Kind::Kill, Who::User, Outcome::Ok, Pid::new(8));
+        append(&path, &next).unwrap();
+        let history = read_counting(&path).unwrap();
+        assert_eq!(history.events, [first, next]);
+        assert_eq!(history.unreadable, 1);
+        // A whole last line gets no blank line after it.
+        append(
+            &path,
+            &Event::now(Kind::Stop, Who::User, Outcome::Ok, Pid::new(8)),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(!text.contains("\n\n"), "{text}");
+        assert_eq!(read_counting(&path).unwrap().unreadable, 1);
     }
 
     #[test]

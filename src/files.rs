@@ -167,11 +167,28 @@ fn write_with_mode(path: &Path, content: &[u8], mode: u32, synced: bool) -> Resu
 /// command (and cron run) behind it. It must be a regular file or, with `devices`, a character
 /// device (`/dev/null`). `follow`: whether a symlink there may be followed.
 pub fn open_append(path: &Path, action: &'static str, devices: bool, follow: bool) -> Result<File> {
+    open_appending(path, action, devices, follow, false)
+}
+
+/// As [`open_append`] (a regular file, no symlink followed), also open for reading: for a
+/// writer that must see how the file ends before it adds to it.
+pub fn open_append_readable(path: &Path, action: &'static str) -> Result<File> {
+    open_appending(path, action, false, false, true)
+}
+
+fn open_appending(
+    path: &Path,
+    action: &'static str,
+    devices: bool,
+    follow: bool,
+    read: bool,
+) -> Result<File> {
     let mut flags = nix::libc::O_NONBLOCK;
     if !follow {
         flags |= nix::libc::O_NOFOLLOW;
     }
     let file = OpenOptions::new()
+        .read(read)
         .append(true)
         .create(true)
         .mode(0o644)
