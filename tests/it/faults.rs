@@ -195,6 +195,31 @@ fn keepup_within(env: &TestEnv, config: &Path, args: &[&str]) -> crate::testenv:
     crate::testenv::Run::from_output(&child.wait_with_output().unwrap())
 }
 
+#[test]
+fn a_torn_last_line_does_not_swallow_the_next_event() {
+    // A write cut short by a full disk left `{"time` without its newline; the next event was
+    // appended to it, and `events` passed over both without a word.
+    let env = TestEnv::new();
+    env.script("svc.sh", "#!/bin/sh\nexec sleep 600\n");
+    env.config("entry = \"svc.sh\"\n");
+    env.write("svc.sh.events", "{\"time");
+    env.keepup(&["kill"]).expect(0).stdout_has("not running");
+    let text = env.keepup(&["events"]);
+    text.expect(0)
+        .stdout_has("kill")
+        .stdout_has("not running")
+        .stderr_has("1 line of ")
+        .stderr_has("svc.sh.events could not be read");
+    assert_eq!(text.stdout.lines().count(), 1, "{text:#?}");
+    // `--json`: stdout stays an array of events, the count goes to stderr.
+    let json = env.keepup(&["events", "--json"]);
+    json.expect(0).stderr_has("1 line of ");
+    let events: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1, "{json:#?}");
+    assert_eq!(events[0]["event"], "kill", "{json:#?}");
+}
+
 fn fifo(path: &Path) {
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
 }
