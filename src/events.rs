@@ -33,7 +33,7 @@ pub enum Kind {
     StaleLock,
     /// What was left of a dead instance's process group was ended (its pid: the group).
     Leftovers,
-    /// The service's log was rotated, or could not be (a full disk).
+    /// The service's log (or the timer's) was rotated, or could not be (a full disk).
     Rotate,
     /// The service was found at another pid than the pid lock's (its pid: the new one).
     PidChange,

@@ -135,7 +135,10 @@ const FILES: [(&str, &str); 9] = [
         "<name>.log",
         "the service's log, and <name>.log.1 ... its rotated copies",
     ),
-    ("<name>.timer.log", "what the timer and the watcher did"),
+    (
+        "<name>.timer.log",
+        "what the timer and the watcher did, rotated as the service log is (<name>.timer.log.1 ...)",
+    ),
     (
         "crontab",
         "install-timer's line: * * * * * ... keepup restart --timer --config CFG ... # keepup-timer CFG",

@@ -86,6 +86,11 @@ impl<'a> Locked<'a> {
     pub(super) fn holding(service: &'a Service, lock: OpLock, who: Who) -> Result<Locked<'a>> {
         let config = &service.config;
         let rotated = logfile::rotate_if_needed(&config.log, config.log_max_size, config.log_keep);
+        // The crontab line's `>>` and the watcher append to the timer's log, and a crash loop
+        // fills it as fast as the service's: it is rotated the same way, and by the same rules.
+        let timer_log = service.timer_log();
+        let timer_rotated =
+            logfile::rotate_if_needed(&timer_log, config.log_max_size, config.log_keep);
         let locked = Locked {
             service,
             lock,
@@ -94,16 +99,19 @@ impl<'a> Locked<'a> {
             who,
             memory: RefCell::default(),
         };
-        locked.record_rotation(rotated);
+        locked.record_rotation(rotated, None);
+        let which = format!("the timer's log, {}", timer_log.display());
+        locked.record_rotation(timer_rotated, Some(&which));
         Ok(locked)
     }
 
     /// A log that cannot be rotated is worth a word, not a failed revival: one word per failure
-    /// episode (the every-minute timer would repeat it into its log), and one event.
-    pub(super) fn record_rotation(&self, rotated: Result<bool>) {
+    /// episode (the every-minute timer would repeat it into its log), and one event. `which`:
+    /// the log, when it is not the service's.
+    pub(super) fn record_rotation(&self, rotated: Result<bool>, which: Option<&str>) {
         match rotated {
             Ok(false) => {}
-            Ok(true) => self.record(Kind::Rotate, Outcome::Ok, None, None),
+            Ok(true) => self.record(Kind::Rotate, Outcome::Ok, None, which),
             Err(e) => {
                 let history = events::read(&self.service.events_file()).unwrap_or_default();
                 let failing_already = history

@@ -44,7 +44,7 @@ pub struct RawConfig {
     pub restart_limit: Option<RawRestartLimit>,
     /// A check that says the service is up: `tcp:HOST:PORT`, `http://HOST:PORT/PATH`, `cmd:COMMAND`.
     pub ready: Option<String>,
-    /// The log is rotated past this size, e.g. "10MB".
+    /// The log (and the timer's log) is rotated past this size, e.g. "10MB".
     pub log_max_size: Option<String>,
     /// How many rotated logs are kept.
     pub log_keep: Option<u32>,

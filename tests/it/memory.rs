@@ -296,6 +296,39 @@ fn log_is_rotated_while_the_service_writes_losing_nothing() {
 }
 
 #[test]
+fn the_timer_log_is_rotated_like_the_service_log() {
+    // It was never rotated: an unguarded crash loop wrote 800 KB to it in 20 s.
+    let env = TestEnv::new();
+    env.script("svc.sh", "#!/bin/sh\nexec sleep 600\n");
+    env.config("entry = \"svc.sh\"\nlog_max_size = \"16KB\"\nlog_keep = 2\n");
+    let timer_log = env.path("svc.sh.timer.log");
+    let before = (0..4000)
+        .map(|i| format!("timer line {i:08}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n";
+    std::fs::write(&timer_log, &before).unwrap();
+    // Held open for appending across the rotation, as the crontab line's `>>` and the
+    // watcher hold it.
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&timer_log)
+        .unwrap();
+    env.keepup(&["restart"]).expect(0);
+    let rotated = std::fs::read_to_string(env.path("svc.sh.timer.log.1")).unwrap();
+    let live = std::fs::read_to_string(&timer_log).unwrap();
+    assert!(live.len() <= 16 * 1024, "left {} bytes", live.len());
+    assert_eq!(format!("{rotated}{live}"), before, "bytes lost or doubled");
+    writer.write_all(b"after the rotation\n").unwrap();
+    let live = std::fs::read_to_string(&timer_log).unwrap();
+    assert!(live.len() <= 16 * 1024, "the writer wrote past a hole");
+    assert!(live.ends_with("after the rotation\n"), "{live:?}");
+    env.keepup(&["events"])
+        .expect(0)
+        .stdout_has("the timer's log");
+}
+
+#[test]
 fn logs_follow_prints_what_is_written_next() {
     require!("python3", "python3");
     let env = TestEnv::new();
