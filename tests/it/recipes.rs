@@ -167,10 +167,14 @@ fn get(port: u16, path: &str) -> Option<String> {
 /// Asks the server its ordinary question: an HTTP GET, or redis' PING.
 fn answers(recipe: &Recipe, port: u16) -> bool {
     if recipe.name == "redis" {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.write_all(b"PING\r\n").unwrap();
+        // Refused is "not yet": the revived instance runs (and is waited for) before it listens.
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
         let mut reply = [0u8; 7];
-        stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
     } else {
         get(port, "/").is_some_and(|a| a.contains("running"))
     }
