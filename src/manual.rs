@@ -5,7 +5,7 @@
 use roff::{Roff, bold, italic, roman};
 
 /// Every config key: name, default, meaning (README's table, shortened).
-const KEYS: [(&str, &str, &str); 20] = [
+const KEYS: [(&str, &str, &str); 21] = [
     (
         "entry",
         "required",
@@ -70,23 +70,28 @@ const KEYS: [(&str, &str, &str); 20] = [
     ),
     (
         "[restart_limit] burst",
-        "5",
-        "the crash-loop guard: revivals allowed within interval",
+        "10",
+        "the crash-loop guard trips after this many revivals within interval",
     ),
     (
         "[restart_limit] interval",
-        "\"10m\"",
-        "the window in which revivals are counted",
+        "\"15m\"",
+        "the window in which revivals are counted; the try after a trip must hold this long",
     ),
     (
         "[restart_limit] cooldown",
-        "= interval",
+        "\"5m\"",
         "after a trip, how long until one more revival is tried",
     ),
     (
         "[restart_limit] backoff",
-        "\"0s\"",
-        "the least wait between revivals, doubled for each one in a row",
+        "\"1s\"",
+        "the wait before a revival after a short run, doubled for each short run in a row",
+    ),
+    (
+        "[restart_limit] backoff_max",
+        "\"10s\"",
+        "the longest such wait; a run at least this long was healthy (revived at once)",
     ),
     (
         "durations",

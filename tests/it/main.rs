@@ -21,6 +21,7 @@ mod keeper;
 mod lifecycle;
 mod memory;
 mod ownership;
+mod patience;
 mod recipes;
 mod search;
 mod servers;
