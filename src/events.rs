@@ -166,9 +166,16 @@ impl Event {
 
 /// Appends `event` as one line; trims the file when it has grown past [`MAX_BYTES`].
 pub fn append(path: &Path, event: &Event) -> Result<()> {
-    let mut line =
+    let line =
         serde_json::to_vec(event).map_err(|e| Error::Failed(format!("encoding an event: {e}")))?;
-    line.push(b'\n');
+    append_lines(path, line)
+}
+
+/// Appends whole lines (another history's, when a service's state files move) to the history.
+pub fn append_lines(path: &Path, mut line: Vec<u8>) -> Result<()> {
+    if line.last().is_some_and(|b| *b != b'\n') {
+        line.push(b'\n');
+    }
     let mut file = files::open_append_readable(path, "opening event history")?;
     // A write cut short (a full disk) leaves a last line without its newline: this event
     // starts a line of its own, or both would be one line that does not parse. Every writer

@@ -449,10 +449,7 @@ fn move_state_file(from: &Path, to: &Path) -> Result<()> {
     // Another file system, or a history to add to.
     let content = std::fs::read(from).map_err(Error::io("reading", from))?;
     if appended {
-        use std::io::Write;
-        let mut file = files::open_append(to, "appending to", false, false)?;
-        file.write_all(&content)
-            .map_err(Error::io("appending to", to))?;
+        crate::events::append_lines(to, content)?;
     } else {
         files::write_atomic(to, &content)?;
     }
