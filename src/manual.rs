@@ -44,7 +44,7 @@ const KEYS: [(&str, &str, &str); 21] = [
     (
         "stop_signal",
         "\"TERM\"",
-        "the first signal stop sends (HUP, INT, QUIT, KILL, USR1, USR2, TERM)",
+        "the first signal stop sends: any the system defines (kill -l), by name (TERM, SIGTERM, QUIT, WINCH…) or number; never STOP",
     ),
     ("stop_timeout", "\"10s\"", "after it, stop sends SIGKILL"),
     (

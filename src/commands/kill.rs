@@ -10,7 +10,7 @@ use crate::signal::Signal;
 
 pub fn run(service: &Service) -> Result<u8> {
     let locked = Locked::acquire(service, Who::User, false)?;
-    locked.act_on_running(Kind::Kill, "killed", Signal::Kill, |instance| {
+    locked.act_on_running(Kind::Kill, "killed", Signal::KILL, |instance| {
         kill_instance(service, &locked.finder, instance)
     })?;
     Ok(exit_code::OK)

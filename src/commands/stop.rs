@@ -64,7 +64,7 @@ pub fn stop_instance(service: &Service, finder: &Finder<'_>, instance: &Instance
 pub fn kill_instance(service: &Service, finder: &Finder<'_>, instance: &Instance) -> Result<()> {
     // SIGKILL to the group while its leader lives; once the leader is gone (it ended on
     // stop_signal), to what is left of the group.
-    if !finder.signal(instance, Signal::Kill)? {
+    if !finder.signal(instance, Signal::KILL)? {
         finder.kill_leftovers(instance)?;
     }
     if finder.wait_gone(instance, KILL_GRACE) {

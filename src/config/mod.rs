@@ -290,7 +290,7 @@ mod tests {
             config.log,
             dir.path().canonicalize().unwrap().join("bot.py.log")
         );
-        assert_eq!(config.stop_signal, Signal::Term);
+        assert_eq!(config.stop_signal, Signal::TERM);
         assert_eq!(config.stop_timeout, Duration::from_secs(10));
         assert_eq!(config.start_timeout, Duration::from_secs(5));
         assert_eq!(
@@ -392,6 +392,25 @@ mod tests {
         for key in ["`entry`", "`search`", "`stop_signal`", "`stop_timeout`"] {
             assert!(message.contains(key), "{key} missing from {message}");
         }
+        assert!(!message.contains('\n'), "{message}");
+    }
+
+    #[test]
+    fn any_signal_the_platform_defines_stops_the_service_but_stop() {
+        let (_dir, config) = load_text("entry = \"bot.py\"\nstop_signal = \"SIGWINCH\"\n");
+        assert_eq!(config.unwrap().stop_signal.name(), "WINCH");
+        for bad in ["WINCHES", "0", "999", "-9"] {
+            let message = error(&format!("entry = \"bot.py\"\nstop_signal = \"{bad}\"\n"));
+            assert!(
+                message.starts_with(&format!("key `stop_signal`: \"{bad}\" is not a signal")),
+                "{message}"
+            );
+        }
+        let message = error("entry = \"bot.py\"\nstop_signal = \"stop\"\n");
+        assert!(
+            message.starts_with("key `stop_signal`: \"stop\" only pauses the service"),
+            "{message}"
+        );
         assert!(!message.contains('\n'), "{message}");
     }
 

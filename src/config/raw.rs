@@ -96,6 +96,18 @@ impl RawConfig {
                 .as_deref()
                 .unwrap_or("TERM")
                 .parse::<Signal>()
+                .and_then(|signal| {
+                    if signal == Signal::STOP {
+                        Err(format!(
+                            "\"{}\" only pauses the service (and keepup resumes it with SIGCONT \
+                             right after stop_signal, so that it can act on it): name the signal \
+                             it stops on, e.g. \"TERM\"",
+                            self.stop_signal.as_deref().unwrap_or_default()
+                        ))
+                    } else {
+                        Ok(signal)
+                    }
+                })
                 .map_err(|e| format!("key `stop_signal`: {e}")),
         );
         let (stop_timeout, start_timeout) = self.timeouts(problems);

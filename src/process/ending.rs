@@ -47,8 +47,11 @@ impl Finder<'_> {
             return Ok(false);
         }
         let result = match instance.group() {
-            Some(group) => nix_signal::killpg(NixPid::from_raw(group.get()), to_nix(signal)),
-            None => nix_signal::kill(NixPid::from_raw(instance.pid().get()), to_nix(signal)),
+            Some(group) => {
+                to_nix(signal).and_then(|s| nix_signal::killpg(NixPid::from_raw(group.get()), s))
+            }
+            None => to_nix(signal)
+                .and_then(|s| nix_signal::kill(NixPid::from_raw(instance.pid().get()), s)),
         };
         match result {
             Ok(()) => Ok(true),
@@ -78,7 +81,7 @@ impl Finder<'_> {
                 }
             }
             Some(_) => Ok(()),
-            None => self.signal(instance, Signal::Kill).map(drop),
+            None => self.signal(instance, Signal::KILL).map(drop),
         }
     }
 
@@ -155,7 +158,8 @@ impl Finder<'_> {
                     self.config.name
                 )));
             }
-            match nix_signal::killpg(NixPid::from_raw(group.get()), to_nix(signal)) {
+            match to_nix(signal).and_then(|s| nix_signal::killpg(NixPid::from_raw(group.get()), s))
+            {
                 Ok(()) | Err(Errno::ESRCH) => Ok(()),
                 Err(e) => Err(Error::Failed(format!(
                     "ending {leftovers}: sending {signal} to group {group}: {} (they run as another user: run keepup as that user or as root)",
@@ -169,7 +173,7 @@ impl Finder<'_> {
             })
         };
         send(signal)?;
-        let first_wait = if signal == Signal::Kill {
+        let first_wait = if signal == Signal::KILL {
             KILL_GRACE
         } else {
             timeout
@@ -177,7 +181,7 @@ impl Finder<'_> {
         if gone(first_wait) {
             return Ok(());
         }
-        send(Signal::Kill)?;
+        send(Signal::KILL)?;
         if gone(KILL_GRACE) {
             return Ok(());
         }
@@ -217,15 +221,27 @@ fn group_alive(group: Pid) -> bool {
             .any(|pid| os::live_in_group(pid, group.get()))
 }
 
-pub(super) fn to_nix(signal: Signal) -> nix_signal::Signal {
-    use nix_signal::Signal as S;
-    match signal {
-        Signal::Hup => S::SIGHUP,
-        Signal::Int => S::SIGINT,
-        Signal::Quit => S::SIGQUIT,
-        Signal::Kill => S::SIGKILL,
-        Signal::Usr1 => S::SIGUSR1,
-        Signal::Usr2 => S::SIGUSR2,
-        Signal::Term => S::SIGTERM,
+/// The OS's signal for `signal`: EINVAL for one the OS would not know (none: the table of
+/// signals is the platform's, and a test holds it to nix's).
+pub(super) fn to_nix(signal: Signal) -> nix::Result<nix_signal::Signal> {
+    nix_signal::Signal::try_from(signal.number())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config's signals are exactly the OS's: each converts, under its own name, and every
+    /// signal nix knows for this platform can be named.
+    #[test]
+    fn the_signal_table_is_the_platforms() {
+        for signal in Signal::all() {
+            let os = to_nix(signal).unwrap();
+            assert_eq!(os.as_str(), signal.to_string());
+        }
+        for os in nix_signal::Signal::iterator() {
+            let signal: Signal = os.as_str().parse().unwrap();
+            assert_eq!(to_nix(signal), Ok(os));
+        }
     }
 }

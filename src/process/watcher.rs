@@ -393,11 +393,11 @@ impl Finder<'_> {
         }
         let watcher = identity.pid.get();
         let left = self.end_orphans(watcher, keep, signal, timeout)?;
-        for signal in [Signal::Term, Signal::Kill] {
+        for signal in [Signal::TERM, Signal::KILL] {
             if !self.is_watcher(identity) {
                 break;
             }
-            match nix_signal::kill(NixPid::from_raw(watcher), to_nix(signal)) {
+            match to_nix(signal).and_then(|s| nix_signal::kill(NixPid::from_raw(watcher), s)) {
                 Ok(()) | Err(Errno::ESRCH) => {}
                 Err(e) => {
                     return Err(Error::Failed(format!(
@@ -438,7 +438,7 @@ impl Finder<'_> {
             return Ok(left);
         }
         let still = orphans_of(watcher, keep);
-        signal_orphans(watcher, &still, Signal::Kill);
+        signal_orphans(watcher, &still, Signal::KILL);
         if poll_until(Instant::now() + super::KILL_GRACE, || {
             orphans_of(watcher, keep).is_empty()
         }) {
@@ -481,9 +481,9 @@ fn signal_orphans(watcher: i32, orphans: &[Pid], signal: Signal) {
         }
         let target = NixPid::from_raw(pid.get());
         let _ = if facts.pgid == facts.pid && facts.pgid != own_group {
-            nix_signal::killpg(target, to_nix(signal))
+            to_nix(signal).and_then(|s| nix_signal::killpg(target, s))
         } else {
-            nix_signal::kill(target, to_nix(signal))
+            to_nix(signal).and_then(|s| nix_signal::kill(target, s))
         };
     }
 }

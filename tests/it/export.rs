@@ -57,7 +57,9 @@ fn write_case(env: &TestEnv, case: &Case) -> (PathBuf, PathBuf) {
 }
 
 fn cases() -> Vec<Case> {
-    let signals = ["TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "KILL"];
+    let signals = [
+        "TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "KILL", "WINCH",
+    ];
     // Top-level durations, then the guard's (a table, so written last).
     let durations = [
         (

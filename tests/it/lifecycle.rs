@@ -164,3 +164,29 @@ fn failed_start_shows_the_last_lines_even_after_64kib_of_output() {
         "shows the first lines, not the last"
     );
 }
+
+/// Apache stops gracefully on WINCH: any signal the system defines may be `stop_signal`.
+#[test]
+fn stop_signal_may_be_any_signal_the_system_defines() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service(
+        "svc.py",
+        "def graceful(*_):\n    open('graceful', 'w').write('WINCH')\n    sys.exit(0)\n\
+         signal.signal(signal.SIGWINCH, graceful)\nprint('handles WINCH', flush=True)",
+    );
+    env.config("entry = \"svc.py\"\nstop_signal = \"SIGWINCH\"\nstop_timeout = \"20s\"\n");
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    wait_for("the WINCH handler", || {
+        std::fs::read_to_string(env.path("svc.py.log")).is_ok_and(|l| l.contains("handles WINCH"))
+    });
+    let stop = env.keepup(&["stop"]);
+    stop.expect(0).stdout_has(&format!("({pid}) stopped"));
+    assert!(!stop.stderr.contains("SIGKILL"), "{stop:#?}");
+    assert_eq!(
+        std::fs::read_to_string(env.path("graceful"))
+            .ok()
+            .as_deref(),
+        Some("WINCH")
+    );
+}
