@@ -172,7 +172,7 @@ fn force_restart(service: &Service, locked: &Locked<'_>) -> Result<u8> {
     }
     let verb = match lookup.instance {
         Some(instance) => {
-            let stopped = stop_instance(service, &locked.finder, &instance);
+            let stopped = stop_instance(locked, &instance);
             locked.record_result(Kind::Stop, Some(instance.pid()), stopped)?;
             note(&format!("{name} ({}) stopped", instance.pid()));
             "restarted"

@@ -32,7 +32,7 @@ pub fn run(service: &Service) -> Result<u8> {
         Kind::Stop,
         "stopped",
         service.config.stop_signal,
-        |instance| stop_instance(service, &locked.finder, instance),
+        |instance| stop_instance(&locked, instance),
     )?;
     // After the service: the watcher is the parent of workers that left its group, and they
     // must not pass to init untracked. Seeing the service end, it waits for the operation lock,
@@ -43,21 +43,33 @@ pub fn run(service: &Service) -> Result<u8> {
     Ok(exit_code::OK)
 }
 
-/// `stop_signal`, up to `stop_timeout` for it to end, then SIGKILL.
-pub fn stop_instance(service: &Service, finder: &Finder<'_>, instance: &Instance) -> Result<()> {
-    let config = &service.config;
-    finder.signal(instance, config.stop_signal)?;
-    if finder.wait_gone(instance, config.stop_timeout) {
-        return Ok(());
-    }
-    note(&format!(
-        "{} ({}) still running {} after {}: sending SIGKILL",
-        config.name,
-        instance.pid(),
-        crate::text::duration_text(config.stop_timeout),
-        config.stop_signal
-    ));
-    kill_instance(service, finder, instance)
+/// `stop_signal` to the main process (or, with `stop_mode = "group"`, to its whole group at
+/// once), then to what is left of the service once it has exited: its group, and what the
+/// watcher was left with. SIGKILL to whatever still runs `stop_timeout` after the first signal.
+pub(super) fn stop_instance(locked: &Locked<'_>, instance: &Instance) -> Result<()> {
+    let config = &locked.service.config;
+    let reaper = locked.service.watcher(&locked.finder).map(|w| w.identity());
+    let mut stopping = locked.finder.stop(
+        instance,
+        reaper.as_ref(),
+        config.stop_signal,
+        config.stop_mode,
+        config.stop_timeout,
+    )?;
+    let stopped = if stopping.wait() {
+        Ok(())
+    } else {
+        note(&format!(
+            "{} ({}) still running {} after {}: sending SIGKILL",
+            config.name,
+            instance.pid(),
+            crate::text::duration_text(config.stop_timeout),
+            config.stop_signal
+        ));
+        stopping.kill()
+    };
+    locked.record_orphans(Ok(stopping.orphans().to_vec()))?;
+    stopped
 }
 
 /// SIGKILL to the instance and whatever is left of its group; waits until it is gone.

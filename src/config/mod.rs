@@ -19,7 +19,7 @@ mod values;
 
 pub use raw::RawConfig;
 pub use search::Search;
-pub use values::{RawRestartLimit, RestartLimit, parse_size};
+pub use values::{RawRestartLimit, RestartLimit, StopMode, parse_size};
 
 /// A checked config: absolute paths, typed values, defaults filled in.
 #[derive(Clone, Debug)]
@@ -51,6 +51,8 @@ pub struct Config {
     /// A dotenv file read at every launch, absolute; `env` wins over it.
     pub env_file: Option<PathBuf>,
     pub stop_signal: Signal,
+    /// Whether `stop_signal` goes to the main process first or to the whole group at once.
+    pub stop_mode: StopMode,
     pub stop_timeout: Duration,
     pub start_timeout: Duration,
     pub restart_limit: RestartLimit,
@@ -292,6 +294,7 @@ mod tests {
         );
         assert_eq!(config.stop_signal, Signal::TERM);
         assert_eq!(config.stop_timeout, Duration::from_secs(10));
+        assert_eq!(config.stop_mode, StopMode::Leader);
         assert_eq!(config.start_timeout, Duration::from_secs(5));
         assert_eq!(
             config.pattern.as_ref().unwrap().interpreter.as_deref(),
@@ -406,6 +409,13 @@ mod tests {
                 "{message}"
             );
         }
+        let (_dir, config) = load_text("entry = \"bot.py\"\nstop_mode = \"group\"\n");
+        assert_eq!(config.unwrap().stop_mode, StopMode::Group);
+        let message = error("entry = \"bot.py\"\nstop_mode = \"main\"\n");
+        assert_eq!(
+            message,
+            "key `stop_mode`: unknown value \"main\" (expected \"leader\" or \"group\")"
+        );
         let message = error("entry = \"bot.py\"\nstop_signal = \"stop\"\n");
         assert!(
             message.starts_with("key `stop_signal`: \"stop\" only pauses the service"),

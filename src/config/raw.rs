@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::search::{Search, platform_supports};
 use super::values::{
-    DEFAULT_RESTART_LIMIT, RawRestartLimit, RestartLimit, check, duration, parse_size,
+    DEFAULT_RESTART_LIMIT, RawRestartLimit, RestartLimit, StopMode, check, duration, parse_size,
     restart_limit,
 };
 use super::{Config, dir_of};
@@ -36,6 +36,9 @@ pub struct RawConfig {
     pub env_file: Option<String>,
     /// The first signal `stop` sends.
     pub stop_signal: Option<String>,
+    /// `leader`: `stop_signal` to the main process first, to the rest once it has exited;
+    /// `group`: to the whole process group at once.
+    pub stop_mode: Option<String>,
     /// How long `stop` waits before SIGKILL.
     pub stop_timeout: Option<String>,
     /// How long `start` waits for the process to be recognised (and ready).
@@ -61,6 +64,7 @@ struct Checked {
     resolved: Option<PathBuf>,
     search: Search,
     stop_signal: Signal,
+    stop_mode: StopMode,
     stop_timeout: Duration,
     start_timeout: Duration,
     startup: Vec<String>,
@@ -90,26 +94,7 @@ impl RawConfig {
         let resolved = entry.as_ref().and_then(|e| e.canonicalize().ok());
         let search = check(problems, Search::from_key(self.search.as_deref()))
             .and_then(|search| check(problems, platform_supports(search).map(|()| search)));
-        let stop_signal = check(
-            problems,
-            self.stop_signal
-                .as_deref()
-                .unwrap_or("TERM")
-                .parse::<Signal>()
-                .and_then(|signal| {
-                    if signal == Signal::STOP {
-                        Err(format!(
-                            "\"{}\" only pauses the service (and keepup resumes it with SIGCONT \
-                             right after stop_signal, so that it can act on it): name the signal \
-                             it stops on, e.g. \"TERM\"",
-                            self.stop_signal.as_deref().unwrap_or_default()
-                        ))
-                    } else {
-                        Ok(signal)
-                    }
-                })
-                .map_err(|e| format!("key `stop_signal`: {e}")),
-        );
+        let (stop_signal, stop_mode) = self.stopping(problems);
         let (stop_timeout, start_timeout) = self.timeouts(problems);
         let env = self.env.take().unwrap_or_default();
         check_env_names(problems, &env);
@@ -140,6 +125,7 @@ impl RawConfig {
             Some(entry),
             Some(search),
             Some(stop_signal),
+            Some(stop_mode),
             Some(stop_timeout),
             Some(start_timeout),
             Some((startup, pattern)),
@@ -147,6 +133,7 @@ impl RawConfig {
             entry,
             search,
             stop_signal,
+            stop_mode,
             stop_timeout,
             start_timeout,
             startup_and_pattern,
@@ -166,6 +153,7 @@ impl RawConfig {
                 resolved,
                 search,
                 stop_signal,
+                stop_mode,
                 stop_timeout,
                 start_timeout,
                 startup,
@@ -176,6 +164,32 @@ impl RawConfig {
                 log_max_size,
             },
         )
+    }
+
+    /// `stop_signal` and `stop_mode`.
+    fn stopping(&self, problems: &mut Vec<String>) -> (Option<Signal>, Option<StopMode>) {
+        let stop_signal = check(
+            problems,
+            self.stop_signal
+                .as_deref()
+                .unwrap_or("TERM")
+                .parse::<Signal>()
+                .and_then(|signal| {
+                    if signal == Signal::STOP {
+                        Err(format!(
+                            "\"{}\" only pauses the service (and keepup resumes it with SIGCONT \
+                             right after stop_signal, so that it can act on it): name the signal \
+                             it stops on, e.g. \"TERM\"",
+                            self.stop_signal.as_deref().unwrap_or_default()
+                        ))
+                    } else {
+                        Ok(signal)
+                    }
+                })
+                .map_err(|e| format!("key `stop_signal`: {e}")),
+        );
+        let stop_mode = check(problems, StopMode::from_key(self.stop_mode.as_deref()));
+        (stop_signal, stop_mode)
     }
 
     fn timeouts(&self, problems: &mut Vec<String>) -> (Option<Duration>, Option<Duration>) {
@@ -242,6 +256,7 @@ impl RawConfig {
             log,
             env: checked.env,
             stop_signal: checked.stop_signal,
+            stop_mode: checked.stop_mode,
             stop_timeout: checked.stop_timeout,
             start_timeout: checked.start_timeout,
             restart_limit: checked.restart_limit.unwrap_or(DEFAULT_RESTART_LIMIT),

@@ -84,6 +84,37 @@ pub(super) fn restart_limit(
     })
 }
 
+/// To whom `stop` sends `stop_signal` first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// The main process first, what is left of the service once it has exited: a master
+    /// (celery's, gunicorn's) lets its workers finish what they are doing before they end.
+    Leader,
+    /// The whole process group at once.
+    Group,
+}
+
+impl StopMode {
+    /// The `stop_mode` key's value (`leader` when it is not set).
+    pub(super) fn from_key(text: Option<&str>) -> Result<StopMode, String> {
+        match text {
+            None | Some("leader") => Ok(StopMode::Leader),
+            Some("group") => Ok(StopMode::Group),
+            Some(other) => Err(format!(
+                "key `stop_mode`: unknown value \"{other}\" (expected \"leader\" or \"group\")"
+            )),
+        }
+    }
+
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            StopMode::Leader => "leader",
+            StopMode::Group => "group",
+        }
+    }
+}
+
 /// Parses a size like "512KB", "10MB", "1GB" or "4096" (bytes). K, M and G are powers of 1024.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let bad = || format!("\"{text}\" is not a size (write e.g. \"512KB\", \"10MB\")");

@@ -8,7 +8,9 @@ use nix::errno::Errno;
 use nix::sys::signal as nix_signal;
 use nix::unistd::Pid as NixPid;
 
-use super::{Finder, Instance, os, poll_until};
+use super::watcher::{orphans_of, signal_orphans};
+use super::{Finder, Identity, Instance, is_running, os, poll_until};
+use crate::config::StopMode;
 use crate::error::{Error, Result};
 use crate::pid::Pid;
 use crate::signal::Signal;
@@ -63,6 +65,51 @@ impl Finder<'_> {
                 e.desc()
             ))),
         }
+    }
+
+    /// Begins to stop `instance`: `signal` to its main process (with [`StopMode::Group`], to
+    /// its whole group and to what `reaper` was left with, at once), each followed by SIGCONT.
+    /// [`Stopping::wait`] sends `signal` to the rest once the main process has exited;
+    /// [`Stopping::kill`] ends whatever runs after that. `reaper`: the watcher, whose children
+    /// other than the service are workers that left the service's group (it is their
+    /// subreaper).
+    pub fn stop<'f>(
+        &'f self,
+        instance: &Instance,
+        reaper: Option<&Identity>,
+        signal: Signal,
+        mode: StopMode,
+        timeout: Duration,
+    ) -> Result<Stopping<'f>> {
+        let mut stopping = Stopping {
+            finder: self,
+            instance: instance.clone(),
+            group: instance.group(),
+            reaper: reaper.filter(|r| self.is_watcher(r)).cloned(),
+            signal,
+            mode,
+            deadline: Instant::now() + timeout,
+            leader_gone: None,
+            rest_signalled: false,
+            orphans: Vec::new(),
+        };
+        if self.by_identity(&instance.identity).is_some() {
+            let (target, group) = match (mode, stopping.group) {
+                (StopMode::Group, Some(group)) => (group, true),
+                _ => (instance.pid(), false),
+            };
+            deliver(target, group, signal).map_err(|e| {
+                Error::Failed(format!(
+                    "sending {signal} to {} ({}): {}",
+                    self.config.name,
+                    instance.pid(),
+                    e.desc()
+                ))
+            })?;
+            stopping.rest_signalled = group;
+        }
+        stopping.step();
+        Ok(stopping)
     }
 
     /// SIGKILL for what is left of the instance's group after its leader has gone.
@@ -158,9 +205,8 @@ impl Finder<'_> {
                     self.config.name
                 )));
             }
-            match to_nix(signal).and_then(|s| nix_signal::killpg(NixPid::from_raw(group.get()), s))
-            {
-                Ok(()) | Err(Errno::ESRCH) => Ok(()),
+            match deliver(group, true, signal) {
+                Ok(()) => Ok(()),
                 Err(e) => Err(Error::Failed(format!(
                     "ending {leftovers}: sending {signal} to group {group}: {} (they run as another user: run keepup as that user or as root)",
                     e.desc()
@@ -194,6 +240,149 @@ impl Finder<'_> {
             }
         )))
     }
+}
+
+/// A stop under way: `signal` has gone to the main process (or to the whole group).
+pub struct Stopping<'f> {
+    finder: &'f Finder<'f>,
+    instance: Instance,
+    /// The group the service leads, which keepup may signal.
+    group: Option<Pid>,
+    reaper: Option<Identity>,
+    signal: Signal,
+    mode: StopMode,
+    /// `stop_timeout` after the first signal.
+    deadline: Instant,
+    leader_gone: Option<Instant>,
+    rest_signalled: bool,
+    /// The reaper's children sent `signal` so far.
+    orphans: Vec<Pid>,
+}
+
+impl Stopping<'_> {
+    /// Waits until nothing of the service is left (true) or `stop_timeout` has passed since
+    /// the first signal, sending `signal` to what is left as soon as the main process exits.
+    pub fn wait(&mut self) -> bool {
+        let deadline = self.deadline;
+        poll_until(deadline, || self.step())
+    }
+
+    /// SIGKILL to whatever of the service still runs; waits until it is gone.
+    pub fn kill(&mut self) -> Result<()> {
+        let finder = self.finder;
+        if !finder.signal(&self.instance, Signal::KILL)? {
+            finder.kill_leftovers(&self.instance)?;
+        }
+        self.kill_orphans();
+        if poll_until(Instant::now() + KILL_GRACE, || self.step()) {
+            return Ok(());
+        }
+        // What a leader still alive at the first SIGKILL left to the reaper only then.
+        finder.kill_leftovers(&self.instance)?;
+        self.kill_orphans();
+        if poll_until(Instant::now() + KILL_GRACE, || self.step()) {
+            return Ok(());
+        }
+        Err(Error::Failed(format!(
+            "{} ({}) is still running {} after SIGKILL",
+            finder.config.name,
+            self.instance.pid(),
+            crate::text::duration_text(KILL_GRACE)
+        )))
+    }
+
+    /// The watcher's children that were ended with the service (workers that had left its
+    /// process group).
+    #[must_use]
+    pub fn orphans(&self) -> &[Pid] {
+        &self.orphans
+    }
+
+    fn kill_orphans(&mut self) {
+        if let Some(reaper) = self.reaper.clone().filter(is_running) {
+            let left = orphans_of(reaper.pid.get(), Some(&self.instance));
+            signal_orphans(reaper.pid.get(), &left, Signal::KILL);
+            for pid in left {
+                if !self.orphans.contains(&pid) {
+                    self.orphans.push(pid);
+                }
+            }
+        }
+    }
+
+    /// One look: once the main process has gone (at once, by group), `signal` to the rest of
+    /// the service, and to each child the reaper is newly left with; true when nothing is left.
+    fn step(&mut self) -> bool {
+        let finder = self.finder;
+        let leader_alive = finder.by_identity(&self.instance.identity).is_some();
+        if !leader_alive && self.leader_gone.is_none() {
+            self.leader_gone = Some(Instant::now());
+        }
+        if leader_alive && self.mode == StopMode::Leader {
+            return false;
+        }
+        if !self.rest_signalled {
+            self.rest_signalled = true;
+            // The leader's pid is held while any member lives: the group is still the
+            // service's. What this cannot reach (a member run by another user) SIGKILL names.
+            if let Some(group) = self.group.filter(|g| group_exists(*g)) {
+                let _ = deliver(group, true, self.signal);
+            }
+        }
+        let orphans = self
+            .reaper
+            .clone()
+            .filter(is_running)
+            .map_or_else(Vec::new, |r| orphans_of(r.pid.get(), Some(&self.instance)));
+        let new: Vec<Pid> = orphans
+            .iter()
+            .filter(|p| !self.orphans.contains(p))
+            .copied()
+            .collect();
+        if let Some(reaper) = &self.reaper {
+            signal_orphans(reaper.pid.get(), &new, self.signal);
+        }
+        self.orphans.extend(new);
+        if leader_alive || !orphans.is_empty() {
+            return false;
+        }
+        match self.group {
+            None => true,
+            // The group is empty once its last member is reaped, which its reaper does within
+            // microseconds; the whole table is searched for live members only if it lingers.
+            Some(group) => {
+                !group_exists(group)
+                    || (self
+                        .leader_gone
+                        .is_some_and(|since| since.elapsed() >= REAP_GRACE)
+                        && !group_alive(group))
+            }
+        }
+    }
+}
+
+/// `signal` to `pid` (with `group`, to the group it leads), then SIGCONT: a stopped process
+/// acts on a signal only once it runs again (systemd sends SIGCONT likewise). A target that
+/// has just ended (ESRCH) is no error.
+pub(super) fn deliver(pid: Pid, group: bool, signal: Signal) -> nix::Result<()> {
+    let target = NixPid::from_raw(pid.get());
+    let send = |signal: Signal| {
+        let signal = to_nix(signal)?;
+        let sent = if group {
+            nix_signal::killpg(target, signal)
+        } else {
+            nix_signal::kill(target, signal)
+        };
+        match sent {
+            Err(Errno::ESRCH) => Ok(()),
+            other => other,
+        }
+    };
+    send(signal)?;
+    if signal != Signal::KILL && signal != Signal::CONT {
+        send(Signal::CONT)?;
+    }
+    Ok(())
 }
 
 /// How long the kernel may take to finish processes sent SIGKILL.

@@ -454,7 +454,7 @@ impl Finder<'_> {
 
 /// The live children of `watcher` other than `keep`: a process's parent is only ever
 /// changed to a subreaper or init, so these are the watcher's own or what it inherited.
-fn orphans_of(watcher: i32, keep: Option<&Instance>) -> Vec<Pid> {
+pub(super) fn orphans_of(watcher: i32, keep: Option<&Instance>) -> Vec<Pid> {
     let keep = keep.map(|k| k.pid().get());
     // Its own children list first: the size of the service, not of the process table.
     os::children(watcher)
@@ -467,9 +467,9 @@ fn orphans_of(watcher: i32, keep: Option<&Instance>) -> Vec<Pid> {
         .collect()
 }
 
-/// `signal` to each of `orphans` still the watcher's child (and to the group it leads,
-/// if it leads one: a worker that left with `setsid` took its own children along).
-fn signal_orphans(watcher: i32, orphans: &[Pid], signal: Signal) {
+/// `signal` (then SIGCONT) to each of `orphans` still the watcher's child (and to the group
+/// it leads, if it leads one: a worker that left with `setsid` took its own children along).
+pub(super) fn signal_orphans(watcher: i32, orphans: &[Pid], signal: Signal) {
     let own_group = nix::unistd::getpgrp().as_raw();
     for pid in orphans {
         let Some(facts) = os::facts(pid.get()) else {
@@ -479,12 +479,11 @@ fn signal_orphans(watcher: i32, orphans: &[Pid], signal: Signal) {
         if facts.ppid != watcher || facts.zombie {
             continue;
         }
-        let target = NixPid::from_raw(pid.get());
-        let _ = if facts.pgid == facts.pid && facts.pgid != own_group {
-            to_nix(signal).and_then(|s| nix_signal::killpg(target, s))
-        } else {
-            to_nix(signal).and_then(|s| nix_signal::kill(target, s))
-        };
+        let _ = super::ending::deliver(
+            *pid,
+            facts.pgid == facts.pid && facts.pgid != own_group,
+            signal,
+        );
     }
 }
 /// Pids for a message: "12, 34".

@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid as NixPid;
+
 use crate::testenv::{TestEnv, alive, locked_pid, wait_for};
 
 /// Pids whose process group is `group`, zombies excluded.
@@ -189,4 +192,162 @@ fn stop_signal_may_be_any_signal_the_system_defines() {
             .as_deref(),
         Some("WINCH")
     );
+}
+
+/// A service paused with SIGSTOP acts on `stop_signal` only once it runs again: keepup sends
+/// SIGCONT right after it, so the service stops by its own handler, not by SIGKILL at the
+/// timeout.
+#[test]
+fn stop_ends_a_paused_service_gracefully() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service(
+        "svc.py",
+        "def graceful(*_):\n    open('graceful', 'w').write('TERM')\n    sys.exit(0)\n\
+         signal.signal(signal.SIGTERM, graceful)\nprint('handles TERM', flush=True)",
+    );
+    env.config("entry = \"svc.py\"\nstop_timeout = \"30s\"\n");
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    wait_for("the TERM handler", || {
+        std::fs::read_to_string(env.path("svc.py.log")).is_ok_and(|l| l.contains("handles TERM"))
+    });
+    kill(NixPid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    wait_for("the service to be stopped", || state(pid) == Some('T'));
+    let began = Instant::now();
+    let stop = env.keepup(&["stop"]);
+    stop.expect(0).stdout_has(&format!("({pid}) stopped"));
+    assert!(!stop.stderr.contains("SIGKILL"), "{stop:#?}");
+    assert!(
+        began.elapsed() < Duration::from_secs(15),
+        "the paused service waited for SIGKILL"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.path("graceful"))
+            .ok()
+            .as_deref(),
+        Some("TERM")
+    );
+}
+
+/// The state letter of `pid` in `/proc/<pid>/stat` (`T`: stopped).
+fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// A celery-like master: two workers, each working on a "task" (a file written in ten steps,
+/// then renamed `.done`), that die at once on TERM; on TERM the master tells them to finish
+/// their task (USR1), waits for them, and exits. A third child ("beat") it does not wait for
+/// ends gracefully on TERM.
+const CELERY_LIKE: &str = "#!/usr/bin/env python3
+import os, signal, sys, time
+def worker(n):
+    leave = []
+    signal.signal(signal.SIGUSR1, lambda *_: leave.append(1))
+    task = 0
+    while not leave:
+        task += 1
+        name = 'task-%d-%d' % (n, task)
+        with open(name + '.part', 'w') as f:
+            for step in range(10):
+                f.write('step %d\\n' % step)
+                f.flush()
+                time.sleep(0.1)
+        os.rename(name + '.part', name + '.done')
+    os._exit(0)
+def beat():
+    def stopped(*_):
+        open('beat-stopped', 'w').close()
+        os._exit(0)
+    signal.signal(signal.SIGTERM, stopped)
+    while True:
+        time.sleep(1)
+workers = []
+for n in range(2):
+    pid = os.fork()
+    if pid == 0:
+        worker(n)
+    workers.append(pid)
+if os.fork() == 0:
+    beat()
+def warm_shutdown(*_):
+    for w in workers:
+        os.kill(w, signal.SIGUSR1)
+    for w in workers:
+        os.waitpid(w, 0)
+    open('master-done', 'w').close()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, warm_shutdown)
+print('up', flush=True)
+while True:
+    time.sleep(1)
+";
+
+/// The tasks in progress: `task-*.part` files in `dir`.
+fn tasks(dir: &std::path::Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| Some(n.strip_suffix(suffix)?.to_owned()))
+        .filter(|n| n.starts_with("task-"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// celery's pool workers die on TERM and lose the task at hand; TERM to the master alone lets
+/// them finish it. So `stop_signal` goes to the main process first, and to the rest (beat)
+/// once it has exited; `stop_mode = "group"` keeps the old all-at-once, and cuts the tasks.
+#[test]
+fn stop_lets_a_master_finish_its_workers_tasks_and_group_mode_cuts_them() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = env.script("app/master.py", CELERY_LIKE);
+    let dir = env.path("app");
+    for mode in ["leader", "group"] {
+        for leftover in std::fs::read_dir(&dir).unwrap() {
+            let path = leftover.unwrap().path();
+            if path != entry {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+        let mode_line = if mode == "group" {
+            "stop_mode = \"group\"\n"
+        } else {
+            ""
+        };
+        env.config(&format!(
+            "entry = \"app/master.py\"\nstop_timeout = \"20s\"\n{mode_line}"
+        ));
+        let pid = env.keepup(&["start"]).expect(0).pid();
+        wait_for("both workers at a task", || {
+            let working = tasks(&dir, ".part");
+            working.iter().any(|t| t.starts_with("task-0-"))
+                && working.iter().any(|t| t.starts_with("task-1-"))
+        });
+        let stop = env.keepup(&["stop"]);
+        stop.expect(0).stdout_has(&format!("({pid}) stopped"));
+        assert!(!stop.stderr.contains("SIGKILL"), "{mode}: {stop:#?}");
+        assert!(env.instances(&entry).is_empty(), "{mode}");
+        assert!(
+            dir.join("beat-stopped").exists(),
+            "{mode}: beat got no TERM"
+        );
+        if mode == "leader" {
+            assert!(dir.join("master-done").exists());
+            assert_eq!(tasks(&dir, ".part"), Vec::<String>::new(), "a task was cut");
+            assert!(tasks(&dir, ".done").len() >= 2);
+        } else {
+            assert_eq!(
+                tasks(&dir, ".part").len(),
+                2,
+                "group mode let the tasks finish"
+            );
+        }
+    }
 }
