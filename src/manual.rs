@@ -5,7 +5,7 @@
 use roff::{Roff, bold, italic, roman};
 
 /// Every config key: name, default, meaning (README's table, shortened).
-const KEYS: [(&str, &str, &str); 21] = [
+const KEYS: [(&str, &str, &str); 22] = [
     (
         "entry",
         "required",
@@ -46,7 +46,16 @@ const KEYS: [(&str, &str, &str); 21] = [
         "\"TERM\"",
         "the first signal stop sends: any the system defines (kill -l), by name (TERM, SIGTERM, QUIT, WINCH…) or number; never STOP",
     ),
-    ("stop_timeout", "\"10s\"", "after it, stop sends SIGKILL"),
+    (
+        "stop_mode",
+        "\"leader\"",
+        "leader: stop_signal (then SIGCONT) to the main process first, to the rest of the service (its group, the watcher's orphans) once it has exited; group: to all of it at once",
+    ),
+    (
+        "stop_timeout",
+        "\"10s\"",
+        "measured from the first signal: whatever of the service still runs then gets SIGKILL",
+    ),
     (
         "start_timeout",
         "\"5s\"",

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::{argv, duration_text};
-use crate::config::Config;
+use crate::config::{Config, StopMode};
 use crate::error::{Error, Result};
 
 /// Whose manager runs the unit.
@@ -85,13 +85,9 @@ pub fn unit(config: &Config, scope: Scope) -> Result<String> {
         doublings(limit.backoff, limit.backoff_max),
         duration_text(limit.backoff_max)
     ));
-    line(&format!("KillSignal={}", config.stop_signal));
-    line(&format!(
-        "TimeoutStopSec={}",
-        duration_text(config.stop_timeout)
-    ));
-    line("# The whole service, workers included, as keepup's stop ends its process group.");
-    line("KillMode=control-group");
+    for text in stopping(config) {
+        line(text.as_str());
+    }
     let log = specifiers(&config.log.to_string_lossy());
     line(&format!("StandardOutput=append:{log}"));
     line(&format!("StandardError=append:{log}"));
@@ -119,6 +115,29 @@ pub fn unit(config: &Config, scope: Scope) -> Result<String> {
         Scope::System => "WantedBy=multi-user.target",
     });
     Ok(out)
+}
+
+/// How systemd is to stop it, as keepup's `stop` does.
+fn stopping(config: &Config) -> Vec<String> {
+    let mut lines = vec![
+        format!("KillSignal={}", config.stop_signal),
+        format!("TimeoutStopSec={}", duration_text(config.stop_timeout)),
+    ];
+    lines.extend(
+        match config.stop_mode {
+            StopMode::Leader => [
+                "# keepup's stop sends the signal to the main process first, and to the rest once \
+                 it has exited; systemd's nearest sends SIGKILL to the rest at TimeoutStopSec=.",
+                "KillMode=mixed",
+            ],
+            StopMode::Group => [
+                "# The whole service, workers included, as keepup's stop ends its process group.",
+                "KillMode=control-group",
+            ],
+        }
+        .map(str::to_owned),
+    );
+    lines
 }
 
 /// The environment lines: `EnvironmentFile=` for `env_file`, `Environment=` for `env`, and

@@ -17,6 +17,8 @@ struct Case {
     /// Whether startup runs the script through python3 (found on PATH), or the entry itself.
     through_python: bool,
     stop_signal: &'static str,
+    /// `stop_mode`, and the `KillMode=` it becomes.
+    stop_mode: (&'static str, &'static str),
     durations: (&'static str, &'static str),
 }
 
@@ -47,10 +49,14 @@ fn write_case(env: &TestEnv, case: &Case) -> (PathBuf, PathBuf) {
         "cfg.toml",
         &format!(
             "entry = '{AWKWARD}/bot.py'\nstartup = '''{}'''\nsearch = \"auto\"\nlog = \
-             'logs ü/bot 100%.log'\nstop_signal = \"{}\"\n{}\nready = \"tcp:127.0.0.1:9\"\n\
+             'logs ü/bot 100%.log'\nstop_signal = \"{}\"\nstop_mode = \"{}\"\n{}\nready = \"tcp:127.0.0.1:9\"\n\
              log_max_size = \"1MB\"\nlog_keep = 2\nstate_dir = 'state ü'\nwatch = true\n\n[env]\n\
              {toml_env}\n[restart_limit]\n{}\n",
-            case.startup, case.stop_signal, case.durations.0, case.durations.1
+            case.startup,
+            case.stop_signal,
+            case.stop_mode.0,
+            case.durations.0,
+            case.durations.1
         ),
     );
     (config, entry)
@@ -77,11 +83,17 @@ fn cases() -> Vec<Case> {
         .enumerate()
         .map(|(i, signal)| {
             let durations = durations[i % durations.len()];
+            let stop_mode = if i % 3 == 0 {
+                ("group", "control-group")
+            } else {
+                ("leader", "mixed")
+            };
             if i % 2 == 0 {
                 Case {
                     startup: r#"python3 {entry} --name "a b" "it's" 100% $HOME \x ü {dir}"#,
                     through_python: true,
                     stop_signal: signal,
+                    stop_mode,
                     durations,
                 }
             } else {
@@ -89,6 +101,7 @@ fn cases() -> Vec<Case> {
                     startup: "{entry} --flag=\"quoted value\" '%n' '$$' '\\\\'",
                     through_python: false,
                     stop_signal: signal,
+                    stop_mode,
                     durations,
                 }
             }
@@ -256,7 +269,11 @@ fn systemd_units_verify_and_read_back_as_what_keepup_runs() {
             assert_eq!(environment, env_table(), "{unit}");
             let signal = format!("KillSignal=SIG{}", case.stop_signal);
             assert!(unit.contains(&signal), "{signal} missing:\n{unit}");
-            assert!(unit.contains("Restart=always\n") && unit.contains("KillMode=control-group\n"));
+            let kill_mode = format!("KillMode={}\n", case.stop_mode.1);
+            assert!(
+                unit.contains("Restart=always\n") && unit.contains(&kill_mode),
+                "{unit}"
+            );
         }
         assert!(
             system.stdout.contains("User=root\nGroup=root\n"),
