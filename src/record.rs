@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::pid::Pid;
-use crate::process::{Identity, Instance};
+use crate::process::{Identity, Instance, Kin};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
@@ -22,6 +22,10 @@ pub struct Record {
     /// What the instance was launched (or adopted) with; absent in older records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch: Option<Launch>,
+    /// For an instance keepup found running (adopted): what its runaways will share with it.
+    /// One keepup started needs none: what leaves its session comes back to the watcher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kin: Option<Kin>,
 }
 
 /// The parts of a config that make an instance what it is.
@@ -45,6 +49,7 @@ impl Record {
             start: instance.identity.start.clone(),
             leads_group: instance.leads_group(),
             launch: Some(Launch::of(config)),
+            kin: None,
         }
     }
 

@@ -339,8 +339,7 @@ impl Service {
             });
         }
         let leftovers = leftovers(finder, record.as_deref(), lock)?;
-        let dead: Vec<_> = leftovers.iter().map(|l| l.group).collect();
-        let instance = finder.scan(&dead)?.into_iter().next();
+        let instance = finder.scan(leftovers.as_ref())?.into_iter().next();
         Ok(Lookup {
             instance,
             stale,
@@ -351,19 +350,19 @@ impl Service {
     /// Records `instance` as the service and points the pid lock at it, writing only what
     /// differs (the timer's every-minute check then writes nothing).
     pub fn remember(&self, instance: &Instance, lock: &PidLock) -> Result<()> {
-        self.write_remembered(instance, Some(lock), files::write_atomic)
+        self.write_remembered(instance, Some(lock), files::write_atomic, true)
     }
 
     /// The identity of a process just spawned, waiting at its gate: the one thing every later
     /// command needs to find it, written before it may run, without waiting for the disk (a
     /// revival's milliseconds; [`Service::settled`] makes it durable once confirmed).
     pub fn remember_spawned(&self, instance: &Instance) -> Result<()> {
-        self.write_remembered(instance, None, files::rewrite_in_place)
+        self.write_remembered(instance, None, files::rewrite_in_place, false)
     }
 
     /// Points the pid lock at a process that runs now (after [`Service::remember_spawned`]).
     pub fn point_lock(&self, instance: &Instance, lock: &PidLock) -> Result<()> {
-        self.write_remembered(instance, Some(lock), files::write_atomic_unsynced)
+        self.write_remembered(instance, Some(lock), files::write_atomic_unsynced, false)
     }
 
     /// The confirmed instance's record and pid lock, on disk.
@@ -373,18 +372,23 @@ impl Service {
     }
 
     /// Writes the instance record (unless it already names `instance`) and, given the pid
-    /// lock as read, points it at `instance` (unless it does already).
+    /// lock as read, points it at `instance` (unless it does already). `running`: the instance
+    /// runs its program (it is not waiting at its gate), so its kin can be noted.
     fn write_remembered(
         &self,
         instance: &Instance,
         lock: Option<&PidLock>,
         write: fn(&Path, &[u8]) -> Result<()>,
+        running: bool,
     ) -> Result<()> {
         let known = self
             .record()
             .is_some_and(|r| r.pid == instance.pid() && r.start == instance.identity.start);
         if !known {
-            let record = Record::new(instance, &self.config);
+            let mut record = Record::new(instance, &self.config);
+            if running {
+                record.kin = instance.kin();
+            }
             let json = serde_json::to_vec(&record)
                 .map_err(|e| Error::Failed(format!("encoding instance record: {e}")))?;
             write(&self.record_file(), &json)?;
@@ -418,17 +422,28 @@ impl Service {
     }
 }
 
-/// The live members of the group a dead instance led: known from the record (same boot,
-/// and it led its group), or from the pid lock's pid when one of them is recognised.
+/// What a dead instance left: the live members of the group it led, known from the record
+/// (same boot, and it led its group), or from the pid lock's pid when one of them is
+/// recognised; and, for an instance keepup adopted, its runaways (workers that left its
+/// session, which nothing else ties to it once it has died).
 fn leftovers(
     finder: &Finder<'_>,
     record: Option<&Record>,
     lock: &PidLock,
 ) -> Result<Option<Leftovers>> {
-    if let Some(record) = record.filter(|r| r.leads_group && process::this_boot(&r.start))
-        && let Some(leftovers) = finder.leftovers(record.pid, false)?
-    {
-        return Ok(Some(leftovers));
+    if let Some(record) = record.filter(|r| process::this_boot(&r.start)) {
+        let group = if record.leads_group {
+            finder.leftovers(record.pid, false)?
+        } else {
+            None
+        };
+        let runaways = match &record.kin {
+            Some(kin) => finder.runaways(&record.identity(), kin)?,
+            None => Vec::new(),
+        };
+        if let Some(leftovers) = Leftovers::join(record.pid, group, runaways) {
+            return Ok(Some(leftovers));
+        }
     }
     match lock.pid() {
         Some(pid) if record.is_none_or(|r| r.pid != pid) => finder.leftovers(pid, true),

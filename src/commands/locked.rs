@@ -171,7 +171,7 @@ impl<'a> Locked<'a> {
             .end_leftovers(leftovers, signal, config.stop_timeout);
         let ended = self.record_result(
             Kind::Leftovers,
-            Some(leftovers.group),
+            Some(leftovers.of),
             ended.map(|()| format!("ended {leftovers}")),
         )?;
         note(&ended);

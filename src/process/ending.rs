@@ -2,6 +2,7 @@
 //! checked again right before), waiting until nothing of it is left, and what a dead instance
 //! left behind.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -9,19 +10,56 @@ use nix::sys::signal as nix_signal;
 use nix::unistd::Pid as NixPid;
 
 use super::watcher::{orphans_of, signal_orphans};
-use super::{Finder, Identity, Instance, is_running, os, poll_until};
+use serde::{Deserialize, Serialize};
+
+use super::{Finder, Identity, Instance, is_running, os, poll_until, this_boot};
 use crate::config::StopMode;
 use crate::error::{Error, Result};
 use crate::pid::Pid;
 use crate::signal::Signal;
 
-/// What is left of a dead instance's process group: workers whose leader has ended. The
-/// group's id cannot be given to a new process while any member lives, so the group is still
-/// the dead instance's, whatever its members run and whoever they run as.
+/// What is left of a dead instance: the live members of the process group it led (workers
+/// whose leader has ended; the group's id cannot be given to a new process while any member
+/// lives, so the group is still the dead instance's, whatever its members run and whoever
+/// they run as), and its runaways (see [`Finder::runaways`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Leftovers {
-    pub group: Pid,
+    /// The dead instance's pid: its group's id, when it led one.
+    pub of: Pid,
+    /// Whether it led a group whose members are left.
+    led_group: bool,
+    /// Every leftover: its group's members, then its runaways.
     pub members: Vec<Pid>,
+    runaways: Vec<Identity>,
+}
+
+impl Leftovers {
+    /// The group's leftovers (if any) and the runaways of the dead instance `of`, as one; none
+    /// when nothing is left.
+    #[must_use]
+    pub fn join(of: Pid, group: Option<Leftovers>, runaways: Vec<Identity>) -> Option<Leftovers> {
+        let mut joined = group.unwrap_or(Leftovers {
+            of,
+            led_group: false,
+            members: Vec::new(),
+            runaways: Vec::new(),
+        });
+        joined.members.extend(runaways.iter().map(|s| s.pid));
+        joined.runaways.extend(runaways);
+        (!joined.members.is_empty()).then_some(joined)
+    }
+
+    /// The dead instance's group, when members of it are left.
+    #[must_use]
+    pub fn group(&self) -> Option<Pid> {
+        self.led_group.then_some(self.of)
+    }
+
+    /// Whether `pid` is a leftover that left the dead instance's group.
+    #[must_use]
+    pub fn is_runaway(&self, pid: Pid) -> bool {
+        self.runaways.iter().any(|s| s.pid == pid)
+    }
 }
 
 impl std::fmt::Display for Leftovers {
@@ -35,9 +73,50 @@ impl std::fmt::Display for Leftovers {
             } else {
                 format!("{} processes", self.members.len())
             },
-            self.group,
+            self.of,
             pids.join(", ")
         )
+    }
+}
+
+/// What keepup notes of an instance it adopts, to know its runaways once it has died: workers
+/// that left its session (`setsid`, as a postgres server's backends do) are handed to init (or to a
+/// subreaper above it) when it dies, and then nothing else ties them to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kin {
+    /// Its program and working directory, which the workers it forks share.
+    pub exe: PathBuf,
+    pub cwd: PathBuf,
+    /// Its start, in the platform's unit: its workers start no earlier.
+    pub since: u64,
+    /// Its ancestors: besides init, the only processes its orphans can be handed to.
+    pub reapers: Vec<Identity>,
+}
+
+impl Instance {
+    /// What its runaways will share with it (see [`Kin`]); `None` where the platform does not
+    /// tell its program or folder.
+    #[must_use]
+    pub fn kin(&self) -> Option<Kin> {
+        let mut reapers = Vec::new();
+        let mut parent = self.facts.ppid;
+        // Pid::new stops at init (1) and at "no parent" (0); the bound, at a cycle.
+        while let Some(pid) = Pid::new(parent.into()).filter(|_| reapers.len() < 64) {
+            let Some(facts) = os::facts(parent) else {
+                break;
+            };
+            reapers.push(Identity {
+                pid,
+                start: facts.start,
+            });
+            parent = facts.ppid;
+        }
+        Some(Kin {
+            exe: os::exe(self.facts.pid)?,
+            cwd: os::cwd(self.facts.pid)?,
+            since: self.facts.start_ticks,
+            reapers,
+        })
     }
 }
 
@@ -181,41 +260,99 @@ impl Finder<'_> {
                 return Ok(None);
             }
         }
-        Ok(Some(Leftovers { group, members }))
+        Ok(Some(Leftovers {
+            of: group,
+            led_group: true,
+            members,
+            runaways: Vec::new(),
+        }))
     }
 
-    /// Ends `leftovers`: `signal` to their group, up to `timeout` for it to empty, then SIGKILL.
+    /// The runaways of the dead instance `dead`, which `kin` describes: the live processes of
+    /// this user that started after it, run its program in its working directory, lead a
+    /// session of their own, and belong now to init or to one of its ancestors (as its orphans
+    /// do). Nothing else can be all of these but a worker it forked that left its session.
+    pub fn runaways(&self, dead: &Identity, kin: &Kin) -> Result<Vec<Identity>> {
+        if is_running(dead) || !this_boot(&dead.start) {
+            return Ok(Vec::new());
+        }
+        let pids = os::pids().map_err(Error::io("listing processes in", "/proc"))?;
+        let mut found = Vec::new();
+        for pid in pids.into_iter().filter_map(|p| Pid::new(p.into())) {
+            let Some(facts) = self
+                .eligible(pid)
+                .filter(|f| pid != dead.pid && f.sid == f.pid)
+            else {
+                continue;
+            };
+            let handed_down = facts.ppid == 1
+                || kin
+                    .reapers
+                    .iter()
+                    .any(|r| r.pid.get() == facts.ppid && is_running(r));
+            if facts.start_ticks >= kin.since
+                && handed_down
+                && os::exe(pid.get()).as_ref() == Some(&kin.exe)
+                && os::cwd(pid.get()).as_ref() == Some(&kin.cwd)
+            {
+                found.push(Identity {
+                    pid,
+                    start: facts.start,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Ends `leftovers`: `signal` (then SIGCONT) to their group and to each runaway (with the
+    /// group it leads), up to `timeout` for them to end, then SIGKILL.
     pub fn end_leftovers(
         &self,
         leftovers: &Leftovers,
         signal: Signal,
         timeout: Duration,
     ) -> Result<()> {
-        let group = leftovers.group;
+        let group = leftovers.group();
+        // The leader's pid must still be free: then the group is still the dead instance's.
+        let group_left = |group: Pid| !self.exists(group) && group_alive(group);
         let send = |signal: Signal| {
-            // The leader's pid must still be free: then the group is still the dead instance's.
-            if self.exists(group) || !group_alive(group) {
-                return Ok(());
+            if let Some(group) = group.filter(|g| group_left(*g)) {
+                if self.ancestors().contains(&group.get())
+                    || nix::unistd::getpgrp().as_raw() == group.get()
+                {
+                    return Err(Error::Failed(format!(
+                        "leftovers of {}: keepup itself runs in their group {group}",
+                        self.config.name
+                    )));
+                }
+                deliver(group, true, signal).map_err(|e| {
+                    Error::Failed(format!(
+                        "ending {leftovers}: sending {signal} to group {group}: {} (they run as \
+                         another user: run keepup as that user or as root)",
+                        e.desc()
+                    ))
+                })?;
             }
-            if self.ancestors().contains(&group.get())
-                || nix::unistd::getpgrp().as_raw() == group.get()
-            {
-                return Err(Error::Failed(format!(
-                    "leftovers of {}: keepup itself runs in their group {group}",
-                    self.config.name
-                )));
+            let own_group = nix::unistd::getpgrp().as_raw();
+            for runaway in &leftovers.runaways {
+                // The very process recognised as a runaway, checked again right before.
+                let Some(facts) = self.by_identity(runaway).map(|i| i.facts) else {
+                    continue;
+                };
+                let leads = facts.pgid == facts.pid && facts.pgid != own_group;
+                deliver(runaway.pid, leads, signal).map_err(|e| {
+                    Error::Failed(format!(
+                        "ending {leftovers}: sending {signal} to {}: {}",
+                        runaway.pid,
+                        e.desc()
+                    ))
+                })?;
             }
-            match deliver(group, true, signal) {
-                Ok(()) => Ok(()),
-                Err(e) => Err(Error::Failed(format!(
-                    "ending {leftovers}: sending {signal} to group {group}: {} (they run as another user: run keepup as that user or as root)",
-                    e.desc()
-                ))),
-            }
+            Ok(())
         };
         let gone = |within: Duration| {
             poll_until(Instant::now() + within, || {
-                self.exists(group) || !group_alive(group)
+                !group.is_some_and(group_left) && leftovers.runaways.iter().all(|s| !is_running(s))
             })
         };
         send(signal)?;

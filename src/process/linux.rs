@@ -98,12 +98,14 @@ pub fn facts(pid: i32) -> Option<Facts> {
 /// counted from the last `)`.
 fn parse_stat(stat: &str) -> Option<Facts> {
     let pid = stat.split_once(' ')?.0.parse().ok()?;
-    // Fields after the name, counted from 0 (state): ppid 1, pgrp 2, starttime 19, rss 21.
+    // Fields after the name, counted from 0 (state): ppid 1, pgrp 2, session 3, starttime 19,
+    // rss 21.
     let mut fields = stat[stat.rfind(')')? + 1..].split_ascii_whitespace();
     let state = fields.next()?;
     let parent = fields.next()?.parse().ok()?;
     let group = fields.next()?.parse().ok()?;
-    let start_ticks: u64 = fields.nth(16)?.parse().ok()?;
+    let session = fields.next()?.parse().ok()?;
+    let start_ticks: u64 = fields.nth(15)?.parse().ok()?;
     let rss_pages = fields
         .nth(1)
         .and_then(|f| f.parse::<u64>().ok())
@@ -113,6 +115,7 @@ fn parse_stat(stat: &str) -> Option<Facts> {
         zombie: matches!(state, "Z" | "X" | "x"),
         ppid: parent,
         pgid: group,
+        sid: session,
         uid: 0,
         start: format!("{}:{start_ticks}", boot_id()),
         start_ticks,
@@ -366,6 +369,7 @@ mod tests {
                     987654 1000 321 18446744073709551615";
         let facts = parse_stat(stat).unwrap();
         assert_eq!((facts.pid, facts.ppid, facts.pgid), (4242, 1, 4242));
+        assert_eq!(facts.sid, 4242);
         assert_eq!(facts.start_ticks, 987_654);
         assert_eq!(facts.rss_pages, 321);
         assert!(!facts.zombie);

@@ -44,6 +44,7 @@ pub fn facts(pid: i32) -> Option<Facts> {
         .with_user(UpdateKind::Always)
         .with_memory();
     let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok()?;
+    let session = nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(pid))).ok()?;
     with_process(pid, kind, |p| Facts {
         pid,
         ppid: p
@@ -51,6 +52,7 @@ pub fn facts(pid: i32) -> Option<Facts> {
             .and_then(|pp| i32::try_from(pp.as_u32()).ok())
             .unwrap_or(0),
         pgid: group.as_raw(),
+        sid: session.as_raw(),
         uid: p.user_id().map_or(u32::MAX, |u| **u),
         zombie: p.status() == ProcessStatus::Zombie,
         // Seconds since the epoch: unique with the pid, across reboots too.

@@ -35,7 +35,7 @@ mod spawn;
 pub mod watcher;
 
 use ending::to_nix;
-pub use ending::{KILL_GRACE, Leftovers};
+pub use ending::{KILL_GRACE, Kin, Leftovers, Stopping};
 #[cfg(target_os = "linux")]
 use linux as os;
 pub use spawn::{Spawned, Started, become_subreaper, defer_interrupts, resume_interrupts};
@@ -57,6 +57,8 @@ pub struct Facts {
     pub pid: i32,
     pub ppid: i32,
     pub pgid: i32,
+    /// Its session: its own pid once it has left its parent's (`setsid`).
+    pub sid: i32,
     pub uid: u32,
     pub zombie: bool,
     /// Unique for this process across pid reuse and reboots (boot id and start tick on Linux).
@@ -236,8 +238,8 @@ impl<'a> Finder<'a> {
 
     /// Every running instance of the service, oldest first. A process whose parent is also an
     /// instance (a worker forked by the service) is part of its parent, not another instance;
-    /// a member of a `dead` group (the leftovers of an instance that died) is none.
-    pub fn scan(&self, dead: &[Pid]) -> Result<Vec<Instance>> {
+    /// what a dead instance left (`dead`) is none.
+    pub fn scan(&self, dead: Option<&Leftovers>) -> Result<Vec<Instance>> {
         let pids = os::pids().map_err(Error::io("listing processes in", "/proc"))?;
         let mut found = Vec::new();
         for pid in pids.into_iter().filter_map(|p| Pid::new(p.into())) {
@@ -268,7 +270,9 @@ impl<'a> Finder<'a> {
                 continue;
             }
             if let Some(facts) = self.eligible(pid)
-                && !dead.iter().any(|g| g.get() == facts.pgid)
+                && !dead.is_some_and(|d| {
+                    d.group().is_some_and(|g| g.get() == facts.pgid) || d.is_runaway(pid)
+                })
             {
                 found.push(instance(pid, facts));
             }
@@ -432,6 +436,7 @@ mod tests {
                 via_sysinfo.pid,
                 via_sysinfo.ppid,
                 via_sysinfo.pgid,
+                via_sysinfo.sid,
                 via_sysinfo.uid,
                 via_sysinfo.zombie
             ),
@@ -439,6 +444,7 @@ mod tests {
                 via_proc.pid,
                 via_proc.ppid,
                 via_proc.pgid,
+                via_proc.sid,
                 via_proc.uid,
                 via_proc.zombie
             )

@@ -5,7 +5,11 @@
 use std::net::TcpListener;
 use std::path::Path;
 
-use crate::testenv::{TestEnv, alive, cmdline, cwd, locked_pid, sigkill, wait_for};
+use std::process::Stdio;
+
+use crate::testenv::{
+    TestEnv, alive, cmdline, cwd, free_port, group_of, locked_pid, sigkill, wait_for,
+};
 
 /// A Python service that forks `workers` children (same process group) which sleep forever.
 fn forking_service(env: &TestEnv, relative: &str, workers: usize) -> std::path::PathBuf {
@@ -429,4 +433,88 @@ fn status_counts_the_whole_group_and_a_pid_change_is_recorded() {
         .stdout_has("pid change")
         .stdout_has(&format!("not as {gone}"));
     env.keepup(&["stop"]).expect(0);
+}
+
+/// A server like `postgres`: its workers ("backends") leave its session, run the same program
+/// under another command line, and hold what a new instance needs (here the listening socket).
+const BACKENDS: &str = "#!/usr/bin/env python3
+import os, socket, sys, time
+listener = socket.socket()
+listener.bind(('127.0.0.1', int(os.environ['PORT'])))
+listener.listen()
+listener.set_inheritable(True)
+worker = os.fork()
+if worker == 0:
+    os.setsid()
+    os.execv(sys.executable, [sys.executable, '-c', 'import time\\nwhile True: time.sleep(1)'])
+with open('worker-%d' % os.getpid(), 'w') as f:
+    f.write(str(worker))
+print('serving', flush=True)
+while True:
+    time.sleep(1)
+";
+
+/// `postgres` started by hand and adopted by `start`: once its main process was killed, a
+/// backend in its own session held the port, `status` said `dead` with no leftovers, and every
+/// revival failed at once. Its runaways are leftovers: listed, and ended before the revival.
+#[test]
+fn the_runaways_of_an_adopted_instance_are_ended_before_its_revival() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let port = free_port();
+    let entry = env.script("server.py", BACKENDS);
+    env.config(&format!(
+        "entry = \"server.py\"\nwatch = false\nstop_timeout = \"5s\"\n[env]\nPORT = \"{port}\"\n"
+    ));
+    let mut by_hand = env
+        .command(&entry)
+        .env("PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let leader = i32::try_from(by_hand.id()).unwrap();
+    let worker_of = |leader: i32| {
+        let mut worker = None;
+        wait_for("the worker", || {
+            worker = std::fs::read_to_string(env.path(&format!("worker-{leader}")))
+                .ok()
+                .and_then(|w| w.parse::<i32>().ok());
+            worker.is_some()
+        });
+        worker.unwrap()
+    };
+    let worker = worker_of(leader);
+    assert_ne!(
+        group_of(worker),
+        group_of(leader),
+        "the worker left no group"
+    );
+    env.keepup(&["start"])
+        .expect(0)
+        .stdout_has(&format!("({leader}) is running"));
+
+    sigkill(leader);
+    let _ = by_hand.wait();
+    assert!(alive(worker), "the worker did not outlive its leader");
+    let status = env.keepup(&["status"]);
+    status
+        .expect(1)
+        .stdout_has("dead")
+        .stdout_has("leftovers:")
+        .stdout_has(&worker.to_string());
+    let json: serde_json::Value =
+        serde_json::from_str(&env.keepup(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(json["leftovers"], serde_json::json!([worker]), "{json}");
+
+    let revived = env.keepup(&["restart", "--timer"]);
+    let pid = revived.expect(0).stdout_has("revived").pid();
+    assert!(!alive(worker), "the runaway outlived the revival");
+    assert_ne!(pid, worker);
+    assert_eq!(locked_pid(&entry), Some(pid));
+    worker_of(pid);
+    assert!(alive(pid), "the new instance could not serve");
+    env.keepup(&["events"])
+        .stdout_has("leftovers")
+        .stdout_has(&worker.to_string());
 }
