@@ -1,6 +1,7 @@
-//! Ending the service: signals to its process group (only ever to a recognised instance,
-//! checked again right before), waiting until nothing of it is left, and what a dead instance
-//! left behind.
+//! Ending the service: signals (only ever to a recognised instance, checked again right
+//! before), its main process first and then what is left of it, or its whole group at once;
+//! waiting until nothing of it is left; and what a dead instance left behind (its group's
+//! members and, for an adopted one, its runaways).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -9,9 +10,9 @@ use nix::errno::Errno;
 use nix::sys::signal as nix_signal;
 use nix::unistd::Pid as NixPid;
 
-use super::watcher::{orphans_of, signal_orphans};
 use serde::{Deserialize, Serialize};
 
+use super::watcher::{orphans_of, signal_orphans};
 use super::{Finder, Identity, Instance, is_running, os, poll_until, this_boot};
 use crate::config::StopMode;
 use crate::error::{Error, Result};
@@ -80,8 +81,8 @@ impl std::fmt::Display for Leftovers {
 }
 
 /// What keepup notes of an instance it adopts, to know its runaways once it has died: workers
-/// that left its session (`setsid`, as a postgres server's backends do) are handed to init (or to a
-/// subreaper above it) when it dies, and then nothing else ties them to it.
+/// that left its session (`setsid`, as a postgres server's backends do) are handed to init (or
+/// to a subreaper above it) when it dies, and then nothing else ties them to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kin {
     /// Its program and working directory, which the workers it forks share.
