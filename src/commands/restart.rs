@@ -98,9 +98,9 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
     let history = locked.memory.borrow().complete(history);
     let limit = &service.config.restart_limit;
     match guard::judge(&history, SystemTime::now(), limit) {
-        // A person who asks is not a loop: only a tripped guard holds their revival back.
-        Verdict::Revive | Verdict::Backoff { .. } if !quiet => {}
         Verdict::Revive => {}
+        // A person who asks is not a loop: only a tripped guard holds their revival back.
+        Verdict::Backoff { .. } if !quiet => {}
         Verdict::Backoff { until } => {
             say(&format!(
                 "{stamp}{name} is dead: backing off, next revival at {}",

@@ -25,10 +25,10 @@ use crate::service::Service;
 use crate::watcher::{self, WatcherRecord};
 
 /// When a revival fails for a reason the guard does not count (no space for keepup's files, no
-/// process slot, the entry gone), the wait between tries doubles from a second up to the
-/// guard's `backoff_max`, so the service is back that soon after the cause ends; never less
-/// than this, so a zero `backoff_max` does not spin.
-const LEAST_MOST_BETWEEN_TRIES: Duration = Duration::from_secs(1);
+/// process slot, the entry gone), the first wait before trying again; it doubles up to the
+/// guard's `backoff_max` (so the service is back that soon after the cause ends), and never
+/// shrinks below it (so a zero `backoff_max` does not spin).
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 /// The watcher's first state, under the lock of the keepup that started it: the launch it
 /// was handed (recorded here, so that nothing the caller suffers cuts it in half), or the
@@ -188,8 +188,9 @@ pub fn act(service: Service, text: String) -> Result<u8> {
                     note(&format!("{}{why}", stamp(Who::Watcher)));
                     last_failure = why;
                 }
-                let pause = Duration::from_secs(1u64 << failures.min(6))
-                    .min(limit.backoff_max.max(LEAST_MOST_BETWEEN_TRIES));
+                let pause = FIRST_RETRY
+                    .saturating_mul(1 << failures.min(6))
+                    .min(limit.backoff_max.max(FIRST_RETRY));
                 failures = failures.saturating_add(1);
                 Children::watch().sleep_until(SystemTime::now() + pause);
             }

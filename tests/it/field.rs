@@ -464,7 +464,8 @@ fn the_runaways_of_an_adopted_instance_are_ended_before_its_revival() {
     let port = free_port();
     let entry = env.script("server.py", BACKENDS);
     env.config(&format!(
-        "entry = \"server.py\"\nwatch = false\nstop_timeout = \"5s\"\n[env]\nPORT = \"{port}\"\n"
+        "entry = \"server.py\"\nwatch = false\nstop_timeout = \"5s\"\n[env]\nPORT = \"{port}\"\n\
+         [restart_limit]\nbackoff = \"0s\"\n"
     ));
     let mut by_hand = env
         .command(&entry)
