@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid as NixPid;
 
-use crate::testenv::{TestEnv, alive, locked_pid, wait_for};
+use crate::testenv::{Run, TestEnv, alive, locked_pid, wait_for};
 
 /// Pids whose process group is `group`, zombies excluded.
 fn group_members(group: i32) -> Vec<i32> {
@@ -168,30 +168,51 @@ fn failed_start_shows_the_last_lines_even_after_64kib_of_output() {
     );
 }
 
-/// Apache stops gracefully on WINCH: any signal the system defines may be `stop_signal`.
-#[test]
-fn stop_signal_may_be_any_signal_the_system_defines() {
-    require!("python3", "python3");
-    let env = TestEnv::new();
+/// Starts a Python service that, on `signal` (`WINCH`, `TERM`), writes its name to the file
+/// `graceful` and exits; `stop_signal` and `stop_timeout` as given. Returns its pid once its
+/// handler is in place.
+fn graceful_service(env: &TestEnv, signal: &str, stop: &str) -> i32 {
     env.python_service(
         "svc.py",
-        "def graceful(*_):\n    open('graceful', 'w').write('WINCH')\n    sys.exit(0)\n\
-         signal.signal(signal.SIGWINCH, graceful)\nprint('handles WINCH', flush=True)",
+        &format!(
+            "def graceful(*_):\n    open('graceful', 'w').write('{signal}')\n    sys.exit(0)\n\
+             signal.signal(signal.SIG{signal}, graceful)\nprint('handles {signal}', flush=True)"
+        ),
     );
-    env.config("entry = \"svc.py\"\nstop_signal = \"SIGWINCH\"\nstop_timeout = \"20s\"\n");
+    env.config(&format!("entry = \"svc.py\"\n{stop}"));
     let pid = env.keepup(&["start"]).expect(0).pid();
-    wait_for("the WINCH handler", || {
-        std::fs::read_to_string(env.path("svc.py.log")).is_ok_and(|l| l.contains("handles WINCH"))
+    wait_for("the signal handler", || {
+        std::fs::read_to_string(env.path("svc.py.log"))
+            .is_ok_and(|l| l.contains(&format!("handles {signal}")))
     });
-    let stop = env.keepup(&["stop"]);
+    pid
+}
+
+/// `stop` ended the service by its handler for `signal`, without SIGKILL.
+#[track_caller]
+fn stopped_gracefully(env: &TestEnv, stop: &Run, pid: i32, signal: &str) {
     stop.expect(0).stdout_has(&format!("({pid}) stopped"));
     assert!(!stop.stderr.contains("SIGKILL"), "{stop:#?}");
     assert_eq!(
         std::fs::read_to_string(env.path("graceful"))
             .ok()
             .as_deref(),
-        Some("WINCH")
+        Some(signal)
     );
+}
+
+/// Apache stops gracefully on WINCH: any signal the system defines may be `stop_signal`.
+#[test]
+fn stop_signal_may_be_any_signal_the_system_defines() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let pid = graceful_service(
+        &env,
+        "WINCH",
+        "stop_signal = \"SIGWINCH\"\nstop_timeout = \"20s\"\n",
+    );
+    let stop = env.keepup(&["stop"]);
+    stopped_gracefully(&env, &stop, pid, "WINCH");
 }
 
 /// A service paused with SIGSTOP acts on `stop_signal` only once it runs again: keepup sends
@@ -201,31 +222,15 @@ fn stop_signal_may_be_any_signal_the_system_defines() {
 fn stop_ends_a_paused_service_gracefully() {
     require!("python3", "python3");
     let env = TestEnv::new();
-    env.python_service(
-        "svc.py",
-        "def graceful(*_):\n    open('graceful', 'w').write('TERM')\n    sys.exit(0)\n\
-         signal.signal(signal.SIGTERM, graceful)\nprint('handles TERM', flush=True)",
-    );
-    env.config("entry = \"svc.py\"\nstop_timeout = \"30s\"\n");
-    let pid = env.keepup(&["start"]).expect(0).pid();
-    wait_for("the TERM handler", || {
-        std::fs::read_to_string(env.path("svc.py.log")).is_ok_and(|l| l.contains("handles TERM"))
-    });
+    let pid = graceful_service(&env, "TERM", "stop_timeout = \"30s\"\n");
     kill(NixPid::from_raw(pid), Signal::SIGSTOP).unwrap();
     wait_for("the service to be stopped", || state(pid) == Some('T'));
     let began = Instant::now();
     let stop = env.keepup(&["stop"]);
-    stop.expect(0).stdout_has(&format!("({pid}) stopped"));
-    assert!(!stop.stderr.contains("SIGKILL"), "{stop:#?}");
+    stopped_gracefully(&env, &stop, pid, "TERM");
     assert!(
         began.elapsed() < Duration::from_secs(15),
         "the paused service waited for SIGKILL"
-    );
-    assert_eq!(
-        std::fs::read_to_string(env.path("graceful"))
-            .ok()
-            .as_deref(),
-        Some("TERM")
     );
 }
 
