@@ -421,3 +421,58 @@ fn node_recipe() {
         in_flight: InFlight::SlowPage,
     });
 }
+
+/// A celery app with a filesystem broker (no server needed) and one task that takes 3 s.
+const CELERY_TASKS: &str = "import time\nfrom celery import Celery\n\
+app = Celery('tasks', broker='filesystem://')\n\
+app.conf.broker_transport_options = {'data_folder_in': 'broker', 'data_folder_out': 'broker', \
+'processed_folder': 'processed'}\n\
+@app.task\ndef work(name):\n    open('started-' + name, 'w').close()\n    time.sleep(3)\n    \
+open('done-' + name, 'w').close()\n";
+
+/// Real celery, prefork pool. Its documented stop is TERM to the main process: a warm
+/// shutdown that lets the task at hand finish. keepup's default stop does just that; with
+/// `stop_mode = "group"` the pool's worker gets TERM too, dies, and the task is lost (before,
+/// that was every stop: celery's `WorkerLostError`).
+#[test]
+fn celery_finishes_the_task_at_hand_on_stop_and_group_mode_cuts_it() {
+    if !installed("celery", "pip install celery") {
+        return;
+    }
+    for (mode, finishes) in [("leader", true), ("group", false)] {
+        let env = TestEnv::new();
+        std::fs::create_dir(env.path("broker")).unwrap();
+        std::fs::create_dir(env.path("processed")).unwrap();
+        env.write("tasks.py", CELERY_TASKS);
+        env.config(&format!(
+            "entry = \"tasks.py\"\n\
+             startup = \"celery -A tasks worker --pool=prefork --concurrency=1 --loglevel=info\"\n\
+             stop_mode = \"{mode}\"\nstop_timeout = \"20s\"\n[env]\nPATH = \"{}\"\n",
+            tool_path()
+        ));
+        env.keepup(&["start"]).expect(0);
+        let log = || std::fs::read_to_string(env.path("tasks.py.log")).unwrap_or_default();
+        wait_for("celery to be ready", || log().contains("ready."));
+        let sent = env
+            .command(Path::new("sh"))
+            .args(["-c", "celery -A tasks call tasks.work --args '[\"a\"]'"])
+            .env("PATH", tool_path())
+            .output()
+            .unwrap();
+        assert!(sent.status.success(), "{sent:?}");
+        wait_for("the task to begin", || env.path("started-a").exists());
+        let stop = env.keepup(&["stop"]);
+        stop.expect(0);
+        assert!(!stop.stderr.contains("SIGKILL"), "{mode}: {stop:#?}");
+        assert_eq!(
+            env.path("done-a").exists(),
+            finishes,
+            "stop_mode = {mode}:\n{}",
+            log()
+        );
+        if !finishes {
+            assert!(log().contains("exited with 'signal 15"), "{}", log());
+        }
+        assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
+    }
+}
