@@ -405,15 +405,25 @@ impl TestUser {
             COUNT.fetch_add(1, Ordering::SeqCst)
         );
         // Parallel tests may hold /etc/passwd's lock for a moment: try again until a deadline.
+        // A uid of its own, far from the last one deleted: useradd would give that one again,
+        // and processes of the same uid still ending elsewhere (another test run, in another
+        // pid namespace) would count against this user's limits (RLIMIT_NPROC).
         let deadline = Instant::now() + PATIENCE;
-        loop {
+        // The clock, not the pid: each test run's namespace numbers its pids from 1.
+        let spread = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.subsec_nanos() as usize / 1000);
+        for attempt in 0.. {
+            let uid = 20_000 + (spread + attempt * 131) % 40_000;
             let made = Command::new("useradd")
                 .args([
                     "--no-create-home",
                     "--shell",
                     "/usr/sbin/nologin",
                     "--user-group",
+                    "--uid",
                 ])
+                .arg(uid.to_string())
                 .arg(&name)
                 .output()
                 .unwrap();
