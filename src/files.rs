@@ -9,7 +9,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::ownership;
@@ -204,7 +204,7 @@ fn open_appending(
         .metadata()
         .map_err(Error::io(action, path))?
         .file_type();
-    if !(kind.is_file() || (devices && kind.is_char_device())) {
+    if !appends_to(kind, devices) {
         return Err(not_a_file(path, kind_name(kind)));
     }
     // Writes to a device (a terminal) must wait, not fail with EAGAIN.
@@ -213,6 +213,54 @@ fn open_appending(
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_APPEND),
     );
     Ok(file)
+}
+
+/// Whether [`open_append`] writes to a file of this kind: a regular file or, with `devices`, a
+/// character device.
+fn appends_to(kind: std::fs::FileType, devices: bool) -> bool {
+    kind.is_file() || (devices && kind.is_char_device())
+}
+
+/// Why [`open_append`] would fail at a path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unappendable {
+    /// The folder it would be made in is not there (or is not a folder): this one.
+    NoFolder(PathBuf),
+    /// Something else is there: what.
+    NotAFile(&'static str),
+    /// This user may not write it, or make it in its folder: that path.
+    Denied(PathBuf),
+}
+
+/// Why [`open_append`] (with the same `devices` and `follow`) would fail at `path` now, if it
+/// would; found without opening or making anything, for a check that must not write the file
+/// it checks.
+#[must_use]
+pub fn unappendable(path: &Path, devices: bool, follow: bool) -> Option<Unappendable> {
+    let meta = if follow {
+        fs::metadata(path)
+    } else {
+        fs::symlink_metadata(path)
+    };
+    let target = match meta {
+        Ok(meta) if !appends_to(meta.file_type(), devices) => {
+            return Some(Unappendable::NotAFile(kind_name(meta.file_type())));
+        }
+        Ok(_) => path.to_path_buf(),
+        Err(_) => {
+            let folder = match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if !folder.is_dir() {
+                return Some(Unappendable::NoFolder(folder.to_path_buf()));
+            }
+            folder.to_path_buf()
+        }
+    };
+    nix::unistd::access(&target, nix::unistd::AccessFlags::W_OK)
+        .is_err()
+        .then_some(Unappendable::Denied(target))
 }
 
 /// The error for something other than a regular file where keepup keeps a file.
@@ -330,6 +378,32 @@ mod tests {
         assert_eq!(
             read_trusted(&path, 10).unwrap(),
             Trusted::Content(b"new".to_vec())
+        );
+    }
+
+    #[test]
+    fn unappendable_says_what_open_append_would_meet() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("log");
+        assert_eq!(unappendable(&file, true, true), None);
+        assert_eq!(
+            unappendable(&dir.path().join("gone/log"), true, true),
+            Some(Unappendable::NoFolder(dir.path().join("gone")))
+        );
+        assert_eq!(
+            unappendable(dir.path(), true, true),
+            Some(Unappendable::NotAFile("a directory"))
+        );
+        nix::unistd::mkfifo(&file, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert_eq!(
+            unappendable(&file, true, true),
+            Some(Unappendable::NotAFile("a FIFO"))
+        );
+        assert!(open_append(&file, "opening", true, true).is_err());
+        assert_eq!(unappendable(Path::new("/dev/null"), true, true), None);
+        assert_eq!(
+            unappendable(Path::new("/dev/null"), false, true),
+            Some(Unappendable::NotAFile("a character device"))
         );
     }
 

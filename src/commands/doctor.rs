@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config};
 use crate::exit_code;
-use crate::files;
+use crate::files::{self, Unappendable};
 use crate::pidfile::PidLock;
 use crate::process::{self, exit::Waits};
 use crate::service::Service;
@@ -237,7 +237,8 @@ fn cron_daemon(timer_installed: bool) -> Check {
     }
 }
 
-/// The state folder and the log's folder must be writable, with room for a rotation.
+/// The state folder must be writable, and the log open as `start` opens it, with room for a
+/// rotation.
 fn writable(config: &Config) -> Check {
     let state = nearest_existing(&config.state_dir);
     if nix::unistd::access(&state, nix::unistd::AccessFlags::W_OK).is_err() {
@@ -253,16 +254,8 @@ fn writable(config: &Config) -> Check {
             ),
         );
     }
-    let log_target = if config.log.exists() {
-        config.log.clone()
-    } else {
-        nearest_existing(config.log.parent().unwrap_or(Path::new("/")))
-    };
-    if nix::unistd::access(&log_target, nix::unistd::AccessFlags::W_OK).is_err() {
-        return fail(
-            format!("log: {} is not writable by this user", config.log.display()),
-            format!("make {} writable, or set log", log_target.display()),
-        );
+    if let Some(problem) = log_problem(config) {
+        return problem;
     }
     let folder = nearest_existing(config.log.parent().unwrap_or(Path::new("/")));
     if let Ok(stat) = nix::sys::statvfs::statvfs(&folder) {
@@ -284,6 +277,43 @@ fn writable(config: &Config) -> Check {
         config.state_dir.display(),
         config.log.display()
     ))
+}
+
+/// What would make `start` fail to open the log, as it opens it (following a symlink; a
+/// device such as /dev/null will do). The state folder is made before, so a log in it (or in
+/// a folder on its way) needs no folder yet.
+fn log_problem(config: &Config) -> Option<Check> {
+    let log = config.log.display();
+    let quoted = |p: &Path| shell_words::quote(&p.to_string_lossy()).into_owned();
+    match files::unappendable(&config.log, true, true)? {
+        Unappendable::NoFolder(folder) if config.state_dir.starts_with(&folder) => None,
+        Unappendable::NoFolder(folder) => Some(fail(
+            format!(
+                "log: {log}: its folder {} does not exist, and start makes only the state \
+                 folder: start fails",
+                folder.display()
+            ),
+            format!(
+                "mkdir -p {}, or set log to a file in a folder that exists",
+                quoted(&folder)
+            ),
+        )),
+        Unappendable::NotAFile(kind) => Some(fail(
+            format!(
+                "log: {log} is {kind}: start fails (it appends the service's output to a \
+                 regular file, or to a device such as /dev/null)"
+            ),
+            format!(
+                "remove it ({} {}), or set log to a file's path",
+                if kind == "a directory" { "rmdir" } else { "rm" },
+                quoted(&config.log)
+            ),
+        )),
+        Unappendable::Denied(path) => Some(fail(
+            format!("log: {log} is not writable by this user: start fails"),
+            format!("make {} writable, or set log", quoted(&path)),
+        )),
+    }
 }
 
 fn nearest_existing(path: &Path) -> PathBuf {

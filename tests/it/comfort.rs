@@ -382,3 +382,50 @@ fn doctor_names_a_second_config_that_keeps_the_same_entry() {
         .stdout_has(&format!("fail  keeper: {} also keeps", other.display()))
         .stdout_has("fix: keep it with one config");
 }
+
+// Old doctor: `ok files: … writable` for a log that start cannot open (its folder missing, a
+// directory, a FIFO), while every start failed on it.
+#[test]
+fn doctor_fails_a_log_that_start_cannot_open() {
+    let env = TestEnv::new();
+    env.script("svc.sh", "#!/bin/sh\nexec sleep 1000\n");
+    std::fs::create_dir_all(env.path("a dir")).unwrap();
+    nix::unistd::mkfifo(
+        &env.path("fifo.log"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let missing = env.path("no folder");
+    for (log, says, fix) in [
+        (
+            "no folder/svc.log",
+            format!("its folder {} does not exist", missing.display()),
+            format!("fix: mkdir -p '{}'", missing.display()),
+        ),
+        (
+            "a dir",
+            "is a directory: start fails".to_owned(),
+            format!("fix: remove it (rmdir '{}')", env.path("a dir").display()),
+        ),
+        (
+            "fifo.log",
+            "is a FIFO: start fails".to_owned(),
+            format!("fix: remove it (rm {})", env.path("fifo.log").display()),
+        ),
+    ] {
+        env.config(&format!(
+            "entry = \"svc.sh\"\nlog = \"{log}\"\nwatch = false\n"
+        ));
+        let run = env.keepup(&["doctor"]);
+        run.expect(1)
+            .stdout_has("fail  log:")
+            .stdout_has(&says)
+            .stdout_has(&fix);
+        assert!(!run.stdout.contains("ok    files:"), "{run:#?}");
+        // What doctor says is what start meets.
+        env.keepup(&["start"]).expect(1);
+    }
+    // A log in a state folder not made yet is fine: start makes that folder first.
+    env.config("entry = \"svc.sh\"\nstate_dir = \"state/sub\"\n");
+    env.keepup(&["doctor"]).stdout_has("ok    files:");
+}
