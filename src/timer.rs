@@ -160,6 +160,32 @@ pub fn uninstall(crontab: &str, config: &Path) -> Option<String> {
     found.then_some(kept)
 }
 
+/// What a missing cron daemon is, and what to do: said by `doctor` and `install-timer`.
+pub const NO_CRON_DAEMON: &str =
+    "no cron daemon runs (no cron, crond or cronie process, no active cron.service)";
+pub const START_CRON: &str = "start it: sudo systemctl enable --now cron (crond on Fedora), or \
+                              sudo service cron start";
+pub const INSTALL_CRON: &str = "sudo apt-get install cron (sudo dnf install cronie on Fedora)";
+
+/// Who runs the crontab's lines, if anyone does: a `cron`, `crond` or `cronie` process, or a
+/// cron service systemd says is active (a daemon this user cannot see in the process table).
+#[must_use]
+pub fn cron_daemon() -> Option<&'static str> {
+    if crate::process::any_named(&["cron", "crond", "cronie"]) {
+        return Some("a cron daemon runs");
+    }
+    let active = ["cron.service", "crond.service", "cronie.service"]
+        .iter()
+        .any(|unit| {
+            Command::new("systemctl")
+                .args(["is-active", "--quiet", unit])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    active.then_some("systemd says the cron service is active")
+}
+
 /// The `crontab` program: `KEEPUP_CRONTAB` if set, else `crontab` on PATH.
 pub struct Crontab {
     program: PathBuf,
@@ -181,7 +207,7 @@ impl Crontab {
             .arg("-l")
             .stdin(Stdio::null())
             .output()
-            .map_err(Error::io("running", &self.program))?;
+            .map_err(|e| self.not_run(e))?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.success() {
             return String::from_utf8(output.stdout).map_err(|_| {
@@ -206,7 +232,7 @@ impl Crontab {
                 .arg("-r")
                 .stdin(Stdio::null())
                 .output()
-                .map_err(Error::io("running", &self.program))?;
+                .map_err(|e| self.not_run(e))?;
             return if output.status.success() {
                 Ok(())
             } else {
@@ -219,19 +245,38 @@ impl Crontab {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(Error::io("running", &self.program))?;
+            .map_err(|e| self.not_run(e))?;
         let written = child
             .stdin
             .take()
             .map(|mut stdin| stdin.write_all(text.as_bytes()));
-        let output = child
-            .wait_with_output()
-            .map_err(Error::io("running", &self.program))?;
+        let output = child.wait_with_output().map_err(|e| self.not_run(e))?;
         if output.status.success() && matches!(written, Some(Ok(()))) {
             Ok(())
         } else {
             Err(self.failure("-", &String::from_utf8_lossy(&output.stderr)))
         }
+    }
+
+    /// The program could not be run: when it is not there, what brings it.
+    fn not_run(&self, e: std::io::Error) -> Error {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Error::io("running", &self.program)(e);
+        }
+        let named = std::env::var_os("KEEPUP_CRONTAB").filter(|p| !p.is_empty());
+        Error::Failed(if named.is_some() {
+            format!(
+                "{} (named by KEEPUP_CRONTAB) does not exist: correct KEEPUP_CRONTAB, or unset \
+                 it to use crontab from PATH",
+                self.program.display()
+            )
+        } else {
+            format!(
+                "no crontab program on PATH: the timer needs cron, which brings it and the \
+                 daemon that runs the timer's line: {INSTALL_CRON}; then {START_CRON}; \
+                 `keepup doctor` checks both"
+            )
+        })
     }
 
     fn failure(&self, args: &str, stderr: &str) -> Error {

@@ -7,7 +7,7 @@ use crate::config::{self, Config};
 use crate::exit_code;
 use crate::files::{self, Unappendable};
 use crate::pidfile::PidLock;
-use crate::process::{self, exit::Waits};
+use crate::process::exit::Waits;
 use crate::service::Service;
 use crate::startup::{self, Shebang};
 use crate::timer::{self, Crontab, TimerLine};
@@ -211,25 +211,15 @@ fn timer_binary(config: &Config, timer: &TimerLine) -> Check {
 
 /// A cron daemon must run for the timer's line to fire.
 fn cron_daemon(timer_installed: bool) -> Check {
-    if process::any_named(&["cron", "crond", "cronie"]) {
-        return ok("cron: a cron daemon runs");
+    if let Some(who) = timer::cron_daemon() {
+        return ok(format!("cron: {who}"));
     }
-    let systemd_says = ["cron.service", "crond.service", "cronie.service"]
-        .iter()
-        .any(|unit| {
-            std::process::Command::new("systemctl")
-                .args(["is-active", "--quiet", unit])
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
-    if systemd_says {
-        return ok("cron: systemd says the cron service is active");
-    }
-    let what = "cron: no cron daemon runs (no cron, crond or cronie process, no active \
-                cron.service)";
-    let fix = "start it: sudo systemctl enable --now cron (crond on Fedora), or \
-               `sudo service cron start`; install the cron package if it is missing";
+    let what = format!("cron: {}", timer::NO_CRON_DAEMON);
+    let fix = format!(
+        "{}; if cron is not installed: {}",
+        timer::START_CRON,
+        timer::INSTALL_CRON
+    );
     if timer_installed {
         fail(format!("{what}: the timer never fires"), fix)
     } else {

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::note;
 use crate::error::{Error, Result};
 use crate::exit_code;
 use crate::service::Service;
@@ -38,16 +39,29 @@ pub fn install(service: &Service) -> Result<u8> {
     let crontab = Crontab::from_env();
     let current = crontab.read()?;
     let name = &service.config.name;
-    match timer::install(&current, &line, &service.config.file) {
-        Installed::Already => println!("timer for {name} is already installed"),
+    let done = match timer::install(&current, &line, &service.config.file) {
+        Installed::Already => "is already installed",
         Installed::Added(text) => {
             crontab.write(&text)?;
-            println!("timer for {name} installed: restart runs every minute");
+            "installed"
         }
         Installed::Replaced(text) => {
             crontab.write(&text)?;
-            println!("timer for {name} updated: restart runs every minute");
+            "updated"
         }
+    };
+    // The line is only a line until a cron daemon reads it.
+    if timer::cron_daemon().is_some() {
+        println!("timer for {name} {done}: restart runs every minute");
+    } else {
+        println!("timer for {name} {done}, but nothing runs it yet");
+        note(&format!(
+            "{}: the line fires only once one runs; {}; if cron is not installed: {}; \
+             `keepup doctor` checks it",
+            timer::NO_CRON_DAEMON,
+            timer::START_CRON,
+            timer::INSTALL_CRON
+        ));
     }
     Ok(exit_code::OK)
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::testenv::{Run, TestEnv, TestUser, sigkill, which};
+use crate::testenv::{Run, TestEnv, TestUser, have, sigkill, which};
 
 /// A service in its own folder `dir` of the test, with its own config.
 fn service(env: &TestEnv, dir: &str, extra: &str) -> PathBuf {
@@ -113,15 +113,24 @@ fn doctor(env: &TestEnv, config: &Path) -> Run {
     env.keepup_with(config, &["doctor"])
 }
 
-/// `keepup doctor` in a pid (and mount) namespace of its own, where no cron daemon runs,
+/// Whether [`in_namespace`] can run here (else it says why the test is skipped).
+fn namespaces_here() -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root for a pid namespace of its own");
+        return false;
+    }
+    have("cron", "cron") && have("unshare", "util-linux")
+}
+
+/// `keepup VERB` in a pid (and mount) namespace of its own, where no cron daemon runs,
 /// unless `cron` starts one in it first (it ends with the namespace).
-fn doctor_in_namespace(env: &TestEnv, config: &Path, cron: bool) -> Run {
+fn in_namespace(env: &TestEnv, config: &Path, verb: &str, cron: bool) -> Run {
     let keepup = env!("CARGO_BIN_EXE_keepup");
     // Its own /run too: the pid file of a cron daemon outside would stop this one.
     let script = if cron {
-        "mount -t tmpfs keepup-test /run && cron && exec \"$0\" -c \"$1\" doctor"
+        "mount -t tmpfs keepup-test /run && cron && exec \"$0\" -c \"$1\" \"$2\""
     } else {
-        "exec \"$0\" -c \"$1\" doctor"
+        "exec \"$0\" -c \"$1\" \"$2\""
     };
     let out = env
         .command(Path::new("unshare"))
@@ -136,6 +145,7 @@ fn doctor_in_namespace(env: &TestEnv, config: &Path, cron: bool) -> Run {
             keepup,
         ])
         .arg(config)
+        .arg(verb)
         .output()
         .unwrap();
     Run::from_output(&out)
@@ -144,17 +154,14 @@ fn doctor_in_namespace(env: &TestEnv, config: &Path, cron: bool) -> Run {
 #[test]
 fn doctor_is_all_ok_on_a_healthy_setup_and_names_a_missing_cron_daemon() {
     require!("python3", "python3");
-    require!("cron", "cron");
-    require!("unshare", "util-linux");
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root for a pid namespace of its own");
+    if !namespaces_here() {
         return;
     }
     let env = TestEnv::new();
     let config = service(&env, "app", "");
     env.keepup_with(&config, &["install-timer"]).expect(0);
 
-    let healthy = doctor_in_namespace(&env, &config, true);
+    let healthy = in_namespace(&env, &config, "doctor", true);
     healthy.expect(0);
     for line in healthy.stdout.lines().filter(|l| !l.starts_with(' ')) {
         assert!(line.starts_with("ok"), "not ok: {line}\n{healthy:#?}");
@@ -172,12 +179,41 @@ fn doctor_is_all_ok_on_a_healthy_setup_and_names_a_missing_cron_daemon() {
         healthy.stdout_has(check);
     }
 
-    let no_cron = doctor_in_namespace(&env, &config, false);
+    let no_cron = in_namespace(&env, &config, "doctor", false);
     no_cron
         .expect(1)
         .stdout_has("fail  cron: no cron daemon runs")
         .stdout_has("the timer never fires")
         .stdout_has("fix: start it");
+}
+
+// Old install-timer: "restart runs every minute" where no cron daemon ran, so nothing ever did.
+#[test]
+fn install_timer_says_when_no_cron_daemon_would_run_it() {
+    if !namespaces_here() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.script("app/svc.sh", "#!/bin/sh\nexec sleep 1000\n");
+    let config = env.write("app/cfg.toml", "entry = \"svc.sh\"\n");
+    let alone = in_namespace(&env, &config, "install-timer", false);
+    alone
+        .expect(0)
+        .stdout_has("timer for svc.sh installed, but nothing runs it yet")
+        .stderr_has("no cron daemon runs")
+        .stderr_has("sudo systemctl enable --now cron")
+        .stderr_has("apt-get install cron")
+        .stderr_has("`keepup doctor` checks it");
+    assert!(!alone.stdout.contains("every minute"), "{alone:#?}");
+    assert_eq!(alone.stderr.lines().count(), 1, "{alone:#?}");
+    let line = std::fs::read_to_string(env.crontab_file()).unwrap();
+    assert!(
+        line.contains("restart --timer"),
+        "the line is written all the same: {line}"
+    );
+    in_namespace(&env, &config, "install-timer", true)
+        .expect(0)
+        .stdout_has("timer for svc.sh is already installed: restart runs every minute");
 }
 
 #[test]

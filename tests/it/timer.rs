@@ -1,7 +1,9 @@
 //! `install-timer` and `uninstall-timer` through a stand-in crontab (`tests/fake-crontab`),
 //! which stores the crontab in a temp file and answers like crontab(1).
 
-use crate::testenv::TestEnv;
+use std::path::Path;
+
+use crate::testenv::{Run, TestEnv};
 
 fn crontab(env: &TestEnv) -> Option<String> {
     std::fs::read_to_string(env.crontab_file()).ok()
@@ -179,4 +181,44 @@ fn timer_restart_is_quiet_unless_it_acts() {
     revived.expect(0).stdout_has("revived");
     assert_ne!(revived.pid(), pid);
     env.keepup(&["stop"]).expect(0);
+}
+
+// Old install-timer, with no crontab program: "running crontab: No such file or directory",
+// and no word on what was missing.
+#[test]
+fn install_timer_without_a_crontab_program_says_how_to_get_one() {
+    let env = TestEnv::new();
+    env.script("svc.sh", "#!/bin/sh\nexec sleep 1000\n");
+    env.config("entry = \"svc.sh\"\n");
+    let install = |name: &str, value: &Path| {
+        let out = env
+            .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+            .env_remove("KEEPUP_CRONTAB")
+            .env(name, value)
+            .arg("-c")
+            .arg(env.path("cfg.toml"))
+            .arg("install-timer")
+            .output()
+            .unwrap();
+        Run::from_output(&out)
+    };
+    // A PATH that finds no crontab, and no KEEPUP_CRONTAB: nothing to run, the user's real
+    // crontab included.
+    let empty = env.path("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    let run = install("PATH", &empty);
+    run.expect(1)
+        .stderr_has("no crontab program on PATH")
+        .stderr_has("sudo apt-get install cron")
+        .stderr_has("sudo systemctl enable --now cron")
+        .stderr_has("`keepup doctor` checks both");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+
+    let missing = env.path("no such/crontab");
+    install("KEEPUP_CRONTAB", &missing)
+        .expect(1)
+        .stderr_has(&format!(
+            "{} (named by KEEPUP_CRONTAB) does not exist",
+            missing.display()
+        ));
 }
