@@ -1,4 +1,4 @@
-//! How keepup writes durations, counts, moments and sizes in its messages: one way, shared
+//! How keepup writes durations, counts, moments, sizes and paths in its messages: one way, shared
 //! by every module that speaks to a person (so none of them needs `output`, which knows the
 //! whole status).
 
@@ -19,6 +19,18 @@ pub fn duration_text(duration: Duration) -> String {
         };
     }
     humantime::format_duration(Duration::from_secs(duration.as_secs())).to_string()
+}
+
+/// A path as one shell word, for a command a person pastes: quoted when it needs to be.
+#[must_use]
+pub fn shell_path(path: &std::path::Path) -> String {
+    shell_word(&path.to_string_lossy())
+}
+
+/// `text` as one shell word, quoted when it needs to be.
+#[must_use]
+pub fn shell_word(text: &str) -> String {
+    shell_words::quote(text).into_owned()
 }
 
 /// `count` and `noun`, plural when it is not one: "1 revival", "3 revivals", "2 processes".

@@ -10,6 +10,7 @@ use crate::pidfile::PidLock;
 use crate::process::exit::Waits;
 use crate::service::Service;
 use crate::startup::{self, Shebang};
+use crate::text::shell_path;
 use crate::timer::{self, Crontab, TimerLine};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,11 +99,11 @@ fn diagnose(service: &Service, checks: &mut Vec<Check>) {
         (Ok(_), None, _) => warn(
             "timer: not installed: after a reboot, or if the watcher is killed, nothing brings \
              the service back",
-            format!("keepup -c {} install-timer", config.file.display()),
+            format!("keepup -c {} install-timer", shell_path(&config.file)),
         ),
         (Ok(_), Some(_), None) => fail(
             "timer: this config's line is not one keepup wrote",
-            format!("keepup -c {} install-timer", config.file.display()),
+            format!("keepup -c {} install-timer", shell_path(&config.file)),
         ),
         (Ok(_), Some(_), Some(timer)) => timer_binary(config, timer),
     });
@@ -131,6 +132,11 @@ fn runnable(config: &Config, timer: Option<&TimerLine>) -> Check {
             "this shell's PATH (no timer line)",
         ),
     };
+    // With no timer line there is nothing to install again.
+    let install = format!(
+        "run install-timer{} from a shell whose PATH finds it",
+        if timer.is_some() { " again" } else { "" }
+    );
     let Some(program) = config.startup.first() else {
         return fail("startup: empty", "write the command in startup");
     };
@@ -139,7 +145,7 @@ fn runnable(config: &Config, timer: Option<&TimerLine>) -> Check {
         if !files::is_executable(&path) {
             return fail(
                 format!("startup: {} is missing or not executable", path.display()),
-                format!("chmod +x {}, or correct startup", path.display()),
+                format!("chmod +x {}, or correct startup", shell_path(&path)),
             );
         }
         path
@@ -149,8 +155,7 @@ fn runnable(config: &Config, timer: Option<&TimerLine>) -> Check {
             None => {
                 return fail(
                     format!("startup: {program} is not on {whose} ({path_env})"),
-                    "run install-timer again from a shell whose PATH finds it, or write its \
-                     absolute path in startup",
+                    format!("{install}, or write its absolute path in startup"),
                 );
             }
         }
@@ -169,8 +174,10 @@ fn runnable(config: &Config, timer: Option<&TimerLine>) -> Check {
                      not find",
                     resolved.display()
                 ),
-                "run install-timer again from a shell whose PATH finds it, or name the \
-                 interpreter by its absolute path in the #! line or in startup",
+                format!(
+                    "{install}, or name the interpreter by its absolute path in the #! line or \
+                     in startup"
+                ),
             );
         }
     }
@@ -182,7 +189,7 @@ fn on_path(program: &str, path_env: &str) -> Option<PathBuf> {
 }
 
 fn timer_binary(config: &Config, timer: &TimerLine) -> Check {
-    let reinstall = format!("keepup -c {} install-timer", config.file.display());
+    let reinstall = format!("keepup -c {} install-timer", shell_path(&config.file));
     if !files::is_executable(&timer.keepup) {
         return fail(
             format!(
@@ -240,7 +247,7 @@ fn writable(config: &Config) -> Check {
             ),
             format!(
                 "make it writable (chmod u+w {}), or set state_dir to a folder of yours",
-                state.display()
+                shell_path(&state)
             ),
         );
     }
@@ -274,7 +281,6 @@ fn writable(config: &Config) -> Check {
 /// a folder on its way) needs no folder yet.
 fn log_problem(config: &Config) -> Option<Check> {
     let log = config.log.display();
-    let quoted = |p: &Path| shell_words::quote(&p.to_string_lossy()).into_owned();
     match files::unappendable(&config.log, true, true)? {
         Unappendable::NoFolder(folder) if config.state_dir.starts_with(&folder) => None,
         Unappendable::NoFolder(folder) => Some(fail(
@@ -285,7 +291,7 @@ fn log_problem(config: &Config) -> Option<Check> {
             ),
             format!(
                 "mkdir -p {}, or set log to a file in a folder that exists",
-                quoted(&folder)
+                shell_path(&folder)
             ),
         )),
         Unappendable::NotAFile(kind) => Some(fail(
@@ -296,12 +302,12 @@ fn log_problem(config: &Config) -> Option<Check> {
             format!(
                 "remove it ({} {}), or set log to a file's path",
                 if kind == "a directory" { "rmdir" } else { "rm" },
-                quoted(&config.log)
+                shell_path(&config.log)
             ),
         )),
         Unappendable::Denied(path) => Some(fail(
             format!("log: {log} is not writable by this user: start fails"),
-            format!("make {} writable, or set log", quoted(&path)),
+            format!("make {} writable, or set log", shell_path(&path)),
         )),
     }
 }
@@ -326,7 +332,7 @@ fn pid_lock(service: &Service) -> Check {
             format!("pid lock: {file} {why}"),
             format!(
                 "keepup -c {} stop, then start (it is never trusted as it is)",
-                service.config.file.display()
+                shell_path(&service.config.file)
             ),
         ),
         Ok(PidLock::Held(pid)) => {
@@ -339,7 +345,7 @@ fn pid_lock(service: &Service) -> Check {
                     format!("pid lock: {file} holds {pid}, and the service does not run"),
                     format!(
                         "keepup -c {} restart revives it (the watcher or timer should have)",
-                        service.config.file.display()
+                        shell_path(&service.config.file)
                     ),
                 ),
             }
@@ -353,7 +359,7 @@ fn one_keeper(service: &Service, crontab: &str) -> Check {
     let config = &service.config;
     let entry = config.entry.display();
     if let Some(keeper) = service.other_keeper() {
-        let quoted = shell_words::quote(&keeper.to_string_lossy()).into_owned();
+        let quoted = shell_path(&keeper);
         return fail(
             format!(
                 "keeper: {} keeps {entry}: start, stop, kill and restart with this config are \
@@ -379,7 +385,7 @@ fn one_keeper(service: &Service, crontab: &str) -> Check {
             ),
             format!(
                 "keep it with one config: keepup -c {} stop and uninstall-timer",
-                shell_words::quote(&other.to_string_lossy())
+                shell_path(&other)
             ),
         ),
     }

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::exit_code;
 use crate::export::{self, Scope};
 use crate::service::Service;
+use crate::text::{shell_path, shell_word};
 
 /// What to export to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,20 +17,24 @@ pub enum Target {
 
 pub fn run(service: &Service, target: &Target) -> Result<u8> {
     let config = &service.config;
-    let file = config.file.display();
+    let file = shell_path(&config.file);
     let advice = match target {
         Target::Systemd { scope, name } => {
             let name = unit_name(&name.clone().unwrap_or_else(|| export::default_name(config)))?;
             print!("{}", export::unit(config, *scope)?);
             match scope {
                 Scope::User => format!(
-                    "save it as ~/.config/systemd/user/{name}.service, then: systemctl --user \
-                     daemon-reload && systemctl --user enable --now {name}; and, for it to run \
-                     while you are logged out and after a reboot: loginctl enable-linger $USER"
+                    "save it as ~/.config/systemd/user/{}, then: systemctl --user \
+                     daemon-reload && systemctl --user enable --now {}; and, for it to run \
+                     while you are logged out and after a reboot: loginctl enable-linger $USER",
+                    shell_word(&format!("{name}.service")),
+                    shell_word(&name)
                 ),
                 Scope::System => format!(
-                    "save it (as root) as /etc/systemd/system/{name}.service, then: systemctl \
-                     daemon-reload && systemctl enable --now {name}"
+                    "save it (as root) as /etc/systemd/system/{}, then: systemctl \
+                     daemon-reload && systemctl enable --now {}",
+                    shell_word(&format!("{name}.service")),
+                    shell_word(&name)
                 ),
             }
         }
@@ -43,9 +48,10 @@ pub fn run(service: &Service, target: &Target) -> Result<u8> {
                 )));
             }
             print!("{}", export::plist(config, &label)?);
+            let file = shell_word(&format!("{label}.plist"));
             format!(
-                "save it as ~/Library/LaunchAgents/{label}.plist, then: launchctl bootstrap \
-                 gui/$(id -u) ~/Library/LaunchAgents/{label}.plist"
+                "save it as ~/Library/LaunchAgents/{file}, then: launchctl bootstrap \
+                 gui/$(id -u) ~/Library/LaunchAgents/{file}"
             )
         }
     };

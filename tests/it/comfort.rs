@@ -465,3 +465,32 @@ fn doctor_fails_a_log_that_start_cannot_open() {
     env.config("entry = \"svc.sh\"\nstate_dir = \"state/sub\"\n");
     env.keepup(&["doctor"]).stdout_has("ok    files:");
 }
+
+// Old doctor: fix lines with the config's path as it is (`keepup -c /my app/cfg.toml …`, two
+// words to a shell), and "run install-timer again" where no timer had ever been installed.
+#[test]
+fn doctor_fix_lines_paste_into_a_shell() {
+    let env = TestEnv::new();
+    env.script("my app/svc.sh", "#!/bin/sh\nexec sleep 1000\n");
+    let config = env.write(
+        "my app/cfg.toml",
+        "entry = \"svc.sh\"\nstartup = \"kup-no-such-program {entry}\"\n",
+    );
+    let quoted = format!("'{}'", config.display());
+    let run = doctor(&env, &config);
+    run.expect(1)
+        .stdout_has(&format!("fix: keepup -c {quoted} install-timer"))
+        .stdout_has("fix: run install-timer from a shell whose PATH finds it");
+    assert!(
+        !run.stdout.contains("again"),
+        "no timer to install again: {run:#?}"
+    );
+    // Pasted, the fix line is one command that names this config.
+    let fix = run
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("fix: keepup "))
+        .unwrap();
+    let words = shell_words::split(fix).unwrap();
+    assert_eq!(words[..2], ["-c", config.to_str().unwrap()], "{fix}");
+}

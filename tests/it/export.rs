@@ -357,3 +357,21 @@ fn export_writes_nothing_and_says_to_stop_keeping_it_first() {
         .expect(1)
         .stderr_has("--name");
 }
+
+// Old export: "first run `keepup -c /my app/cfg.toml stop`", which a shell reads as two words.
+#[test]
+fn export_advice_pastes_into_a_shell() {
+    let env = TestEnv::new();
+    env.script("my app/svc.sh", "#!/bin/sh\nexec sleep 1000\n");
+    let config = env.write("my app/cfg.toml", "entry = \"svc.sh\"\n");
+    // Kept (its timer is installed): export says to stop keeping it first.
+    env.keepup_with(&config, &["install-timer"]).expect(0);
+    let quoted = format!("'{}'", config.display());
+    env.keepup_with(&config, &["export", "systemd"])
+        .expect(0)
+        .stderr_has(&format!("`keepup -c {quoted} stop`"))
+        .stderr_has(&format!("`keepup -c {quoted} uninstall-timer`"));
+    env.keepup_with(&config, &["export", "launchd", "--label", "my bot"])
+        .expect(0)
+        .stderr_has("launchctl bootstrap gui/$(id -u) ~/Library/LaunchAgents/'my bot.plist'");
+}
