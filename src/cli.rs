@@ -124,7 +124,8 @@ pub enum ExportTo {
         /// For the system manager, running as the config's owner (User=, Group=).
         #[arg(long)]
         system: bool,
-        /// The unit's name (default: the entry's name without its extension).
+        /// The unit's name (default: the entry's name without its extension), escaped as
+        /// systemd-escape escapes it, but for a `-`, which stays.
         #[arg(long)]
         name: Option<String>,
     },

@@ -107,6 +107,15 @@ pub fn for_launch(
     Ok(vars)
 }
 
+/// The `PATH` a launch with `env` runs with, and finds its program on: its own, else the one
+/// `execvp` falls back to.
+#[must_use]
+pub fn path_of(env: &Environment) -> OsString {
+    env.get(OsStr::new("PATH"))
+        .cloned()
+        .unwrap_or_else(|| OsString::from("/usr/bin:/bin"))
+}
+
 /// Parses dotenv text: `KEY=VALUE` lines, `#` comment lines and blank lines, an optional
 /// `export ` before the key; a value in double quotes (with `\n`, `\t`, `\"`, `\\`), in single
 /// quotes (as written), or bare (trimmed; a ` #` starts a comment). The error: line and what.

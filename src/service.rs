@@ -155,6 +155,16 @@ impl Service {
         self.state_file(".env")
     }
 
+    /// What a launch gives the service now: the environment of the last manual start (or this
+    /// process's), then `env_file`'s, then `env` (`environment`'s one rule).
+    pub fn launch_env(&self) -> Result<crate::environment::Environment> {
+        crate::environment::for_launch(
+            &self.recorded_env(),
+            self.config.env_file.as_deref(),
+            &self.config.env,
+        )
+    }
+
     /// `<name>.watcher`: who the watcher is.
     #[must_use]
     pub fn watcher_file(&self) -> PathBuf {

@@ -18,10 +18,13 @@ pub enum Target {
 pub fn run(service: &Service, target: &Target) -> Result<u8> {
     let config = &service.config;
     let file = shell_path(&config.file);
+    // What keepup's own launch would find the program with, and give the service.
+    let path_env = crate::environment::path_of(&service.launch_env()?);
     let advice = match target {
         Target::Systemd { scope, name } => {
-            let name = unit_name(&name.clone().unwrap_or_else(|| export::default_name(config)))?;
-            print!("{}", export::unit(config, *scope)?);
+            let name =
+                export::unit_name(&name.clone().unwrap_or_else(|| export::entry_stem(config)))?;
+            print!("{}", export::unit(config, *scope, &path_env)?);
             match scope {
                 Scope::User => format!(
                     "save it as ~/.config/systemd/user/{}, then: systemctl --user \
@@ -41,13 +44,13 @@ pub fn run(service: &Service, target: &Target) -> Result<u8> {
         Target::Launchd { label } => {
             let label = label
                 .clone()
-                .unwrap_or_else(|| format!("local.{}", export::default_name(config)));
+                .unwrap_or_else(|| format!("local.{}", export::default_label(config)));
             if label.is_empty() || label.contains('/') {
                 return Err(Error::Failed(format!(
                     "--label {label:?}: a launchd label is a name like com.example.bot, without /"
                 )));
             }
-            print!("{}", export::plist(config, &label)?);
+            print!("{}", export::plist(config, &label, &path_env)?);
             let file = shell_word(&format!("{label}.plist"));
             format!(
                 "save it as ~/Library/LaunchAgents/{file}, then: launchctl bootstrap \
@@ -67,21 +70,4 @@ pub fn run(service: &Service, target: &Target) -> Result<u8> {
         ));
     }
     Ok(exit_code::OK)
-}
-
-/// A unit name systemd accepts, without its `.service`.
-fn unit_name(name: &str) -> Result<String> {
-    let name = name.strip_suffix(".service").unwrap_or(name).to_owned();
-    let valid = !name.is_empty()
-        && name.len() <= 255
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ":-_.\\@".contains(c));
-    if valid {
-        Ok(name)
-    } else {
-        Err(Error::Failed(format!(
-            "--name {name:?}: a unit name is made of letters, digits and : - _ . \\ @"
-        )))
-    }
 }

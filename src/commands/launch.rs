@@ -44,12 +44,9 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
     check_runnable(service)?;
     check_ready_is_not_taken(service)?;
     let log_start = std::fs::metadata(&config.log).map_or(0, |m| m.len());
-    let env = crate::environment::for_launch(
-        &service.recorded_env(),
-        config.env_file.as_deref(),
-        &config.env,
-    )
-    .map_err(|e| Error::Failed(format!("{} not started: {e}", config.name)))?;
+    let env = service
+        .launch_env()
+        .map_err(|e| Error::Failed(format!("{} not started: {e}", config.name)))?;
     process::become_subreaper();
     let mut child = finder.spawn(&env).map_err(|e| match e {
         Error::Io { .. } => not_launched(config, &e),

@@ -8,8 +8,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 /// The agent's property list.
-pub fn plist(config: &Config, label: &str) -> Result<String> {
-    let words = argv(config)?;
+pub fn plist(config: &Config, label: &str, path_env: &std::ffi::OsStr) -> Result<String> {
+    let words = argv(config, path_env)?;
     let limit = &config.restart_limit;
     let mut out = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!DOCTYPE plist PUBLIC \"-//Apple//DTD \

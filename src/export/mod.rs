@@ -3,6 +3,7 @@
 //! started; what systemd or launchd cannot say is said in comments beside the nearest
 //! equivalent.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,45 +14,50 @@ mod launchd;
 mod systemd;
 
 pub use launchd::plist;
-pub use systemd::{Scope, unit};
+pub use systemd::{Scope, unit, unit_name};
 
 /// The argv keepup would run for this config: the startup words, the program made absolute
-/// (found on PATH now, as keepup's own launch would find it).
-pub fn argv(config: &Config) -> Result<Vec<String>> {
+/// (found on `path_env`, the PATH keepup would launch it with, as its launch would find it).
+pub fn argv(config: &Config, path_env: &OsStr) -> Result<Vec<String>> {
     let (program, args) = config
         .startup
         .split_first()
         .ok_or_else(|| Error::Failed("startup is empty".to_owned()))?;
-    let program = absolute_program(program, config.dir())?;
+    let program = absolute_program(program, config.dir(), path_env)?;
     let mut words = vec![program.to_string_lossy().into_owned()];
     words.extend(args.iter().cloned());
     Ok(words)
 }
 
 /// `program` as an absolute path: as written when it has a slash (relative to the entry's
-/// folder, where keepup runs it), else the first executable of that name on PATH.
-pub(super) fn absolute_program(program: &str, dir: &Path) -> Result<PathBuf> {
+/// folder, where keepup runs it), else the first executable of that name on `path_env`.
+pub(super) fn absolute_program(program: &str, dir: &Path, path_env: &OsStr) -> Result<PathBuf> {
     if program.contains('/') {
         return Ok(crate::startup::clean(&dir.join(program)));
     }
-    crate::files::find_on_path(program, &std::env::var_os("PATH").unwrap_or_default()).ok_or_else(
-        || {
-            Error::Failed(format!(
-                "{program} (startup's program) is not on PATH: an init system needs its absolute \
-                 path; write it in startup, or export from a shell whose PATH finds it"
-            ))
-        },
-    )
+    crate::files::find_on_path(program, path_env).ok_or_else(|| {
+        Error::Failed(format!(
+            "{program} (startup's program) is not on the PATH keepup would launch it with \
+             ({}): an init system needs its absolute path; write it in startup",
+            path_env.to_string_lossy()
+        ))
+    })
 }
 
-/// A name for the unit or label, from the entry's name: `runserver.py` → `runserver`.
+/// The entry's name without its extension (`runserver.py` → `runserver`): what the unit or
+/// agent is called unless told otherwise.
 #[must_use]
-pub fn default_name(config: &Config) -> String {
-    let stem = config
+pub fn entry_stem(config: &Config) -> String {
+    config
         .entry
         .file_stem()
-        .map_or_else(|| config.name.clone(), |s| s.to_string_lossy().into_owned());
-    let name: String = stem
+        .map_or_else(|| config.name.clone(), |s| s.to_string_lossy().into_owned())
+}
+
+/// A launchd label's last part, from the entry's name: `runserver.py` → `runserver`.
+#[must_use]
+pub fn default_label(config: &Config) -> String {
+    let name: String = entry_stem(config)
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "_-.".contains(c) {

@@ -1,5 +1,6 @@
 //! The config as a systemd service unit, quoted by systemd.syntax(7) rules.
 
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -27,9 +28,40 @@ fn doublings(from: Duration, to: Duration) -> u32 {
     steps
 }
 
-/// The unit file's text.
-pub fn unit(config: &Config, scope: Scope) -> Result<String> {
-    let words = argv(config)?;
+/// The longest unit name before `.service` (systemd's `UNIT_NAME_MAX` is 256 with it).
+const NAME_MAX: usize = 256 - ".service".len();
+
+/// The unit's name (without `.service`) for `name`: escaped as systemd-escape(1) escapes a
+/// string, so any name becomes a valid one that says what was meant (`srv ü` →
+/// `srv\x20\xc3\xbc`): a byte outside `[A-Za-z0-9:_.]` (or a leading `.`) becomes `\xNN`, `/`
+/// becomes `-`; but a `-` stays a `-` (systemd-escape writes `\x2d`), since in a name it was
+/// meant as a dash.
+pub fn unit_name(name: &str) -> Result<String> {
+    let name = name.strip_suffix(".service").unwrap_or(name);
+    let mut out = String::with_capacity(name.len());
+    for (i, byte) in name.bytes().enumerate() {
+        match byte {
+            b'/' | b'-' => out.push('-'),
+            b'.' if i == 0 => out.push_str("\\x2e"),
+            b if b.is_ascii_alphanumeric() || b":_.".contains(&b) => out.push(char::from(b)),
+            b => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    if out.is_empty() || out.len() > NAME_MAX {
+        return Err(Error::Failed(format!(
+            "--name {name:?}: a unit name is 1 to {NAME_MAX} bytes once escaped for systemd \
+             (this one: {})",
+            out.len()
+        )));
+    }
+    Ok(out)
+}
+
+/// The unit file's text, for a service launched with `path_env` as its PATH.
+pub fn unit(config: &Config, scope: Scope, path_env: &OsStr) -> Result<String> {
+    let words = argv(config, path_env)?;
     let limit = &config.restart_limit;
     let mut out = String::new();
     let mut line = |text: &str| {
@@ -67,8 +99,8 @@ pub fn unit(config: &Config, scope: Scope) -> Result<String> {
         "WorkingDirectory={}",
         specifiers(&config.dir().to_string_lossy())
     ));
-    line(&exec_start(config, &words)?);
-    for text in environment(config)? {
+    line(&exec_start(config, &words, path_env)?);
+    for text in environment(config, path_env)? {
         line(&text);
     }
     line("# keepup revives the service whatever its exit code.");
@@ -140,14 +172,25 @@ fn stopping(config: &Config) -> Vec<String> {
     lines
 }
 
-/// The environment lines: `EnvironmentFile=` for `env_file`, `Environment=` for `env`, and
-/// what differs from keepup's rule.
-fn environment(config: &Config) -> Result<Vec<String>> {
+/// The environment lines: the PATH keepup would launch with, `EnvironmentFile=` for
+/// `env_file`, `Environment=` for `env`, and what differs from keepup's rule.
+fn environment(config: &Config, path_env: &OsStr) -> Result<Vec<String>> {
     let mut lines = vec![
         "# keepup starts every launch from the environment of the last manual start; systemd \
          from a clean one: a variable the service needs goes in Environment= or the env_file."
             .to_owned(),
     ];
+    if !config.env.contains_key("PATH") {
+        lines.push(
+            "# The PATH keepup would launch it with (the last manual start's, or the exporting \
+             shell's), so a #!/usr/bin/env program finds the same interpreter."
+                .to_owned(),
+        );
+        lines.push(format!(
+            "Environment={}",
+            quoted(&specifiers(&format!("PATH={}", path_env.to_string_lossy())))?
+        ));
+    }
     if let Some(file) = &config.env_file {
         lines.push(
             "# systemd lets EnvironmentFile= win over Environment=; keepup lets env win over \
@@ -169,7 +212,7 @@ fn environment(config: &Config) -> Result<Vec<String>> {
 }
 
 /// The `ExecStart=` line (after a comment, when env must run the program).
-fn exec_start(config: &Config, words: &[String]) -> Result<String> {
+fn exec_start(config: &Config, words: &[String], path_env: &OsStr) -> Result<String> {
     let mut out = String::new();
     let mut exec: Vec<String> = Vec::with_capacity(words.len() + 1);
     if !executable_is_plain(&words[0]) {
@@ -177,7 +220,7 @@ fn exec_start(config: &Config, words: &[String]) -> Result<String> {
             "# systemd takes no quote, backslash or `$` in the program's own path: env runs it, \
              with the same words.\n",
         );
-        let env = super::absolute_program("env", config.dir())?;
+        let env = super::absolute_program("env", config.dir(), path_env)?;
         exec.push(exec_word(&env.to_string_lossy())?);
     }
     for word in words {
@@ -254,6 +297,25 @@ fn quoted(text: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unit_names_are_escaped_as_systemd_escape_does_but_a_dash_stays() {
+        for (name, unit) in [
+            ("runserver", "runserver"),
+            ("srv ü", "srv\\x20\\xc3\\xbc"),
+            ("wéb.service", "w\\xc3\\xa9b"),
+            (".hidden.v2", "\\x2ehidden.v2"),
+            ("a/b", "a-b"),
+            ("my-bot", "my-bot"),
+            ("x@y:z_1", "x\\x40y:z_1"),
+        ] {
+            assert_eq!(unit_name(name).unwrap(), unit, "{name:?}");
+        }
+        assert!(unit_name("").is_err());
+        assert!(unit_name(".service").is_err());
+        assert!(unit_name(&"ü".repeat(NAME_MAX / 4)).is_err());
+        assert!(unit_name(&"u".repeat(NAME_MAX)).is_ok());
+    }
 
     #[test]
     fn words_are_quoted_for_systemd() {

@@ -3,7 +3,7 @@
 //! exited, one that forked into the background).
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -45,10 +45,7 @@ impl Finder<'_> {
             ))
         };
         // What execvp would run, found before the fork: the child may only make system calls.
-        let path_env = env
-            .get(OsStr::new("PATH"))
-            .cloned()
-            .unwrap_or_else(|| OsString::from("/usr/bin:/bin"));
+        let path_env = crate::environment::path_of(env);
         let resolved = if program.contains('/') {
             PathBuf::from(program)
         } else {

@@ -258,7 +258,7 @@ fn systemd_units_verify_and_read_back_as_what_keepup_runs() {
                 assert_eq!(argv.remove(0), which("env").display().to_string(), "{unit}");
             }
             assert_eq!(argv, expected_argv(case, &entry), "{unit}");
-            let environment: BTreeMap<String, String> = settings(unit, "Environment")
+            let mut environment: BTreeMap<String, String> = settings(unit, "Environment")
                 .iter()
                 .flat_map(|v| systemd_words(v))
                 .map(|a| {
@@ -266,6 +266,12 @@ fn systemd_units_verify_and_read_back_as_what_keepup_runs() {
                     (k.to_owned(), v.to_owned())
                 })
                 .collect();
+            // Nothing recorded (never started): the PATH of the shell that exports it.
+            assert_eq!(
+                environment.remove("PATH"),
+                std::env::var("PATH").ok(),
+                "{unit}"
+            );
             assert_eq!(environment, env_table(), "{unit}");
             let signal = format!("KillSignal=SIG{}", case.stop_signal);
             assert!(unit.contains(&signal), "{signal} missing:\n{unit}");
@@ -353,7 +359,7 @@ fn export_writes_nothing_and_says_to_stop_keeping_it_first() {
         .expect(78)
         .stderr_has("stop_signal");
     env.config("entry = \"svc.py\"\n");
-    env.keepup(&["export", "systemd", "--name", "a/b"])
+    env.keepup(&["export", "systemd", "--name", ""])
         .expect(1)
         .stderr_has("--name");
 }
@@ -374,4 +380,67 @@ fn export_advice_pastes_into_a_shell() {
     env.keepup_with(&config, &["export", "launchd", "--label", "my bot"])
         .expect(0)
         .stderr_has("launchctl bootstrap gui/$(id -u) ~/Library/LaunchAgents/'my bot.plist'");
+}
+
+// Old export systemd: the entry `srv ü.py` made the unit `srv--` while `--name wéb` was refused
+// (two rules); and the unit carried no PATH, so a `#!/usr/bin/env` script ran under systemd's
+// own PATH, not the one keepup launched it with.
+#[test]
+fn systemd_units_are_named_as_systemd_escape_and_run_with_keepups_path() {
+    require!("systemd-escape", "systemd");
+    require!("systemd-analyze", "systemd");
+    let env = TestEnv::new();
+    // Its interpreter is found only through a folder on the PATH of the shell that starts it.
+    let bin = env.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", bin.join("kup-sh")).unwrap();
+    env.script(
+        "srv ü.sh",
+        "#!/usr/bin/env kup-sh\nwhile :; do sleep 1; done\n",
+    );
+    env.config("entry = \"srv ü.sh\"\n");
+    let with_path = |path: &str, args: &[&str]| {
+        let out = env
+            .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+            .env("PATH", path)
+            .arg("-c")
+            .arg(env.path("cfg.toml"))
+            .args(args)
+            .output()
+            .unwrap();
+        Run::from_output(&out)
+    };
+    let start_path = format!("{}:/usr/bin:/bin", bin.display());
+    with_path(&start_path, &["start"]).expect(0);
+    // Exported from a shell whose PATH lacks that folder: the unit has the start's.
+    let exported = with_path("/usr/bin:/bin", &["export", "systemd", "--system"]);
+    exported.expect(0);
+    let paths: Vec<String> = settings(&exported.stdout, "Environment")
+        .iter()
+        .flat_map(|v| systemd_words(v))
+        .filter_map(|a| a.strip_prefix("PATH=").map(str::to_owned))
+        .collect();
+    assert_eq!(paths, [start_path], "{}", exported.stdout);
+
+    // The entry's name and --name, by one rule: systemd-escape's (a dash stays a dash).
+    let escape = |name: &str| {
+        let out = Command::new("systemd-escape").arg(name).output().unwrap();
+        Run::from_output(&out).expect(0).stdout.trim().to_owned()
+    };
+    for (name, unit) in [
+        (None, escape("srv ü")),
+        (Some("wéb"), escape("wéb")),
+        (Some(".my bot"), escape(".my bot")),
+        (Some("my-bot"), "my-bot".to_owned()),
+    ] {
+        let mut args = vec!["export", "systemd", "--system"];
+        args.extend(name.iter().flat_map(|n| ["--name", n]));
+        let run = with_path("/usr/bin:/bin", &args);
+        run.expect(0).stderr_has(&format!(
+            "as /etc/systemd/system/{}, then",
+            shell_words::quote(&format!("{unit}.service"))
+        ));
+        verify(&env, &run.stdout, &unit, false);
+    }
+    env.keepup(&["stop"]).expect(0);
 }
