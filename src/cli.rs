@@ -137,6 +137,20 @@ pub enum ExportTo {
     },
 }
 
+/// `command` without its hidden verbs (the watcher's): `clap_complete`'s bash script would offer
+/// them all the same.
+fn without_hidden(command: &clap::Command) -> clap::Command {
+    clap::Command::new("keepup")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(command.get_arguments().cloned())
+        .subcommands(
+            command
+                .get_subcommands()
+                .filter(|v| !v.is_hide_set())
+                .cloned(),
+        )
+}
+
 impl Verb {
     /// What the verbs that only print keepup's own documents print: a completion script, the
     /// man page. `None` for every verb that acts on a config.
@@ -145,7 +159,12 @@ impl Verb {
         match *self {
             Verb::Completions { shell } => {
                 let mut out = Vec::new();
-                clap_complete::generate(shell, &mut Cli::command(), "keepup", &mut out);
+                clap_complete::generate(
+                    shell,
+                    &mut without_hidden(&Cli::command()),
+                    "keepup",
+                    &mut out,
+                );
                 Some(String::from_utf8_lossy(&out).into_owned())
             }
             Verb::Man => Some(crate::manual::page(Cli::command())),

@@ -2,6 +2,8 @@
 //! command-line definition; the config keys, files, environment and exit codes, which clap
 //! does not know, are written here.
 
+use std::fmt::Write as _;
+
 use roff::{Roff, bold, italic, roman};
 
 /// Every config key: name, default, meaning (README's table, shortened).
@@ -178,47 +180,100 @@ const ENVIRONMENT: [(&str, &str); 4] = [
     ),
 ];
 
-/// Every verb, on this one page: its usage, what it does, and its own arguments.
+/// Every verb, on this one page: its usage, what it does, and its own arguments, each as clap
+/// defines it (so the page cannot drift from the parser).
 fn verbs(roff: &mut Roff, command: &clap::Command) {
     roff.control("SH", ["COMMANDS"]);
-    for verb in command.get_subcommands().filter(|v| !v.is_hide_set()) {
-        let name = verb.get_name();
-        if name == "help" {
-            continue;
-        }
-        let usage = verb
-            .clone()
-            .render_usage()
-            .to_string()
-            .replace("Usage: ", "")
-            .replace("keepup ", "keepup [-c CONFIG] ");
-        roff.control("TP", [] as [&str; 0]).text([bold(usage)]);
-        if let Some(about) = verb.get_about() {
-            roff.text([roman(about.to_string())]);
-        }
-        for sub in verb.get_subcommands().filter(|s| s.get_name() != "help") {
-            roff.control("br", [] as [&str; 0]).text([
-                bold(format!("{name} {}", sub.get_name())),
-                roman(format!(
-                    ": {}",
-                    sub.get_about().map(ToString::to_string).unwrap_or_default()
-                )),
-            ]);
-        }
-        for arg in verb
-            .get_arguments()
-            .filter(|a| !a.is_hide_set() && !a.is_global_set() && a.get_id() != "help")
-        {
-            let flag = match (arg.get_short(), arg.get_long()) {
-                (_, Some(long)) => format!("--{long}"),
-                (Some(short), None) => format!("-{short}"),
-                (None, None) => arg.get_id().to_string().to_uppercase(),
-            };
-            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
-            roff.control("br", [] as [&str; 0])
-                .text([italic(flag), roman(format!(": {help}"))]);
-        }
+    for verb in visible(command) {
+        verb_entry(roff, verb);
     }
+}
+
+/// The subcommands a person uses: not the hidden (the watcher's), not clap's own `help`.
+fn visible(command: &clap::Command) -> impl Iterator<Item = &clap::Command> {
+    command
+        .get_subcommands()
+        .filter(|v| !v.is_hide_set() && v.get_name() != "help")
+}
+
+/// One verb (or one of its own verbs, as `export systemd`), then those below it.
+fn verb_entry(roff: &mut Roff, verb: &clap::Command) {
+    let usage = verb
+        .clone()
+        .render_usage()
+        .to_string()
+        .replace("Usage: ", "")
+        .replace("keepup ", "keepup [-c CONFIG] ");
+    roff.control("TP", [] as [&str; 0]).text([bold(usage)]);
+    let mut about = verb
+        .get_about()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let aliases: Vec<&str> = verb.get_visible_aliases().collect();
+    if !aliases.is_empty() {
+        let _ = write!(about, " (also: {})", aliases.join(", "));
+    }
+    roff.text([roman(about)]);
+    for arg in verb
+        .get_arguments()
+        .filter(|a| !a.is_hide_set() && !a.is_global_set() && a.get_id() != "help")
+    {
+        roff.control("br", [] as [&str; 0])
+            .text([italic(flag(arg)), roman(format!(": {}", arg_help(arg)))]);
+    }
+    for sub in visible(verb) {
+        verb_entry(roff, sub);
+    }
+}
+
+/// How an argument is written: `-n, --lines <LINES>`, `--json`, `CONFIGS...`.
+fn flag(arg: &clap::Arg) -> String {
+    let value = arg
+        .get_value_names()
+        .and_then(|names| names.first())
+        .map_or_else(
+            || arg.get_id().to_string().to_uppercase(),
+            ToString::to_string,
+        );
+    if arg.is_positional() {
+        let many = matches!(arg.get_action(), clap::ArgAction::Append);
+        return format!("{value}{}", if many { "..." } else { "" });
+    }
+    let mut names = Vec::new();
+    if let Some(short) = arg.get_short() {
+        names.push(format!("-{short}"));
+    }
+    if let Some(long) = arg.get_long() {
+        names.push(format!("--{long}"));
+    }
+    let mut text = names.join(", ");
+    if arg.get_action().takes_values() {
+        let _ = write!(text, " <{value}>");
+    }
+    text
+}
+
+/// An argument's help, with its choices and default as clap knows them.
+fn arg_help(arg: &clap::Arg) -> String {
+    let mut help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+    let choices: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| v.get_name().to_owned())
+        .collect();
+    if !choices.is_empty() && arg.get_action().takes_values() {
+        let _ = write!(help, " (one of: {})", choices.join(", "));
+    }
+    let defaults: Vec<String> = arg
+        .get_default_values()
+        .iter()
+        .map(|v| v.to_string_lossy().into_owned())
+        .collect();
+    if !defaults.is_empty() && arg.get_action().takes_values() {
+        let _ = write!(help, " (default: {})", defaults.join(", "));
+    }
+    help
 }
 
 /// The whole page, in roff.

@@ -326,10 +326,9 @@ fn doctor_names_a_broken_config_and_a_stale_pid_lock() {
         .stdout_has("stop, then start");
 }
 
-#[test]
-fn bash_completes_the_verbs() {
-    require!("bash", "bash");
-    let env = TestEnv::new();
+/// `keepup completions bash` sourced in a real bash: how it is registered (`complete -p`),
+/// then what it offers for `keepup WORD`, one a line.
+fn bash_completion(env: &TestEnv, word: &str) -> Run {
     let script = env.path("keepup.bash");
     let out = env
         .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
@@ -340,25 +339,32 @@ fn bash_completes_the_verbs() {
     let out = Command::new("bash")
         .arg("-c")
         .arg(
-            "source \"$1\"; complete -p keepup; COMP_WORDS=(keepup st); COMP_CWORD=1; \
-             COMP_LINE='keepup st'; COMP_POINT=9; _keepup keepup st keepup; \
+            "source \"$1\"; complete -p keepup; COMP_WORDS=(keepup \"$2\"); COMP_CWORD=1; \
+             COMP_LINE=\"keepup $2\"; COMP_POINT=${#COMP_LINE}; _keepup keepup \"$2\" keepup; \
              printf '%s\\n' \"${COMPREPLY[@]}\"",
         )
         .arg("bash")
         .arg(&script)
+        .arg(word)
         .output()
         .unwrap();
-    let run = Run::from_output(&out);
+    Run::from_output(&out)
+}
+
+#[test]
+fn bash_completes_the_verbs() {
+    require!("bash", "bash");
+    let env = TestEnv::new();
+    let run = bash_completion(&env, "st");
     run.expect(0).stdout_has("-F _keepup keepup");
     let mut words: Vec<&str> = run.stdout.lines().skip(1).collect();
     words.sort_unstable();
     assert_eq!(words, ["start", "status", "stop"], "{run:#?}");
 }
 
-#[test]
-fn the_man_page_renders_without_a_warning_and_tells_keys_and_exit_codes() {
-    require!("man", "man-db");
-    let env = TestEnv::new();
+/// `keepup man` through man(1), which must have nothing to say: the page as a person reads it,
+/// which has every one of `texts`.
+fn man_page_with(env: &TestEnv, texts: &[&str]) -> Run {
     let page = env.path("keepup.1");
     let out = env
         .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
@@ -367,7 +373,8 @@ fn the_man_page_renders_without_a_warning_and_tells_keys_and_exit_codes() {
         .unwrap();
     std::fs::write(&page, &Run::from_output(&out).expect(0).stdout).unwrap();
     let out = Command::new("man")
-        .args(["--warnings", "-l"])
+        // Not justified or hyphenated: the words as written, one space apart.
+        .args(["--warnings", "--nj", "--nh", "-l"])
         .arg(&page)
         .env("MANWIDTH", "100")
         .env("MAN_KEEP_FORMATTING", "0")
@@ -387,21 +394,95 @@ fn the_man_page_renders_without_a_warning_and_tells_keys_and_exit_codes() {
         }
     }
     run.stdout = plain;
-    for text in [
-        "COMMANDS",
-        "restart",
-        "export systemd",
-        "doctor",
-        "CONFIG",
-        "stop_signal",
-        "restart_limit",
-        "watch",
-        "EXIT STATUS",
-        "78",
-        "KEEPUP_WATCH_POLL",
-    ] {
+    for text in texts {
         run.stdout_has(text);
     }
+    run
+}
+
+#[test]
+fn the_man_page_renders_without_a_warning_and_tells_keys_and_exit_codes() {
+    require!("man", "man-db");
+    let env = TestEnv::new();
+    man_page_with(
+        &env,
+        &[
+            "COMMANDS",
+            "restart",
+            "export systemd",
+            "doctor",
+            "CONFIG",
+            "stop_signal",
+            "restart_limit",
+            "watch",
+            "EXIT STATUS",
+            "78",
+            "KEEPUP_WATCH_POLL",
+        ],
+    );
+}
+
+// Old man page: the verbs' own options only, by their long names: nothing of `export systemd`'s
+// --user, --system and --name or `export launchd`'s --label, and no `-n` or `-f`.
+#[test]
+fn the_man_page_lists_every_option_of_every_verb_as_clap_defines_it() {
+    use clap::CommandFactory;
+    require!("man", "man-db");
+    let env = TestEnv::new();
+    let run = man_page_with(
+        &env,
+        &[
+            "keepup [-c CONFIG] export systemd",
+            "--user:",
+            "--system:",
+            "--name <NAME>:",
+            "--label <LABEL>:",
+            "-n, --lines <LINES>:",
+            "-f, --follow:",
+            "(also: ls)",
+        ],
+    );
+    // Every option of every verb a person may use, at any depth, from the parser itself.
+    let mut verbs = vec![keepup::cli::Cli::command()];
+    while let Some(verb) = verbs.pop() {
+        for sub in verb.get_subcommands().filter(|s| !s.is_hide_set()) {
+            verbs.push(sub.clone());
+        }
+        for arg in verb.get_arguments().filter(|a| !a.is_hide_set()) {
+            if let Some(long) = arg.get_long() {
+                run.stdout_has(&format!("--{long}"));
+            }
+            if let Some(short) = arg.get_short() {
+                run.stdout_has(&format!("-{short},"));
+            }
+        }
+    }
+}
+
+// Old completions: bash offered `watch`, keepup's internal verb for its watcher.
+#[test]
+fn completions_never_offer_the_watchers_own_verb() {
+    require!("bash", "bash");
+    let env = TestEnv::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = env
+            .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let run = Run::from_output(&out);
+        run.expect(0);
+        assert!(!run.stdout.contains("watch"), "{shell}: {}", run.stdout);
+    }
+    let run = bash_completion(&env, "w");
+    run.expect(0);
+    let offered: Vec<&str> = run
+        .stdout
+        .lines()
+        .skip(1)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(offered.is_empty(), "offered for `keepup w`: {run:#?}");
 }
 
 #[test]
