@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::commands::{Command, ExportTarget, LaunchOrder};
 use crate::events::{Kind, Who};
@@ -22,8 +22,36 @@ pub struct Cli {
     )]
     pub config: PathBuf,
 
+    /// Whether the config was named (by `-c` or `KEEPUP_CONFIG`), not taken by default.
+    #[arg(skip)]
+    pub config_named: bool,
+
     #[command(subcommand)]
     pub verb: Verb,
+}
+
+impl Cli {
+    /// Parses `args`; a usage error (or `--help`) is printed and exits, as with `parse_from`.
+    #[must_use]
+    pub fn parse_args(args: Vec<std::ffi::OsString>) -> Cli {
+        let matches = Cli::command().get_matches_from(args);
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.config_named =
+            matches.value_source("config") != Some(clap::parser::ValueSource::DefaultValue);
+        cli
+    }
+
+    /// What to run: the verb's command; `list` also lists a config that was named.
+    #[must_use]
+    pub fn request(&self) -> Command {
+        let mut command = self.verb.command();
+        if let Command::List { configs, .. } = &mut command
+            && self.config_named
+        {
+            configs.push(self.config.clone());
+        }
+        command
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,7 +105,8 @@ pub enum Verb {
         /// A JSON array of `status --json` objects instead of a table.
         #[arg(long)]
         json: bool,
-        /// More configs to list beside those kept and those of the timer lines.
+        /// More configs to list beside those kept and those of the timer lines (a config named
+        /// by `-c` or `KEEPUP_CONFIG` is one).
         configs: Vec<PathBuf>,
     },
     /// Check what would make the service or its timer fail silently, each with its fix.

@@ -6,7 +6,6 @@
 use std::ffi::{c_char, c_int};
 use std::io::Write;
 
-use clap::Parser;
 use keepup::cli::Cli;
 
 #[unsafe(no_mangle)]
@@ -18,13 +17,13 @@ extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     if let Some(code) = keepup::commands::watch::waiting(&args) {
         return c_int::from(code);
     }
-    let cli = Cli::parse_from(args);
+    let cli = Cli::parse_args(args);
     if let Some(text) = cli.verb.text() {
         let _ = std::io::stdout().write_all(text.as_bytes());
         let _ = std::io::stdout().flush();
         return 0;
     }
-    let code = match keepup::commands::run(cli.verb.command(), &cli.config) {
+    let code = match keepup::commands::run(cli.request(), &cli.config) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("keepup: {error}");

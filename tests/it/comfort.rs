@@ -37,7 +37,8 @@ fn list_shows_every_kept_service_in_one_table() {
     sigkill(victim);
     std::fs::write(&broken, "entry = \"svc.py\"\nstop_signal = \"LOUD\"\n").unwrap();
 
-    let list = env.keepup(&["list"]);
+    // Named by -c, as every test's keepup names a config: listed once, as it is kept anyway.
+    let list = env.keepup_with(&running, &["list"]);
     list.expect(1);
     let lines: Vec<&str> = list.stdout.lines().collect();
     assert_eq!(lines.len(), 5, "{list:#?}");
@@ -63,7 +64,7 @@ fn list_shows_every_kept_service_in_one_table() {
         assert_eq!(&line[at..=at], "/", "misaligned: {list:#?}");
     }
 
-    let listed = json(&env.keepup(&["ls", "--json"]));
+    let listed = json(&env.keepup_with(&running, &["ls", "--json"]));
     let rows = listed.as_array().unwrap();
     assert_eq!(rows.len(), 4);
     for (row, config) in rows.iter().zip([&running, &stopped, &dead]) {
@@ -86,7 +87,7 @@ fn list_shows_every_kept_service_in_one_table() {
     // Without a timer line, what keepup keeps is still listed (its record of what it keeps):
     // the running and the dead service, not the stopped or the broken one.
     std::fs::remove_file(env.crontab_file()).unwrap();
-    let kept = env.keepup(&["list"]);
+    let kept = env.keepup_with(&running, &["list"]);
     kept.expect(1);
     let configs: Vec<&str> = kept
         .stdout
@@ -103,10 +104,52 @@ fn list_shows_every_kept_service_in_one_table() {
     // A config given that no timer names is listed too; all well is exit 0.
     env.keepup_with(&dead, &["stop"]).expect(0);
     let extra = service(&env, "e-extra", "");
-    let fine = env.keepup(&["list", running.to_str().unwrap(), extra.to_str().unwrap()]);
+    let fine = env.keepup_with(
+        &running,
+        &["list", running.to_str().unwrap(), extra.to_str().unwrap()],
+    );
     fine.expect(0);
     assert_eq!(fine.stdout.lines().count(), 3, "{fine:#?}");
     env.keepup_with(&running, &["stop"]).expect(0);
+}
+
+// Old list: `keepup -c CONFIG ls` left out the config it was given.
+#[test]
+fn list_includes_the_config_named_by_c_or_keepup_config() {
+    let env = TestEnv::new();
+    env.script("app/svc.sh", "#!/bin/sh\nexec sleep 1000\n");
+    // Neither kept nor named by a timer line: naming it is what lists it.
+    let config = env.write("app/cfg.toml", "entry = \"svc.sh\"\n");
+    let rows = |run: &Run| -> Vec<String> {
+        run.stdout
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().last().unwrap_or("").to_owned())
+            .collect()
+    };
+    let by_flag = env.keepup_with(&config, &["list"]);
+    by_flag.expect(0).stdout_has("stopped");
+    assert_eq!(rows(&by_flag), [config.to_str().unwrap()], "{by_flag:#?}");
+    let list = |vars: &[(&str, &Path)]| {
+        let mut command = env.command(Path::new(env!("CARGO_BIN_EXE_keepup")));
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        Run::from_output(&command.arg("list").output().unwrap())
+    };
+    let by_env = list(&[("KEEPUP_CONFIG", &config)]);
+    by_env.expect(0);
+    assert_eq!(rows(&by_env), [config.to_str().unwrap()], "{by_env:#?}");
+    // The default (./cfg.toml, absent here) is not named: nothing to list, nothing broken.
+    let unnamed = list(&[]);
+    unnamed.expect(0);
+    assert_eq!(rows(&unnamed), Vec::<String>::new(), "{unnamed:#?}");
+    // A named config that is not there is a broken row, as any config given.
+    let missing = env.path("gone/cfg.toml");
+    env.keepup_with(&missing, &["list"])
+        .expect(1)
+        .stdout_has("broken")
+        .stdout_has(missing.to_str().unwrap());
 }
 
 fn doctor(env: &TestEnv, config: &Path) -> Run {
