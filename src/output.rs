@@ -50,11 +50,16 @@ pub struct Status {
     /// RFC 3339, UTC.
     pub started_at: Option<String>,
     pub uptime_seconds: Option<u64>,
-    /// Resident memory of the whole service: every live process of its group.
+    /// The whole service's RSS: the sum over its processes (see `processes`) of their
+    /// resident memory, shared pages counted in each.
     pub memory_bytes: Option<u64>,
-    /// Resident memory of its leader alone.
+    /// The whole service's PSS: the sum of their proportional set sizes (shared pages split
+    /// among their sharers), what it really costs; `None` where it cannot be told (macOS).
+    pub memory_pss_bytes: Option<u64>,
+    /// The RSS of its main process alone.
     pub leader_memory_bytes: Option<u64>,
-    /// Live processes in its group (1 when it leads none).
+    /// Its live processes: every descendant of its main process, whatever their session or
+    /// group, and what the watcher was left with (with their descendants).
     pub processes: Option<usize>,
     /// Whether the pid lock exists (the service is to be kept up).
     pub kept_up: bool,
@@ -204,18 +209,22 @@ impl Status {
             }
             line("pid:", &value);
         }
-        match (self.memory_bytes, self.processes, self.leader_memory_bytes) {
-            (Some(bytes), Some(n), Some(leader)) if n > 1 => line(
-                "memory:",
-                &format!(
-                    "{} in {} (leader {})",
-                    format_bytes(bytes),
+        if let Some(rss) = self.memory_bytes {
+            let mut value = match self.memory_pss_bytes {
+                Some(pss) => format!("{} PSS, {} RSS", format_bytes(pss), format_bytes(rss)),
+                None => format!("{} RSS", format_bytes(rss)),
+            };
+            if let (Some(n), Some(leader)) = (self.processes, self.leader_memory_bytes)
+                && n > 1
+            {
+                let _ = write!(
+                    value,
+                    " in {} (leader {} RSS)",
                     count_text(n, "process"),
                     format_bytes(leader)
-                ),
-            ),
-            (Some(bytes), _, _) => line("memory:", &format_bytes(bytes)),
-            _ => {}
+                );
+            }
+            line("memory:", &value);
         }
         let lock = if self.kept_up {
             self.pid_lock.display().to_string()
@@ -301,6 +310,7 @@ mod tests {
             started_at: pid.map(|_| "2026-11-24T09:00:00Z".into()),
             uptime_seconds: pid.map(|_| 65),
             memory_bytes: pid.map(|_| 3 * 1024 * 1024),
+            memory_pss_bytes: pid.map(|_| 2 * 1024 * 1024),
             leader_memory_bytes: pid.map(|_| 3 * 1024 * 1024),
             processes: pid.map(|_| 1),
             kept_up: pid.is_some(),
@@ -338,7 +348,10 @@ mod tests {
             text.contains("pid:      42, up 1m 5s (since 2026-11-24T09:00:00Z)"),
             "{text}"
         );
-        assert!(text.contains("memory:   3.0 MiB"), "{text}");
+        assert!(
+            text.contains("memory:   2.0 MiB PSS, 3.0 MiB RSS\n"),
+            "{text}"
+        );
         assert!(text.contains("timer:    installed"), "{text}");
         assert!(
             text.contains("watcher:  pid 43, since 2026-11-24T09:00:01Z\n"),

@@ -14,6 +14,7 @@ use crate::process::Instance;
 use crate::record::Launch;
 use crate::service::Service;
 use crate::text::time_text;
+use crate::watcher::WatcherRecord;
 
 pub fn run(service: &Service, json: bool) -> Result<u8> {
     let status = of(service)?;
@@ -42,14 +43,17 @@ pub fn of(service: &Service) -> Result<Status> {
     let now = SystemTime::now();
     let instance = lookup.instance.as_ref();
     let (started_at, uptime_seconds) = Status::new_started(instance.and_then(Instance::started_at));
-    let usage = instance.map(Instance::group_usage);
+    let watcher = service.watcher(&finder);
+    let reaper = watcher.as_ref().map(WatcherRecord::identity);
+    let usage = instance.map(|i| i.usage(reaper.as_ref()));
     let status = Status {
         name: service.config.name.clone(),
         state,
         pid: instance.map(|i| i.pid().get()),
         started_at,
         uptime_seconds,
-        memory_bytes: usage.and_then(|u| u.memory_bytes),
+        memory_bytes: usage.and_then(|u| u.rss_bytes),
+        memory_pss_bytes: usage.and_then(|u| u.pss_bytes),
         leader_memory_bytes: instance.and_then(Instance::memory_bytes),
         processes: usage.map(|u| u.processes),
         kept_up: pid_lock.exists(),
@@ -67,7 +71,7 @@ pub fn of(service: &Service) -> Result<Status> {
         timer_installed: timer.as_ref().ok().copied(),
         timer_problem: timer.err().map(|e| e.to_string()),
         watch: service.config.watch,
-        watcher: service.watcher(&finder).map(|w| Watcher {
+        watcher: watcher.map(|w| Watcher {
             pid: w.pid.get(),
             started_at: w.started_at,
             waits: w.waits,

@@ -231,6 +231,21 @@ pub fn rss_bytes(facts: &Facts) -> Option<u64> {
     Some(facts.rss_pages * u64::try_from(page).ok()?)
 }
 
+/// The proportional set size of `pid` (each shared page divided among the processes that map
+/// it), from `/proc/<pid>/smaps_rollup` (Linux 4.14); `None` where it cannot be read.
+pub fn pss_bytes(pid: i32) -> Option<u64> {
+    let text = read_proc_text(&path(pid, "smaps_rollup"))?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Pss:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// Where this process's open descriptors are listed.
 pub const OWN_FDS: &str = "/proc/self/fd";
 

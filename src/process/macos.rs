@@ -128,6 +128,11 @@ pub fn rss_bytes(facts: &Facts) -> Option<u64> {
     Some(facts.rss_pages)
 }
 
+/// macOS tells no proportional set size: memory is given as RSS alone there.
+pub fn pss_bytes(_pid: i32) -> Option<u64> {
+    None
+}
+
 /// No children lists here: callers look through the whole table.
 pub fn children(_pid: i32) -> Option<Vec<i32>> {
     None

@@ -100,33 +100,34 @@ impl Instance {
         os::rss_bytes(&self.facts)
     }
 
-    /// The whole service, as systemd counts a unit: the live processes of the group it leads
-    /// (its workers too) and their resident memory; only itself when it leads no group.
+    /// The whole service: every live process descended from it, whatever its session or
+    /// group (workers that `setsid`, as the backends of `postgres` do), and what `reaper` (the
+    /// watcher, their subreaper) was left with, with their descendants: workers that left and
+    /// outlived their parent. Memory as the sum of each one's PSS (shared pages split among
+    /// those that share them: what the service really costs) and of its RSS (shared pages
+    /// counted in full by each).
     #[must_use]
-    pub fn group_usage(&self) -> Usage {
-        let alone = Usage {
-            processes: 1,
-            memory_bytes: self.memory_bytes(),
-        };
-        if !self.leads_group() {
-            return alone;
+    pub fn usage(&self, reaper: Option<&Identity>) -> Usage {
+        let mut roots = vec![self.facts.pid];
+        if let Some(reaper) = reaper.filter(|r| is_running(r)) {
+            roots.extend(
+                watcher::orphans_of(reaper.pid.get(), Some(self))
+                    .iter()
+                    .map(|p| p.get()),
+            );
         }
-        // Its workers are its descendants (a live leader's group is its family): look there
-        // first, and through the whole table only where the kernel cannot tell a family.
-        let Some(pids) = os::family(self.facts.pid).or_else(|| os::pids().ok()) else {
-            return alone;
-        };
-        let members: Vec<Facts> = pids
+        let mut members: Vec<Facts> = descendants(&roots)
             .into_iter()
-            .filter(|p| os::live_in_group(*p, self.facts.pgid))
             .filter_map(os::facts)
+            .filter(|f| !f.zombie)
             .collect();
-        if members.is_empty() {
-            return alone;
+        if !members.iter().any(|f| f.pid == self.facts.pid) {
+            members.push(self.facts.clone());
         }
         Usage {
             processes: members.len(),
-            memory_bytes: members.iter().map(os::rss_bytes).sum(),
+            rss_bytes: members.iter().map(os::rss_bytes).sum(),
+            pss_bytes: members.iter().map(|f| os::pss_bytes(f.pid)).sum(),
         }
     }
 
@@ -147,8 +148,44 @@ impl Instance {
 /// How much of the machine a running service takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Usage {
+    /// Live processes, as `ps` counts them.
     pub processes: usize,
-    pub memory_bytes: Option<u64>,
+    /// The sum of their resident memory (shared pages counted once per process).
+    pub rss_bytes: Option<u64>,
+    /// The sum of their proportional set sizes (each shared page split among its sharers);
+    /// `None` where the platform does not tell it (macOS) or a process's is not readable.
+    pub pss_bytes: Option<u64>,
+}
+
+/// `roots` and every live process below them, each once: from the kernel's children lists
+/// where it keeps them, else from the whole table's parent links.
+fn descendants(roots: &[i32]) -> Vec<i32> {
+    let by_lists: Option<Vec<Vec<i32>>> = roots.iter().map(|r| os::family(*r)).collect();
+    let mut found = by_lists.map_or_else(
+        || {
+            let table: Vec<(i32, i32)> = os::pids()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|p| Some((p, os::ppid(p)?)))
+                .collect();
+            let mut found = roots.to_vec();
+            let mut next = 0;
+            while let Some(&parent) = found.get(next) {
+                next += 1;
+                found.extend(
+                    table
+                        .iter()
+                        .filter(|(_, pp)| *pp == parent)
+                        .map(|(p, _)| *p),
+                );
+            }
+            found
+        },
+        |families| families.concat(),
+    );
+    let mut seen = HashSet::new();
+    found.retain(|p| seen.insert(*p));
+    found
 }
 
 /// Finds the service's processes for one config.

@@ -26,5 +26,6 @@ mod recipes;
 mod search;
 mod servers;
 mod timer;
+mod truth;
 mod walkthrough;
 mod watcher;

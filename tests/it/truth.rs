@@ -1,0 +1,107 @@
+//! Every word true (issue 21): `status` counts what the service really is and says when it or
+//! its watcher is stopped; events say how the service ended and what keepup had to do. Real
+//! processes and signals; every wait is a poll with a deadline.
+
+use serde_json::Value;
+
+use crate::testenv::{TestEnv, alive, cmdline, wait_for};
+
+fn status(env: &TestEnv) -> Value {
+    let run = env.keepup(&["status", "--json"]);
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+fn stat_field(pid: i32, index: usize) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(index)?
+        .parse()
+        .ok()
+}
+
+fn parent(pid: i32) -> Option<i32> {
+    stat_field(pid, 1).and_then(|p| i32::try_from(p).ok())
+}
+
+fn session(pid: i32) -> Option<i32> {
+    stat_field(pid, 3).and_then(|p| i32::try_from(p).ok())
+}
+
+/// The service's own processes, as `ps` would list them: this test's, less keepup's.
+fn service_processes(env: &TestEnv) -> Vec<i32> {
+    env.own_processes()
+        .into_iter()
+        .filter(|p| !cmdline(*p).first().is_some_and(|a| a.ends_with("keepup")))
+        .collect()
+}
+
+/// Resident bytes of `pid`, from `/proc/<pid>/statm`.
+fn rss(pid: i32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// The backends of `postgres` leave its session; a worker's helper double-forks and
+/// is handed to the watcher. `status` counted the leader alone ("1 process"): it must count
+/// what `ps` shows, and give PSS beside RSS.
+#[test]
+fn status_counts_workers_that_left_the_session_and_what_the_watcher_was_left_with() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service(
+        "svc.py",
+        "def forever():\n    while True:\n        time.sleep(1)\n\
+         if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        forever()\n    \
+         forever()\n\
+         if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        \
+         open('orphan-%d' % os.getpid(), 'w').close()\n        forever()\n    os._exit(0)\n",
+    );
+    env.config("entry = \"svc.py\"\nstart_timeout = \"300ms\"\n");
+    let leader = env.keepup(&["start"]).expect(0).pid();
+    // The leader, its worker (own session) and the worker's child, the orphan.
+    wait_for("four processes of the service", || {
+        service_processes(&env).len() == 4
+    });
+    let watcher = env.watchers()[0];
+    let mut orphan = None;
+    wait_for("the orphan", || {
+        orphan = service_processes(&env)
+            .into_iter()
+            .find(|p| env.path(&format!("orphan-{p}")).exists());
+        orphan.is_some()
+    });
+    let orphan = orphan.unwrap();
+    wait_for("the orphan to be the watcher's", || {
+        parent(orphan) == Some(watcher)
+    });
+    let all = service_processes(&env);
+    assert!(
+        all.iter().filter(|p| session(**p) != Some(leader)).count() >= 2,
+        "the workers did not leave the session: {all:?}"
+    );
+
+    let value = status(&env);
+    assert_eq!(value["processes"], 4, "{value}");
+    let rss_sum: u64 = all.iter().map(|p| rss(*p)).sum();
+    let said = value["memory_bytes"].as_u64().unwrap();
+    assert!(
+        said * 10 >= rss_sum * 9 && said * 10 <= rss_sum * 11,
+        "RSS sum {said}, by /proc {rss_sum}"
+    );
+    let pss = value["memory_pss_bytes"].as_u64().expect("a PSS sum");
+    assert!(pss > 0 && pss < said, "PSS {pss}, RSS {said}");
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has(" PSS, ")
+        .stdout_has(" RSS in 4 processes (leader ");
+
+    env.keepup(&["stop"]).expect(0);
+    assert!(all.iter().all(|p| !alive(*p)), "stop left some: {all:?}");
+}
