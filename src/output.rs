@@ -50,6 +50,9 @@ pub struct Status {
     /// RFC 3339, UTC.
     pub started_at: Option<String>,
     pub uptime_seconds: Option<u64>,
+    /// `stopped (SIGSTOP)` (or `stopped (traced)`) when the running service is stopped: it
+    /// does nothing until SIGCONT; else `null`.
+    pub suspended: Option<&'static str>,
     /// The whole service's RSS: the sum over its processes (see `processes`) of their
     /// resident memory, shared pages counted in each.
     pub memory_bytes: Option<u64>,
@@ -148,6 +151,8 @@ pub struct Watcher {
     pub started_at: String,
     /// `pidfd` (woken the moment the service exits) or `polling` (looks every 100 ms).
     pub waits: crate::process::exit::Waits,
+    /// `stopped (SIGSTOP)` when it is stopped: it revives nothing until SIGCONT; else `null`.
+    pub suspended: Option<&'static str>,
 }
 
 /// The crash-loop guard, as `status` tells it.
@@ -194,10 +199,48 @@ impl Status {
         (Some(time_text(started)), Some(uptime.as_secs()))
     }
 
+    /// The watcher's line: who it is and how it waits, or that it cannot act (stopped), or why
+    /// none runs.
+    fn watcher_text(&self) -> Option<String> {
+        match (&self.watcher, self.watch, self.kept_up) {
+            (Some(w), _, _) if w.suspended.is_some() => Some(format!(
+                "pid {}, since {}, {}: it revives nothing until SIGCONT (kill -CONT {})",
+                w.pid,
+                w.started_at,
+                w.suspended.unwrap_or_default(),
+                w.pid
+            )),
+            (Some(w), _, _) => Some(format!(
+                "pid {}, since {}{}",
+                w.pid,
+                w.started_at,
+                match w.waits {
+                    crate::process::exit::Waits::Pidfd => "",
+                    crate::process::exit::Waits::Polling => " (looks every 100 ms: no pidfd here)",
+                }
+            )),
+            (None, true, true) if self.timer_installed == Some(true) => {
+                Some("not running — the timer restarts it".to_owned())
+            }
+            (None, true, true) => Some(
+                "not running, and no timer line to start one: `keepup start` starts one".to_owned(),
+            ),
+            (None, false, _) => Some("off (watch = false): the timer alone revives".to_owned()),
+            (None, true, false) => None,
+        }
+    }
+
     /// The text form: a headline, then one fact a line.
     #[must_use]
     pub fn render(&self) -> String {
-        let mut out = format!("{}: {}\n", self.name, self.state.name());
+        let mut out = format!("{}: {}", self.name, self.state.name());
+        if let (Some(stopped), Some(pid)) = (self.suspended, self.pid) {
+            let _ = write!(
+                out,
+                ", but {stopped}: it does nothing until SIGCONT (kill -CONT {pid})"
+            );
+        }
+        out.push('\n');
         let mut line = |label: &str, value: &str| {
             let _ = writeln!(out, "  {label:<9} {value}");
         };
@@ -258,25 +301,7 @@ impl Status {
             (None, None) => "unknown".to_owned(),
         };
         line("timer:", &timer);
-        let watcher = match (&self.watcher, self.watch, self.kept_up) {
-            (Some(w), _, _) => Some(format!(
-                "pid {}, since {}{}",
-                w.pid,
-                w.started_at,
-                match w.waits {
-                    crate::process::exit::Waits::Pidfd => "",
-                    crate::process::exit::Waits::Polling => " (looks every 100 ms: no pidfd here)",
-                }
-            )),
-            (None, true, true) if self.timer_installed == Some(true) => {
-                Some("not running — the timer restarts it".to_owned())
-            }
-            (None, true, true) => Some(
-                "not running, and no timer line to start one: `keepup start` starts one".to_owned(),
-            ),
-            (None, false, _) => Some("off (watch = false): the timer alone revives".to_owned()),
-            (None, true, false) => None,
-        };
+        let watcher = self.watcher_text();
         if let Some(watcher) = watcher {
             line("watcher:", &watcher);
         }
@@ -309,6 +334,7 @@ mod tests {
             pid,
             started_at: pid.map(|_| "2026-11-24T09:00:00Z".into()),
             uptime_seconds: pid.map(|_| 65),
+            suspended: None,
             memory_bytes: pid.map(|_| 3 * 1024 * 1024),
             memory_pss_bytes: pid.map(|_| 2 * 1024 * 1024),
             leader_memory_bytes: pid.map(|_| 3 * 1024 * 1024),
@@ -328,6 +354,7 @@ mod tests {
                 pid: 43,
                 started_at: "2026-11-24T09:00:01Z".into(),
                 waits: crate::process::exit::Waits::Pidfd,
+                suspended: None,
             }),
             guard: Guard {
                 state: "ok",
@@ -361,6 +388,25 @@ mod tests {
             text.contains("guard:    ok; 2 revivals in the last 24 h"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_stopped_service_or_watcher_is_not_healthy() {
+        let mut stopped = status(State::Running, Some(42));
+        stopped.suspended = Some("stopped (SIGSTOP)");
+        stopped.watcher.as_mut().unwrap().suspended = Some("stopped (SIGSTOP)");
+        let text = stopped.render();
+        assert!(
+            text.starts_with("bot.py: running, but stopped (SIGSTOP): it does nothing until SIGCONT (kill -CONT 42)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("watcher:  pid 43, since 2026-11-24T09:00:01Z, stopped (SIGSTOP): it revives nothing until SIGCONT (kill -CONT 43)\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&stopped).unwrap();
+        assert_eq!(json["suspended"], "stopped (SIGSTOP)");
+        assert_eq!(json["watcher"]["suspended"], "stopped (SIGSTOP)");
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub fn of(service: &Service) -> Result<Status> {
         pid: instance.map(|i| i.pid().get()),
         started_at,
         uptime_seconds,
+        suspended: instance.and_then(Instance::stopped),
         memory_bytes: usage.and_then(|u| u.rss_bytes),
         memory_pss_bytes: usage.and_then(|u| u.pss_bytes),
         leader_memory_bytes: instance.and_then(Instance::memory_bytes),
@@ -75,6 +76,7 @@ pub fn of(service: &Service) -> Result<Status> {
             pid: w.pid.get(),
             started_at: w.started_at,
             waits: w.waits,
+            suspended: reaper.as_ref().and_then(crate::process::stopped),
         }),
         guard: guard_state(
             &history,

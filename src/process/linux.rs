@@ -113,6 +113,11 @@ fn parse_stat(stat: &str) -> Option<Facts> {
     Some(Facts {
         pid,
         zombie: matches!(state, "Z" | "X" | "x"),
+        stopped: match state {
+            "T" => Some(STOPPED_BY_SIGNAL),
+            "t" => Some("stopped (traced)"),
+            _ => None,
+        },
         ppid: parent,
         pgid: group,
         sid: session,
@@ -122,6 +127,10 @@ fn parse_stat(stat: &str) -> Option<Facts> {
         rss_pages,
     })
 }
+
+/// What `ps` shows as `T`: SIGSTOP, or one of the terminal's stop signals, which a detached
+/// service only gets when someone sends it.
+const STOPPED_BY_SIGNAL: &str = "stopped (SIGSTOP)";
 
 /// Differs on every boot, so a start time from before a reboot never matches one after it.
 fn boot_id() -> &'static str {

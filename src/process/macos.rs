@@ -55,6 +55,11 @@ pub fn facts(pid: i32) -> Option<Facts> {
         sid: session.as_raw(),
         uid: p.user_id().map_or(u32::MAX, |u| **u),
         zombie: p.status() == ProcessStatus::Zombie,
+        stopped: match p.status() {
+            ProcessStatus::Stop => Some("stopped (SIGSTOP)"),
+            ProcessStatus::Tracing => Some("stopped (traced)"),
+            _ => None,
+        },
         // Seconds since the epoch: unique with the pid, across reboots too.
         start: p.start_time().to_string(),
         start_ticks: p.start_time(),

@@ -61,6 +61,9 @@ pub struct Facts {
     pub sid: i32,
     pub uid: u32,
     pub zombie: bool,
+    /// Stopped, so it runs no code until SIGCONT: `stopped (SIGSTOP)` (or SIGTSTP and the
+    /// like), `stopped (traced)` under a debugger.
+    pub stopped: Option<&'static str>,
     /// Unique for this process across pid reuse and reboots (boot id and start tick on Linux).
     pub start: String,
     /// The start in the platform's unit (clock ticks since boot on Linux, epoch seconds on macOS).
@@ -93,6 +96,12 @@ impl Instance {
     #[must_use]
     pub fn started_at(&self) -> Option<SystemTime> {
         os::started_at(&self.facts)
+    }
+
+    /// Whether it is stopped (see [`Facts::stopped`]): running, yet doing nothing.
+    #[must_use]
+    pub fn stopped(&self) -> Option<&'static str> {
+        self.facts.stopped
     }
 
     #[must_use]
@@ -400,6 +409,14 @@ pub fn any_named(names: &[&str]) -> bool {
 #[must_use]
 pub fn is_running(identity: &Identity) -> bool {
     os::facts(identity.pid.get()).is_some_and(|f| !f.zombie && f.start == identity.start)
+}
+
+/// Whether the process `identity` (the watcher) is stopped (see [`Facts::stopped`]).
+#[must_use]
+pub fn stopped(identity: &Identity) -> Option<&'static str> {
+    os::facts(identity.pid.get())
+        .filter(|f| !f.zombie && f.start == identity.start)
+        .and_then(|f| f.stopped)
 }
 
 /// This process's own identity (the watcher writes it down).

@@ -2,6 +2,8 @@
 //! its watcher is stopped; events say how the service ended and what keepup had to do. Real
 //! processes and signals; every wait is a poll with a deadline.
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid as NixPid;
 use serde_json::Value;
 
 use crate::testenv::{TestEnv, alive, cmdline, wait_for};
@@ -104,4 +106,82 @@ fn status_counts_workers_that_left_the_session_and_what_the_watcher_was_left_wit
 
     env.keepup(&["stop"]).expect(0);
     assert!(all.iter().all(|p| !alive(*p)), "stop left some: {all:?}");
+}
+
+/// Sends SIGCONT to the processes it holds when dropped (before the `TestEnv`, declared
+/// earlier, kills them), so a failing test leaves nothing stopped.
+struct Resume(Vec<i32>);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            if *pid > 1 && alive(*pid) {
+                let _ = kill(NixPid::from_raw(*pid), Signal::SIGCONT);
+            }
+        }
+    }
+}
+
+fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+fn signal(pid: i32, signal: Signal) {
+    assert!(pid > 1);
+    kill(NixPid::from_raw(pid), signal).unwrap();
+}
+
+/// A stopped (SIGSTOP) service, or a stopped watcher that cannot revive anything, read as
+/// running and watching, as if all were well.
+#[test]
+fn a_stopped_service_or_watcher_is_said_to_be_stopped() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\nstart_timeout = \"300ms\"\n");
+    let service = env.keepup(&["start"]).expect(0).pid();
+    let watcher = env.watchers()[0];
+    let _resume = Resume(vec![service, watcher]);
+    let value = status(&env);
+    assert_eq!(value["suspended"], Value::Null, "{value}");
+    assert_eq!(value["watcher"]["suspended"], Value::Null, "{value}");
+
+    signal(service, Signal::SIGSTOP);
+    wait_for("the service to stop", || state(service) == Some('T'));
+    let text = env.keepup(&["status"]);
+    text.expect(0).stdout_has(&format!(
+        "svc.py: running, but stopped (SIGSTOP): it does nothing until SIGCONT (kill -CONT \
+         {service})"
+    ));
+    let value = status(&env);
+    assert_eq!(value["suspended"], "stopped (SIGSTOP)", "{value}");
+    assert_eq!(value["watcher"]["suspended"], Value::Null, "{value}");
+
+    signal(watcher, Signal::SIGSTOP);
+    wait_for("the watcher to stop", || state(watcher) == Some('T'));
+    env.keepup(&["status"]).expect(0).stdout_has(&format!(
+        "stopped (SIGSTOP): it revives nothing until SIGCONT (kill -CONT {watcher})"
+    ));
+    let value = status(&env);
+    assert_eq!(
+        value["watcher"]["suspended"], "stopped (SIGSTOP)",
+        "{value}"
+    );
+
+    signal(service, Signal::SIGCONT);
+    signal(watcher, Signal::SIGCONT);
+    wait_for("both to run again", || {
+        state(service) != Some('T') && state(watcher) != Some('T')
+    });
+    let value = status(&env);
+    assert_eq!(value["suspended"], Value::Null, "{value}");
+    assert_eq!(value["watcher"]["suspended"], Value::Null, "{value}");
+    assert!(!env.keepup(&["status"]).stdout.contains("SIGSTOP"));
+    env.keepup(&["stop"]).expect(0);
 }
