@@ -10,7 +10,7 @@ use crate::logfile;
 use crate::oplock::OpLock;
 use crate::pid::Pid;
 use crate::pidfile::{self, PidLock};
-use crate::process::watcher::First;
+use crate::process::watcher::{First, Orphan};
 use crate::process::{self, Finder, Instance, Leftovers};
 use crate::service::{Lookup, Service};
 use crate::signal::Signal;
@@ -277,12 +277,12 @@ impl<'a> Locked<'a> {
             config.stop_signal,
             config.stop_timeout,
         );
-        self.record_orphans(ended)?;
+        self.record_orphans(ended, self.recorded_main())?;
         watcher::remove(&service.watcher_file())
     }
 
-    /// In the watcher: ends what the dead instance left to it as subreaper (workers that left
-    /// its process group), before a new instance starts.
+    /// In the watcher: ends what the dead instance left to it as subreaper (its workers, in its
+    /// process group or not), before a new instance starts.
     pub(super) fn end_orphans_of_me(&self) -> Result<()> {
         let config = &self.service.config;
         let me = Pid::new(std::process::id().into())
@@ -290,24 +290,33 @@ impl<'a> Locked<'a> {
         let ended =
             self.finder
                 .end_orphans(me.get(), None, config.stop_signal, config.stop_timeout);
-        self.record_orphans(ended)
+        self.record_orphans(ended, self.recorded_main())
     }
 
-    pub(super) fn record_orphans(&self, ended: Result<Vec<Pid>>) -> Result<()> {
+    /// The recorded instance's pid, and whether it led its process group.
+    fn recorded_main(&self) -> Option<(Pid, bool)> {
+        self.service.record().map(|r| (r.pid, r.leads_group))
+    }
+
+    /// Records (and says) the ending of what the watcher was left with; `main`: the service's
+    /// main process that left them, and whether it led its group (each is said to be in that
+    /// group or to have left it).
+    pub(super) fn record_orphans(
+        &self,
+        ended: Result<Vec<Orphan>>,
+        main: Option<(Pid, bool)>,
+    ) -> Result<()> {
+        let name = &self.service.config.name;
         match ended {
-            Ok(pids) if pids.is_empty() => Ok(()),
+            Ok(orphans) if orphans.is_empty() => Ok(()),
             other => {
-                let pids = other.as_ref().map(Vec::clone).unwrap_or_default();
+                let pid = main
+                    .map(|(pid, _)| pid)
+                    .or_else(|| other.as_ref().ok()?.first().map(|o| o.pid));
                 let done = self.record_result(
                     Kind::Leftovers,
-                    pids.first().copied(),
-                    other.map(|pids| {
-                        format!(
-                            "ended {} that had left the service's process group ({})",
-                            crate::text::count_text(pids.len(), "process"),
-                            process::watcher::pid_list(&pids)
-                        )
-                    }),
+                    pid,
+                    other.map(|orphans| orphans_text(name, &orphans, main)),
                 )?;
                 note(&done);
                 Ok(())
@@ -405,5 +414,69 @@ impl Detail for Instance {}
 impl Detail for String {
     fn detail(&self) -> Option<&str> {
         Some(self)
+    }
+}
+
+/// What ending `orphans` was: who left them behind and, when the main process led a group,
+/// which were still in it and which had left it.
+fn orphans_text(name: &str, orphans: &[Orphan], main: Option<(Pid, bool)>) -> String {
+    let list = |orphans: &[&Orphan]| {
+        let pids: Vec<String> = orphans.iter().map(|o| o.pid.to_string()).collect();
+        pids.join(", ")
+    };
+    let all: Vec<&Orphan> = orphans.iter().collect();
+    let ended = format!(
+        "ended {} that {name}{} left behind",
+        crate::text::count_text(orphans.len(), "process"),
+        main.map_or_else(String::new, |(pid, _)| format!(" ({pid})"))
+    );
+    let Some((group, true)) = main else {
+        return format!("{ended}: {}", list(&all));
+    };
+    let (inside, outside): (Vec<&Orphan>, Vec<&Orphan>) =
+        orphans.iter().partition(|o| o.pgid == group.get());
+    match (inside.is_empty(), outside.is_empty()) {
+        (false, true) => format!("{ended}, in its process group: {}", list(&inside)),
+        (true, false) => format!(
+            "{ended}, which had left its process group: {}",
+            list(&outside)
+        ),
+        _ => format!(
+            "{ended}: {} in its process group; {} had left it",
+            list(&inside),
+            list(&outside)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphans_are_said_to_be_in_the_group_or_to_have_left_it() {
+        let pid = |p| Pid::new(p).unwrap();
+        let orphan = |p: i64, pgid| Orphan { pid: pid(p), pgid };
+        let main = Some((pid(42), true));
+        assert_eq!(
+            orphans_text("svc", &[orphan(43, 42), orphan(44, 42)], main),
+            "ended 2 processes that svc (42) left behind, in its process group: 43, 44"
+        );
+        assert_eq!(
+            orphans_text("svc", &[orphan(50, 50)], main),
+            "ended 1 process that svc (42) left behind, which had left its process group: 50"
+        );
+        assert_eq!(
+            orphans_text("svc", &[orphan(43, 42), orphan(50, 50)], main),
+            "ended 2 processes that svc (42) left behind: 43 in its process group; 50 had left it"
+        );
+        assert_eq!(
+            orphans_text("svc", &[orphan(43, 7)], Some((pid(42), false))),
+            "ended 1 process that svc (42) left behind: 43"
+        );
+        assert_eq!(
+            orphans_text("svc", &[orphan(43, 7)], None),
+            "ended 1 process that svc left behind: 43"
+        );
     }
 }

@@ -76,8 +76,8 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
     if !locked.pid_lock.exists() {
         return Ok(Revival::NotKept);
     }
-    // The watcher's live children are what the instance it watched left to it (workers that
-    // left its group): never the service, and ended now, as systemd ends a unit's cgroup.
+    // The watcher's live children are what the instance it watched left to it (its workers,
+    // in its group or not): never the service, and ended now, as systemd ends a unit's cgroup.
     if locked.who == Who::Watcher {
         locked.end_orphans_of_me()?;
     }

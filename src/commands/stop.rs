@@ -68,7 +68,10 @@ pub(super) fn stop_instance(locked: &Locked<'_>, instance: &Instance) -> Result<
         ));
         stopping.kill()
     };
-    locked.record_orphans(Ok(stopping.orphans().to_vec()))?;
+    locked.record_orphans(
+        Ok(stopping.orphans().to_vec()),
+        Some((instance.pid(), instance.leads_group())),
+    )?;
     stopped
 }
 

@@ -12,7 +12,7 @@ use nix::unistd::Pid as NixPid;
 
 use serde::{Deserialize, Serialize};
 
-use super::watcher::{orphans_of, signal_orphans};
+use super::watcher::{Orphan, orphans_of, signal_orphans};
 use super::{Finder, Identity, Instance, is_running, os, poll_until, this_boot};
 use crate::config::StopMode;
 use crate::error::{Error, Result};
@@ -394,7 +394,7 @@ pub struct Stopping<'f> {
     leader_gone: Option<Instant>,
     rest_signalled: bool,
     /// The reaper's children sent `signal` so far.
-    orphans: Vec<Pid>,
+    orphans: Vec<Orphan>,
 }
 
 impl Stopping<'_> {
@@ -429,10 +429,10 @@ impl Stopping<'_> {
         )))
     }
 
-    /// The watcher's children that were ended with the service (workers that had left its
-    /// process group).
+    /// The watcher's children that were ended with the service: workers handed to it when the
+    /// main process exited (in its group or not), and any that had left before.
     #[must_use]
-    pub fn orphans(&self) -> &[Pid] {
+    pub fn orphans(&self) -> &[Orphan] {
         &self.orphans
     }
 
@@ -440,9 +440,9 @@ impl Stopping<'_> {
         if let Some(reaper) = self.reaper.clone().filter(is_running) {
             let left = orphans_of(reaper.pid.get(), Some(&self.instance));
             signal_orphans(reaper.pid.get(), &left, Signal::KILL);
-            for pid in left {
-                if !self.orphans.contains(&pid) {
-                    self.orphans.push(pid);
+            for orphan in left {
+                if !self.orphans.iter().any(|o| o.pid == orphan.pid) {
+                    self.orphans.push(orphan);
                 }
             }
         }
@@ -472,9 +472,9 @@ impl Stopping<'_> {
             .clone()
             .filter(is_running)
             .map_or_else(Vec::new, |r| orphans_of(r.pid.get(), Some(&self.instance)));
-        let new: Vec<Pid> = orphans
+        let new: Vec<Orphan> = orphans
             .iter()
-            .filter(|p| !self.orphans.contains(p))
+            .filter(|p| !self.orphans.iter().any(|o| o.pid == p.pid))
             .copied()
             .collect();
         if let Some(reaper) = &self.reaper {

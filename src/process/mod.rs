@@ -122,7 +122,7 @@ impl Instance {
             roots.extend(
                 watcher::orphans_of(reaper.pid.get(), Some(self))
                     .iter()
-                    .map(|p| p.get()),
+                    .map(|o| o.pid.get()),
             );
         }
         let mut members: Vec<Facts> = descendants(&roots)

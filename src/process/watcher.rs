@@ -387,7 +387,7 @@ impl Finder<'_> {
         keep: Option<&Instance>,
         signal: Signal,
         timeout: Duration,
-    ) -> Result<Vec<Pid>> {
+    ) -> Result<Vec<Orphan>> {
         if !self.is_watcher(identity) {
             return Ok(Vec::new());
         }
@@ -426,7 +426,7 @@ impl Finder<'_> {
         keep: Option<&Instance>,
         signal: Signal,
         timeout: Duration,
-    ) -> Result<Vec<Pid>> {
+    ) -> Result<Vec<Orphan>> {
         let left = orphans_of(watcher, keep);
         if left.is_empty() {
             return Ok(left);
@@ -447,31 +447,51 @@ impl Finder<'_> {
         Err(Error::Failed(format!(
             "{} still run after SIGKILL: {}",
             crate::text::count_text(still.len(), "process"),
-            pid_list(&orphans_of(watcher, keep))
+            pid_list(
+                &orphans_of(watcher, keep)
+                    .iter()
+                    .map(|o| o.pid)
+                    .collect::<Vec<_>>()
+            )
         )))
     }
 }
 
+/// A process the watcher was left with (as subreaper), and the process group it was in when
+/// first seen: the dead instance's, or one of its own (it left with `setsid`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Orphan {
+    pub pid: Pid,
+    pub pgid: i32,
+}
+
 /// The live children of `watcher` other than `keep`: a process's parent is only ever
 /// changed to a subreaper or init, so these are the watcher's own or what it inherited.
-pub(super) fn orphans_of(watcher: i32, keep: Option<&Instance>) -> Vec<Pid> {
+pub(super) fn orphans_of(watcher: i32, keep: Option<&Instance>) -> Vec<Orphan> {
     let keep = keep.map(|k| k.pid().get());
     // Its own children list first: the size of the service, not of the process table.
     os::children(watcher)
         .or_else(|| os::pids().ok())
         .unwrap_or_default()
         .into_iter()
-        .filter(|p| Some(*p) != keep && os::ppid(*p) == Some(watcher))
-        .filter(|p| os::facts(*p).is_some_and(|f| !f.zombie))
-        .filter_map(|p| Pid::new(p.into()))
+        .filter(|p| Some(*p) != keep)
+        .filter_map(os::facts)
+        .filter(|f| f.ppid == watcher && !f.zombie)
+        .filter_map(|f| {
+            Some(Orphan {
+                pid: Pid::new(f.pid.into())?,
+                pgid: f.pgid,
+            })
+        })
         .collect()
 }
 
 /// `signal` (then SIGCONT) to each of `orphans` still the watcher's child (and to the group
 /// it leads, if it leads one: a worker that left with `setsid` took its own children along).
-pub(super) fn signal_orphans(watcher: i32, orphans: &[Pid], signal: Signal) {
+pub(super) fn signal_orphans(watcher: i32, orphans: &[Orphan], signal: Signal) {
     let own_group = nix::unistd::getpgrp().as_raw();
-    for pid in orphans {
+    for orphan in orphans {
+        let pid = orphan.pid;
         let Some(facts) = os::facts(pid.get()) else {
             continue;
         };
@@ -480,12 +500,13 @@ pub(super) fn signal_orphans(watcher: i32, orphans: &[Pid], signal: Signal) {
             continue;
         }
         let _ = super::ending::deliver(
-            *pid,
+            pid,
             facts.pgid == facts.pid && facts.pgid != own_group,
             signal,
         );
     }
 }
+
 /// Pids for a message: "12, 34".
 #[must_use]
 pub fn pid_list(pids: &[Pid]) -> String {

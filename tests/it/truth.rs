@@ -185,3 +185,122 @@ fn a_stopped_service_or_watcher_is_said_to_be_stopped() {
     assert!(!env.keepup(&["status"]).stdout.contains("SIGSTOP"));
     env.keepup(&["stop"]).expect(0);
 }
+
+fn events(env: &TestEnv) -> Vec<Value> {
+    let run = env.keepup(&["events", "--json", "-n", "1000"]);
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+/// The pids a `leftovers` detail says were in the main process's group, and those it says
+/// had left it.
+fn in_and_out(detail: &str) -> (Vec<i32>, Vec<i32>) {
+    let pids = |text: &str| -> Vec<i32> {
+        text.split(", ")
+            .map(|p| p.trim().parse().unwrap_or_else(|_| panic!("{detail}")))
+            .collect()
+    };
+    if let Some((_, list)) = detail.split_once(", in its process group: ") {
+        return (pids(list), Vec::new());
+    }
+    if let Some((_, list)) = detail.split_once(", which had left its process group: ") {
+        return (Vec::new(), pids(list));
+    }
+    let (_, lists) = detail
+        .split_once("left behind: ")
+        .unwrap_or_else(|| panic!("not what was left behind: {detail}"));
+    let (inside, outside) = lists
+        .strip_suffix(" had left it")
+        .and_then(|l| l.split_once(" in its process group; "))
+        .unwrap_or_else(|| panic!("neither in nor out of the group: {detail}"));
+    (pids(inside), pids(outside))
+}
+
+/// The workers of a dead main process, each `worker-in-PID` (in its group) or
+/// `worker-out-PID` (`setsid`), that are alive and not in `not`.
+fn workers(env: &TestEnv, not: &[i32]) -> (Vec<i32>, Vec<i32>) {
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    wait_for("three workers", || {
+        (inside, outside) = (Vec::new(), Vec::new());
+        for entry in std::fs::read_dir(&env.root).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            let (list, pid) = if let Some(pid) = name.strip_prefix("worker-in-") {
+                (&mut inside, pid)
+            } else if let Some(pid) = name.strip_prefix("worker-out-") {
+                (&mut outside, pid)
+            } else {
+                continue;
+            };
+            let pid: i32 = pid.parse().unwrap();
+            if alive(pid) && !not.contains(&pid) {
+                list.push(pid);
+            }
+        }
+        inside.len() == 2 && outside.len() == 1
+    });
+    inside.sort_unstable();
+    (inside, outside)
+}
+
+/// nginx, Apache, php-fpm, node, celery, hypercorn: workers in the master's group were said
+/// to have "left the service's process group" when the dead master left them to the watcher.
+#[test]
+fn leftovers_are_said_to_be_in_the_group_or_to_have_left_it() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service(
+        "svc.py",
+        "for kind in ('in', 'in', 'out'):\n    if os.fork() == 0:\n        if kind == 'out':\n            \
+         os.setsid()\n        open('worker-%s-%d' % (kind, os.getpid()), 'w').close()\n        \
+         while True:\n            time.sleep(1)\n",
+    );
+    env.config(
+        "entry = \"svc.py\"\nstart_timeout = \"300ms\"\nstop_timeout = \"5s\"\n\n\
+         [restart_limit]\nbackoff = \"0s\"\n",
+    );
+    let first = env.keepup(&["start"]).expect(0).pid();
+    let (inside, outside) = workers(&env, &[]);
+
+    // The main process dies alone: the watcher ends what it left before reviving.
+    crate::testenv::sigkill(first);
+    let mut detail = String::new();
+    wait_for("the watcher's leftovers event", || {
+        detail = events(&env)
+            .iter()
+            .find(|e| e["event"] == "leftovers" && e["by"] == "watcher")
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        !detail.is_empty()
+    });
+    let event: Value = serde_json::from_str(&detail).unwrap();
+    let detail = event["detail"].as_str().unwrap();
+    let (mut said_in, said_out) = in_and_out(detail);
+    said_in.sort_unstable();
+    assert_eq!(
+        (said_in, said_out),
+        (inside.clone(), outside.clone()),
+        "{detail}"
+    );
+    assert!(detail.starts_with(&format!(
+        "ended 3 processes that svc.py ({first}) left behind"
+    )));
+    assert_eq!(
+        event["pid"], first,
+        "the event's pid is the dead main process: {event}"
+    );
+
+    // stop: the main process exits on TERM, and the watcher is handed what it leaves.
+    let (inside, outside) = workers(&env, &[inside, outside].concat());
+    let second = crate::testenv::locked_pid(&env.path("svc.py")).unwrap();
+    env.keepup(&["stop"]).expect(0);
+    let stopped: Vec<String> = events(&env)
+        .iter()
+        .filter(|e| e["event"] == "leftovers" && e["by"] == "user")
+        .filter_map(|e| e["detail"].as_str().map(str::to_owned))
+        .collect();
+    let [detail] = stopped.as_slice() else {
+        panic!("one leftovers event for the stopped instance {second}: {stopped:?}");
+    };
+    let (said_in, said_out) = in_and_out(detail);
+    assert_eq!(said_out, outside, "{detail}");
+    assert!(said_in.iter().all(|p| inside.contains(p)), "{detail}");
+}
