@@ -37,6 +37,12 @@ pub enum Kind {
     Rotate,
     /// The service was found at another pid than the pid lock's (its pid: the new one).
     PidChange,
+    /// The service ended while its watcher watched it: how (exit code or signal), read by the
+    /// watcher, its parent; "ended" alone for an adopted instance, whose parent is another.
+    Exit,
+    /// A watcher was started for a running service that had none (killed, or never started
+    /// for an adopted instance).
+    Watcher,
 }
 
 impl Kind {
@@ -52,6 +58,8 @@ impl Kind {
             Kind::Leftovers => "leftovers",
             Kind::Rotate => "rotate",
             Kind::PidChange => "pid change",
+            Kind::Exit => "exit",
+            Kind::Watcher => "watcher",
         }
     }
 }

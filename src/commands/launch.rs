@@ -298,13 +298,25 @@ fn confirm(
         let now = Instant::now();
         if now >= deadline {
             return Err(format!(
-                "it was not ready within {} (ready = \"{ready}\": {last})",
-                crate::text::duration_text(config.start_timeout)
+                "it was not ready within {} (ready = \"{ready}\": {last}); if it needs longer \
+                 to start, raise start_timeout in {} (start_timeout = \"{}\")",
+                crate::text::duration_text(config.start_timeout),
+                config.file.display(),
+                longer(config.start_timeout)
             ));
         }
         // The last probe runs at the deadline itself.
         std::thread::sleep(PROBE_PAUSE.min(deadline - now));
     }
+}
+
+/// A `start_timeout` to suggest to a service that was not ready in `time`: twice as long, in
+/// whole seconds, as the config writes it.
+fn longer(time: Duration) -> String {
+    let seconds = time.saturating_mul(2).as_secs_f64().ceil();
+    humantime::format_duration(Duration::from_secs_f64(seconds.max(1.0)))
+        .to_string()
+        .replace(' ', "")
 }
 
 fn describe_exit(status: ExitStatus) -> String {
@@ -324,5 +336,23 @@ fn log_tail(log: &Path, from: u64) -> String {
         Ok(lines) if lines.is_empty() => format!("\n(it wrote nothing to {})", log.display()),
         Ok(lines) => format!("\nlast lines of {}:\n{}", log.display(), lines.join("\n")),
         Err(_) => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_suggested_start_timeout_reads_back_as_a_duration() {
+        for (time, suggested) in [
+            (Duration::from_secs(5), "10s"),
+            (Duration::from_millis(750), "2s"),
+            (Duration::from_secs(45), "1m30s"),
+        ] {
+            assert_eq!(longer(time), suggested);
+            let back = humantime::parse_duration(suggested).unwrap();
+            assert!(back >= time * 2);
+        }
     }
 }

@@ -226,41 +226,52 @@ impl<'a> Locked<'a> {
     }
 
     /// With `watch`, makes sure a watcher watches `instance` (one is started if none runs);
-    /// without, that none does. Says on stdout what it started when a log is listening.
-    pub(super) fn ensure_watcher(&self, instance: &Instance) -> Result<()> {
+    /// without, that none does. A watcher it starts is recorded (a `watcher` event) and said
+    /// on stdout when a log is listening; its pid is returned, for a person to be told.
+    pub(super) fn ensure_watcher(&self, instance: &Instance) -> Result<Option<Pid>> {
         let service = self.service;
         if self.who == Who::Watcher {
-            return Ok(());
+            return Ok(None);
         }
         if !service.config.watch {
-            return self.end_watcher(Some(instance));
+            return self.end_watcher(Some(instance)).map(|()| None);
         }
+        let mut replaced = false;
         if let Some(record) = watcher::read(&service.watcher_file()) {
             if self
                 .finder
                 .watches(&record.identity(), &service.config.file)
             {
-                return Ok(());
+                return Ok(None);
             }
             // One started for this config at its old path (the folder moved) would look there
             // at the next crash: a new one takes over.
             if self.finder.is_watcher(&record.identity()) {
                 self.end_watcher(Some(instance))?;
+                replaced = true;
             }
         }
         let answer = process::watcher::spawn(&service.config.file, &self.lock, First::Watch)?;
         watch::take_answer(&answer, &self.finder, &service.config.name)?;
-        if let Some(watcher) = watcher::read(&service.watcher_file())
-            && !self.who.is_person()
-        {
-            say(&format!(
-                "{}{}: watcher ({}) started",
-                stamp(self.who),
-                service.config.name,
-                watcher.pid
-            ));
+        let Some(watcher) = watcher::read(&service.watcher_file()) else {
+            return Ok(None);
+        };
+        let what = format!(
+            "{} ({}) {}: started a watcher ({})",
+            service.config.name,
+            instance.pid(),
+            if replaced {
+                "had a watcher for its config's old path"
+            } else {
+                "ran without a watcher"
+            },
+            watcher.pid
+        );
+        self.record(Kind::Watcher, Outcome::Ok, Some(watcher.pid), Some(&what));
+        if !self.who.is_person() {
+            say(&format!("{}{what}", stamp(self.who)));
         }
-        Ok(())
+        Ok(Some(watcher.pid))
     }
 
     /// Ends the watcher, if one runs, and first what it was left with (other than `keep`);
@@ -353,12 +364,12 @@ impl<'a> Locked<'a> {
     /// Does `action` to the running instance, if there is one, records `kind` either way, and
     /// says what happened (`done`: "stopped", "killed").
     /// With no instance, what is left of a dead one is ended, by `leftover_signal` first.
-    pub(super) fn act_on_running(
+    pub(super) fn act_on_running<T: Detail>(
         &self,
         kind: Kind,
         done: &str,
         leftover_signal: Signal,
-        action: impl FnOnce(&Instance) -> Result<()>,
+        action: impl FnOnce(&Instance) -> Result<T>,
     ) -> Result<()> {
         let name = &self.service.config.name;
         let lookup = self.locate()?;
@@ -414,6 +425,11 @@ impl Detail for Instance {}
 impl Detail for String {
     fn detail(&self) -> Option<&str> {
         Some(self)
+    }
+}
+impl Detail for Option<String> {
+    fn detail(&self) -> Option<&str> {
+        self.as_deref()
     }
 }
 

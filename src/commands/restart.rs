@@ -38,9 +38,12 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
             Ok(exit_code::OK)
         }
         Revival::Running(instance) => {
-            locked.ensure_watcher(&instance)?;
+            let started = locked.ensure_watcher(&instance)?;
             if !timer {
-                say(&format!("{name} ({}) is running", instance.pid()));
+                let watcher = started.map_or_else(String::new, |w| {
+                    format!(", without a watcher: started one ({w})")
+                });
+                say(&format!("{name} ({}) is running{watcher}", instance.pid()));
             }
             Ok(exit_code::OK)
         }

@@ -17,15 +17,28 @@ pub fn run(service: &Service) -> Result<u8> {
     // Every later launch, by whoever, starts from this start's environment.
     environment::record(&service.recorded_env())?;
     if let Some(instance) = lookup.instance {
+        // Not the instance keepup started or adopted before: found running, it is adopted now.
+        let adopted = service
+            .record()
+            .is_none_or(|r| r.identity() != instance.identity);
         service.remember(&instance, &locked.pid_lock)?;
-        locked.ensure_watcher(&instance)?;
+        let watcher = locked.ensure_watcher(&instance)?;
+        let adoption = format!(
+            "adopted {name} ({}), which keepup had not started",
+            instance.pid()
+        );
         locked.record(
             Kind::Start,
             Outcome::AlreadyRunning,
             Some(instance.pid()),
-            None,
+            adopted.then_some(adoption.as_str()),
         );
-        println!("{name} ({}) is running", instance.pid());
+        let how = match (adopted, watcher) {
+            (true, _) => ": adopted (keepup had not started it), and kept up from now on",
+            (false, Some(_)) => ", without a watcher: started one",
+            (false, None) => "",
+        };
+        println!("{name} ({}) is running{how}", instance.pid());
         return Ok(exit_code::OK);
     }
     if let Some(leftovers) = &lookup.leftovers {

@@ -45,8 +45,9 @@ pub fn run(service: &Service) -> Result<u8> {
 
 /// `stop_signal` to the main process (or, with `stop_mode = "group"`, to its whole group at
 /// once), then to what is left of the service once it has exited: its group, and what the
-/// watcher was left with. SIGKILL to whatever still runs `stop_timeout` after the first signal.
-pub(super) fn stop_instance(locked: &Locked<'_>, instance: &Instance) -> Result<()> {
+/// watcher was left with. SIGKILL to whatever still runs `stop_timeout` after the first signal;
+/// that it had to is the stop event's detail.
+pub(super) fn stop_instance(locked: &Locked<'_>, instance: &Instance) -> Result<Option<String>> {
     let config = &locked.service.config;
     let reaper = locked.service.watcher(&locked.finder).map(|w| w.identity());
     let mut stopping = locked.finder.stop(
@@ -57,16 +58,19 @@ pub(super) fn stop_instance(locked: &Locked<'_>, instance: &Instance) -> Result<
         config.stop_timeout,
     )?;
     let stopped = if stopping.wait() {
-        Ok(())
+        Ok(None)
     } else {
-        note(&format!(
-            "{} ({}) still running {} after {}: sending SIGKILL",
+        let still = format!(
+            "{} ({}) still running {} after {}",
             config.name,
             instance.pid(),
             crate::text::duration_text(config.stop_timeout),
             config.stop_signal
-        ));
-        stopping.kill()
+        );
+        note(&format!("{still}: sending SIGKILL"));
+        stopping
+            .kill()
+            .map(|()| Some(format!("{still} (stop_timeout): ended by SIGKILL")))
     };
     locked.record_orphans(
         Ok(stopping.orphans().to_vec()),

@@ -15,10 +15,11 @@ use super::restart::{Revival, revive};
 use super::{LaunchOrder, Locked, note, stamp};
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
-use crate::events::Who;
+use crate::events::{Kind, Outcome, Who};
 use crate::exit_code;
 use crate::oplock::OpLock;
-use crate::process::exit::{Children, Waits};
+use crate::pid::Pid;
+use crate::process::exit::{Children, Ended, Waits};
 use crate::process::watcher::Handed;
 use crate::process::{self, Finder, Identity, Instance};
 use crate::service::Service;
@@ -118,7 +119,8 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     let mut waiting = process::watcher::waiting_args(args)?;
     process::watcher::calm_signals();
     process::become_subreaper();
-    process::exit::wait_for_end(&waiting.identity, waiting.waits);
+    let ended = process::exit::wait_for_end(&waiting.identity, waiting.waits);
+    let ended = (waiting.identity.pid, ended);
     let loaded = match config::load_with_text(&waiting.config) {
         Err(e) => match waiting.last_good() {
             Some(text) => {
@@ -136,7 +138,7 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
         loaded => loaded,
     };
     Some(
-        match loaded.and_then(|(config, text)| act(Service::open(config), text)) {
+        match loaded.and_then(|(config, text)| act(Service::open(config), text, ended)) {
             Ok(code) => code,
             Err(e) => {
                 note(&format!("{}{e}", stamp(Who::Watcher)));
@@ -146,9 +148,10 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     )
 }
 
-/// The acting state: revives the service (or waits out the guard) until something runs,
-/// then becomes the waiting state for it; leaves when the service is no longer kept up.
-pub fn act(service: Service, text: String) -> Result<u8> {
+/// The acting state: records how the instance `ended` (its pid, and how), revives the service
+/// (or waits out the guard) until something runs, then becomes the waiting state for it;
+/// leaves when the service is no longer kept up.
+pub fn act(service: Service, text: String, ended: (Pid, Ended)) -> Result<u8> {
     let me = process::own_identity()
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
     let waits = watcher::read(&service.watcher_file()).map_or_else(Waits::here, |w| w.waits);
@@ -159,17 +162,18 @@ pub fn act(service: Service, text: String) -> Result<u8> {
     let mut failures: u32 = 0;
     let mut last_failure = String::new();
     let mut memory = Memory::default();
+    let mut ended = Some(ended);
     loop {
         if !std::mem::take(&mut fresh) {
             reload(&mut config, &mut text);
         }
         let limit = config.restart_limit;
         memory.forget_before(limit.interval + limit.cooldown);
-        match revive_once(&config, &me, &mut memory) {
+        match revive_once(&config, &me, &mut memory, ended.take()) {
             // What the history could not take lives only here: the lean waiting state would
             // lose it, so this image waits.
             Next::Watch(identity) if memory.holds_events() => {
-                process::exit::wait_for_end(&identity, waits);
+                ended = Some((identity.pid, process::exit::wait_for_end(&identity, waits)));
             }
             Next::Watch(identity) => {
                 return Err(process::watcher::become_waiting(
@@ -223,8 +227,14 @@ enum Next {
     Retry(Error),
 }
 
-/// One revival check, under the operation lock, with what the history could not take.
-fn revive_once(config: &Config, me: &Identity, memory: &mut Memory) -> Next {
+/// One revival check, under the operation lock, with what the history could not take; first
+/// the `exit` event of the instance that `ended`, if it is news.
+fn revive_once(
+    config: &Config,
+    me: &Identity,
+    memory: &mut Memory,
+    ended: Option<(Pid, Ended)>,
+) -> Next {
     let service = Service::open(config.clone());
     // Never a silent death, and never a folder made again where it was: said in the timer's
     // log and the record (status shows it), and left to whoever starts it where it is now.
@@ -239,16 +249,30 @@ fn revive_once(config: &Config, me: &Identity, memory: &mut Memory) -> Next {
         Err(e) => return Next::Retry(e),
     };
     locked.memory.replace(std::mem::take(memory));
-    let next = revive_locked(&locked, config, me);
+    let next = revive_locked(&locked, config, me, ended);
     *memory = locked.memory.take();
     next
 }
 
-fn revive_locked(locked: &Locked<'_>, config: &Config, me: &Identity) -> Next {
+fn revive_locked(
+    locked: &Locked<'_>,
+    config: &Config,
+    me: &Identity,
+    ended: Option<(Pid, Ended)>,
+) -> Next {
     let service = locked.service;
     // Another watcher took over while this one waited for the lock: it is not ours to act.
     if watcher::read(&service.watcher_file()).map(|w| w.identity()) != Some(me.clone()) {
         return Next::Leave;
+    }
+    if let Some((pid, how)) = ended {
+        let outcome = if how.clean() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        };
+        let what = format!("{} ({pid}) {how}", config.name);
+        locked.record(Kind::Exit, outcome, Some(pid), Some(&what));
     }
     if !config.watch {
         note(&format!(

@@ -43,30 +43,125 @@ impl Waits {
     }
 }
 
+/// How the watched instance ended, as the watcher learns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal (by number) ended it; `core`: it dumped core.
+    Killed { signal: i32, core: bool },
+    /// It was not the watcher's child (an instance keepup adopted): only its own parent can
+    /// read how it ended.
+    Unknown,
+}
+
+impl Ended {
+    /// Whether it ended as a service that was asked to (exit code 0) would.
+    #[must_use]
+    pub fn clean(self) -> bool {
+        self == Ended::Exited(0)
+    }
+}
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Ended::Exited(code) => write!(f, "exited with code {code}"),
+            Ended::Killed { signal, core } => {
+                write!(f, "was killed by signal {signal}")?;
+                if let Ok(name) = nix::sys::signal::Signal::try_from(signal) {
+                    write!(f, " ({})", name.as_str())?;
+                }
+                if core {
+                    f.write_str(", core dumped")?;
+                }
+                Ok(())
+            }
+            Ended::Unknown => f.write_str(
+                "ended (its exit status is its parent's to read, and keepup did not start it)",
+            ),
+        }
+    }
+}
+
 /// Reaps what ends below the watcher (the service, and what it leaves to the subreaper) and
-/// wakes it when that happens. Children are not reaped while it is dropped.
+/// wakes it when that happens; keeps how `watched` (the instance, if it is a child) ended.
+/// Children are not reaped while it is dropped.
 pub struct Children {
     signals: Option<os::ChildSignals>,
+    watched: Option<i32>,
+    ended: std::cell::Cell<Option<Ended>>,
 }
 
 impl Children {
     #[must_use]
     pub fn watch() -> Children {
+        Children::of(None)
+    }
+
+    fn of(watched: Option<i32>) -> Children {
         let children = Children {
             signals: os::ChildSignals::block(),
+            watched,
+            ended: std::cell::Cell::new(None),
         };
         // What ended before SIGCHLD was blocked sent its signal to nobody.
-        Children::reap();
+        children.reap();
         children
     }
 
-    fn reap() {
-        use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    fn reap(&self) {
+        use nix::sys::wait::{WaitPidFlag, waitpid};
         while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            if status == WaitStatus::StillAlive {
+            if self.keep(status) {
                 break;
             }
         }
+    }
+
+    /// Keeps `status` if it is the watched instance's; true when there is nothing (more) to
+    /// reap now.
+    fn keep(&self, status: nix::sys::wait::WaitStatus) -> bool {
+        use nix::sys::wait::WaitStatus;
+        let ended = match status {
+            WaitStatus::StillAlive => return true,
+            WaitStatus::Exited(pid, code) => (pid, Ended::Exited(code)),
+            WaitStatus::Signaled(pid, signal, core) => (
+                pid,
+                Ended::Killed {
+                    signal: signal as i32,
+                    core,
+                },
+            ),
+            _ => return false,
+        };
+        if Some(ended.0.as_raw()) == self.watched {
+            self.ended.set(Some(ended.1));
+        }
+        false
+    }
+
+    /// How the watched instance ended, once it has: reaped here if it is a child (the pidfd
+    /// turns readable as it becomes a zombie, so it is there to reap), `Unknown` if it is not.
+    fn ended(&self) -> Ended {
+        use nix::errno::Errno;
+        use nix::sys::wait::{WaitPidFlag, waitpid};
+        let Some(pid) = self.watched else {
+            return Ended::Unknown;
+        };
+        let deadline = std::time::Instant::now() + REAP_WAIT;
+        super::poll_until(deadline, || {
+            if self.ended.get().is_some() {
+                return true;
+            }
+            match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Ok(status) => self.keep(status) && self.ended.get().is_some(),
+                // Not a child of this process: its status is not ours to read.
+                Err(Errno::ECHILD) => true,
+                Err(_) => false,
+            }
+        });
+        self.ended.get().unwrap_or(Ended::Unknown)
     }
 
     /// Sleeps until `until` (wall clock, re-read after each wakeup: a step of the clock moves
@@ -85,15 +180,21 @@ impl Children {
                 left.min(POLL_EVERY)
             };
             os::wait(None, self.signals.as_ref(), Some(step));
-            Children::reap();
+            self.reap();
         }
     }
 }
 
+/// How long a child that has ended may take to become a zombie the watcher can reap (its
+/// other threads are still being torn down).
+const REAP_WAIT: Duration = Duration::from_secs(1);
+
 /// Blocks until the process `identity` has ended (at once if it already has), reaping
-/// children meanwhile. This is all the watcher does while the service runs.
-pub fn wait_for_end(identity: &Identity, waits: Waits) {
-    let children = Children::watch();
+/// children meanwhile, and says how it ended. This is all the watcher does while the service
+/// runs.
+#[must_use]
+pub fn wait_for_end(identity: &Identity, waits: Waits) -> Ended {
+    let children = Children::of(Some(identity.pid.get()));
     let pidfd = match waits {
         Waits::Pidfd => os::pidfd(identity.pid.get()).ok(),
         Waits::Polling => None,
@@ -101,7 +202,7 @@ pub fn wait_for_end(identity: &Identity, waits: Waits) {
     // The pid may have been reused before the pidfd was opened: the identity, checked after,
     // says the fd is the instance's.
     if !super::is_running(identity) {
-        return;
+        return children.ended();
     }
     let timeout = match pidfd {
         Some(_) => None,
@@ -109,9 +210,9 @@ pub fn wait_for_end(identity: &Identity, waits: Waits) {
     };
     loop {
         let ended = os::wait(pidfd.as_ref(), children.signals.as_ref(), timeout);
-        Children::reap();
+        children.reap();
         if ended || (pidfd.is_none() && !super::is_running(identity)) {
-            return;
+            return children.ended();
         }
     }
 }

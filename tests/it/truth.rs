@@ -304,3 +304,188 @@ fn leftovers_are_said_to_be_in_the_group_or_to_have_left_it() {
     assert_eq!(said_out, outside, "{detail}");
     assert!(said_in.iter().all(|p| inside.contains(p)), "{detail}");
 }
+
+/// A service that exits with the code written to `exit-code` (within 50 ms), and, started
+/// while `stubborn` exists, ignores SIGTERM.
+fn exiting_service(env: &TestEnv) -> std::path::PathBuf {
+    let entry = env.script(
+        "svc.py",
+        "#!/usr/bin/env python3\nimport os, signal, sys, time\n\
+         if os.path.exists('stubborn'):\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+         print('up', os.getpid(), flush=True)\nwhile True:\n    if os.path.exists('exit-code'):\n        \
+         code = int(open('exit-code').read())\n        os.remove('exit-code')\n        \
+         sys.exit(code)\n    time.sleep(0.05)\n",
+    );
+    env.config(
+        "entry = \"svc.py\"\nstart_timeout = \"300ms\"\nstop_timeout = \"1s\"\n\n\
+         [restart_limit]\nburst = 100\nbackoff = \"0s\"\n",
+    );
+    entry
+}
+
+/// The newest event of `kind` about `pid`, once there is one.
+#[track_caller]
+fn event_about(env: &TestEnv, kind: &str, pid: i32) -> Value {
+    let mut found = None;
+    wait_for(&format!("a {kind} event for {pid}"), || {
+        found = events(env)
+            .into_iter()
+            .rev()
+            .find(|e| e["event"] == kind && e["pid"] == pid);
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// Waits for the watcher's revival of a service whose instance `old` ended; its new pid.
+#[track_caller]
+fn revived(env: &TestEnv, entry: &std::path::Path, old: i32) -> i32 {
+    let mut new = None;
+    wait_for("the revival", || {
+        new = crate::testenv::locked_pid(entry).filter(|p| *p != old && alive(*p));
+        new.is_some_and(|p| {
+            events(env)
+                .iter()
+                .any(|e| e["event"] == "revive" && e["pid"] == p)
+        })
+    });
+    new.unwrap()
+}
+
+/// The history said a service was revived, never that, or how, it had ended: the watcher, its
+/// parent, reads the exit code or the signal; for an adopted instance it says "ended".
+#[test]
+fn the_watcher_records_how_the_service_ended() {
+    require!("python3", "python3");
+    let mut env = TestEnv::new();
+    let entry = exiting_service(&env);
+    let first = env.keepup(&["start"]).expect(0).pid();
+
+    env.write("exit-code", "7");
+    let exit = event_about(&env, "exit", first);
+    assert_eq!(exit["by"], "watcher", "{exit}");
+    assert_eq!(exit["outcome"], "failed", "{exit}");
+    assert_eq!(
+        exit["detail"],
+        format!("svc.py ({first}) exited with code 7"),
+        "{exit}"
+    );
+    let second = revived(&env, &entry, first);
+
+    env.keepup(&["kill"]).expect(0);
+    let exit = event_about(&env, "exit", second);
+    assert_eq!(
+        exit["detail"],
+        format!("svc.py ({second}) was killed by signal 9 (SIGKILL)"),
+        "{exit}"
+    );
+    let third = revived(&env, &entry, second);
+
+    env.write("exit-code", "0");
+    let exit = event_about(&env, "exit", third);
+    assert_eq!(exit["outcome"], "ok", "{exit}");
+    assert_eq!(
+        exit["detail"],
+        format!("svc.py ({third}) exited with code 0")
+    );
+    let fourth = revived(&env, &entry, third);
+    env.keepup(&["stop"]).expect(0);
+    assert!(!alive(fourth));
+
+    // Started by hand, then adopted: the watcher is not its parent, and cannot read its end.
+    let by_hand = env.spawn(&env.root.clone(), entry.to_str().unwrap(), &[]);
+    wait_for("the hand-started service to run python", || {
+        cmdline(by_hand)
+            .first()
+            .is_some_and(|p| p.ends_with("python3"))
+    });
+    env.keepup(&["start"]).expect(0).stdout_has("adopted");
+    env.write("exit-code", "3");
+    let exit = event_about(&env, "exit", by_hand);
+    let detail = exit["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with(&format!("svc.py ({by_hand}) ended")) && !detail.contains("code"),
+        "{exit}"
+    );
+    revived(&env, &entry, by_hand);
+    env.keepup(&["stop"]).expect(0);
+}
+
+/// `stop` that had to SIGKILL, `restart` that started a missing watcher, and `start` that
+/// adopted a hand-started instance all looked like nothing special in the history.
+#[test]
+fn events_say_what_keepup_had_to_do() {
+    require!("python3", "python3");
+    let mut env = TestEnv::new();
+    let entry = exiting_service(&env);
+
+    // Started by hand, exactly as startup would run it: start adopts it, and says so.
+    let by_hand = env.spawn(&env.root.clone(), entry.to_str().unwrap(), &[]);
+    wait_for("the hand-started service to run python", || {
+        cmdline(by_hand)
+            .first()
+            .is_some_and(|p| p.ends_with("python3"))
+    });
+    env.keepup(&["start"])
+        .expect(0)
+        .stdout_has(&format!("svc.py ({by_hand}) is running: adopted"));
+    let start = event_about(&env, "start", by_hand);
+    assert_eq!(start["outcome"], "already_running", "{start}");
+    assert!(
+        start["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("adopted"),
+        "{start}"
+    );
+    // Once adopted, it is kept: a second start adopts nothing.
+    let again = env.keepup(&["start"]);
+    again.expect(0);
+    assert!(!again.stdout.contains("adopted"), "{again:#?}");
+
+    // Its watcher is killed: restart starts one, and says so, on stdout and in the history.
+    let watcher = env.watchers()[0];
+    crate::testenv::sigkill(watcher);
+    env.keepup(&["restart"])
+        .expect(0)
+        .stdout_has("without a watcher: started one (");
+    let new_watcher = env.watchers()[0];
+    let started = event_about(&env, "watcher", new_watcher);
+    assert_eq!(started["outcome"], "ok", "{started}");
+    assert_eq!(
+        started["detail"],
+        format!("svc.py ({by_hand}) ran without a watcher: started a watcher ({new_watcher})"),
+    );
+    env.keepup(&["stop"]).expect(0);
+
+    // A service that ignores SIGTERM: stop_timeout passes, and the stop event says SIGKILL.
+    env.write("stubborn", "");
+    let stubborn = env.keepup(&["start"]).expect(0).pid();
+    env.keepup(&["stop"]).expect(0);
+    assert!(!alive(stubborn));
+    let stop = event_about(&env, "stop", stubborn);
+    assert_eq!(stop["outcome"], "ok", "{stop}");
+    assert_eq!(
+        stop["detail"],
+        format!(
+            "svc.py ({stubborn}) still running 1s after SIGTERM (stop_timeout): ended by SIGKILL"
+        ),
+    );
+}
+
+/// "not ready within 5s" left people guessing which setting to change.
+#[test]
+fn a_slow_start_names_start_timeout() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    let config =
+        env.config("entry = \"svc.py\"\nready = \"cmd:false\"\nstart_timeout = \"700ms\"\n");
+    env.keepup(&["start"])
+        .expect(1)
+        .stderr_has("not ready within 700ms")
+        .stderr_has(&format!(
+            "if it needs longer to start, raise start_timeout in {} (start_timeout = \"2s\")",
+            config.display()
+        ));
+}
