@@ -258,11 +258,26 @@ impl TestEnv {
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
             .filter(|p| u32::try_from(*p).ok() != Some(me) && alive(*p))
-            .filter(|p| {
-                std::fs::read(format!("/proc/{p}/environ"))
-                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == mark.as_bytes()))
-            })
+            .filter(|p| marked(*p, mark.as_bytes()))
             .collect()
+    }
+}
+
+/// Whether `pid`'s environment holds `mark`. A keepup in the middle of an exec (the watcher
+/// becomes its waiting state that way) shows an empty environment for an instant: it is read
+/// again, so it is not missed.
+fn marked(pid: i32, mark: &[u8]) -> bool {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    loop {
+        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        if !env.is_empty() {
+            return env.split(|b| *b == 0).any(|v| v == mark);
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() != "keepup" || !alive(pid) || Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -296,13 +311,22 @@ pub fn lock_path(entry: &Path) -> PathBuf {
     PathBuf::from(format!("{}.pid", entry.display()))
 }
 
+/// `pid`'s command line. A live process in the middle of an exec (the watcher becomes its
+/// waiting state that way) shows none for an instant: it is read again until it shows one.
 pub fn cmdline(pid: i32) -> Vec<String> {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .unwrap_or_default()
-        .split(|b| *b == 0)
-        .filter(|w| !w.is_empty())
-        .map(|w| String::from_utf8_lossy(w).into_owned())
-        .collect()
+    let deadline = Instant::now() + Duration::from_millis(200);
+    loop {
+        let words: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .filter(|w| !w.is_empty())
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect();
+        if !words.is_empty() || !alive(pid) || Instant::now() > deadline {
+            return words;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// Alive and not a zombie.
