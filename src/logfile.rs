@@ -211,11 +211,10 @@ impl Follower {
         self.position
     }
 
-    /// Starts at the log's current end.
+    /// Starts at the start of the log's last line, if the service is still writing it, else
+    /// at its end: a line is never split between the caller's tail and what follows.
     pub fn new(log: &Path, keep: u32) -> Result<Follower> {
-        let position = std::fs::metadata(log)
-            .map_err(Error::io("reading log", log))?
-            .len();
+        let position = line_start_before_end(log).map_err(Error::io("reading log", log))?;
         Ok(Follower {
             log: log.to_path_buf(),
             keep,
@@ -253,6 +252,26 @@ impl Follower {
         self.position = len;
         Ok(())
     }
+}
+
+/// Where the log's last line starts when it has no newline yet, else the log's end. The length
+/// alone may fall in the middle of a line: the service may be between two writes of one line,
+/// and even one write grows the file a page at a time, each step visible to a reader.
+fn line_start_before_end(log: &Path) -> std::io::Result<u64> {
+    // A line longer than this is followed from where it is.
+    const LOOK_BACK: u64 = 64 * 1024;
+    let mut file = File::open(log)?;
+    let len = file.metadata()?.len();
+    let from = len.saturating_sub(LOOK_BACK);
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    // Between rotations the file only grows: what the length counted is there to read.
+    file.take(len - from).read_to_end(&mut bytes)?;
+    Ok(match bytes.iter().rposition(|b| *b == b'\n') {
+        Some(newline) => from + newline as u64 + 1,
+        None if from == 0 => 0,
+        None => len,
+    })
 }
 
 fn identity(path: &Path) -> Option<(u64, u64)> {

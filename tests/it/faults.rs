@@ -172,6 +172,45 @@ fn logs_follow_prints_every_line_once_across_truncating_rotations() {
     follow_across_rotations(dir.path());
 }
 
+#[test]
+fn logs_follow_starts_at_a_line_boundary_while_the_service_writes_half_a_line() {
+    // `logs -f` took the log's length as where to follow from while the service was between
+    // the two halves of a line (under load, the kernel grows the file a page at a time): its
+    // tail showed the first half as a line, and the follower began with the second.
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service(
+        "svc.py",
+        "print('whole line', flush=True)\nsys.stdout.write('first half ')\nsys.stdout.flush()\n\
+         while not os.path.exists('go'):\n    time.sleep(0.01)\n\
+         print('second half', flush=True)",
+    );
+    env.config("entry = \"svc.py\"\n");
+    env.keepup(&["start"]).expect(0);
+    let log = env.path("svc.py.log");
+    wait_for("the first half of the line", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.ends_with("first half "))
+    });
+    let printed = env.path("followed.txt");
+    let mut follower = env
+        .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+        .args(["--config", "cfg.toml", "logs", "-f", "-n", "1"])
+        .stdout(std::fs::File::create(&printed).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&printed).unwrap_or_default();
+    wait_for("the tail", || !read().is_empty());
+    env.write("go", "");
+    wait_for("the lines after it", || read().contains("\nup "));
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let text = read();
+    assert!(
+        text.starts_with("whole line\nfirst half second half\nup "),
+        "a line was broken: {text:?}"
+    );
+}
+
 /// Runs keepup with a deadline: a hang is a failure, not a stuck test.
 fn keepup_within(env: &TestEnv, config: &Path, args: &[&str]) -> crate::testenv::Run {
     let mut child = env
