@@ -159,7 +159,7 @@ fn doctor(env: &TestEnv, config: &Path) -> Run {
 /// Whether [`in_namespace`] can run here (else it says why the test is skipped).
 fn namespaces_here() -> bool {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root for a pid namespace of its own");
+        crate::testenv::skip("needs root for a pid namespace of its own");
         return false;
     }
     have("cron", "cron") && have("unshare", "util-linux")

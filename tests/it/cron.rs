@@ -84,7 +84,7 @@ fn cron_revives_a_killed_service_within_75_seconds() {
             std::env::var_os("CI").is_none(),
             "CI must run this test, but: {why}"
         );
-        eprintln!("skipped: {why} (.ci/run installs and starts cron)");
+        crate::testenv::skip(&format!("{why} (.ci/run installs and starts cron)"));
         return;
     }
     let saved = SavedCrontab(SavedCrontab::current());

@@ -54,7 +54,7 @@ fn is_root() -> bool {
 fn a_full_disk_during_rotation_leaves_every_log_as_it_was() {
     require!("python3", "python3");
     if !is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs in a private mount namespace");
+        crate::testenv::skip("needs root to mount a small tmpfs in a private mount namespace");
         return;
     }
     let env = TestEnv::new();
@@ -166,7 +166,7 @@ fn logs_follow_prints_every_line_once_across_truncating_rotations() {
     require!("python3", "python3");
     // tmpfs cannot collapse a file's start: rotation copies and truncates there.
     let Ok(dir) = tempfile::tempdir_in("/dev/shm") else {
-        eprintln!("skipped: no /dev/shm (tmpfs) to rotate a log on");
+        crate::testenv::skip("no /dev/shm (tmpfs) to rotate a log on");
         return;
     };
     follow_across_rotations(dir.path());

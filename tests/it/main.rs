@@ -15,6 +15,7 @@ mod cron;
 mod export;
 mod faults;
 mod field;
+mod harness;
 mod house;
 mod identity;
 mod keeper;

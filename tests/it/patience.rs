@@ -303,7 +303,7 @@ fn status_and_restart_judge_a_trip_from_the_future_alike() {
 fn a_full_disk_is_outlived_at_next_to_no_cost() {
     require!("python3", "python3");
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to mount a small tmpfs in a private mount namespace");
+        crate::testenv::skip("needs root to mount a small tmpfs in a private mount namespace");
         return;
     }
     let env = TestEnv::new();

@@ -32,7 +32,7 @@ fn installed(program: &str, install: &str) -> bool {
             std::env::var_os("CI").is_none(),
             "CI must run this recipe, but {program} is not installed ({install})"
         );
-        eprintln!("skipped: {program} not installed ({install})");
+        crate::testenv::skip(&format!("{program} not installed ({install})"));
     }
     found
 }

@@ -55,7 +55,7 @@ fn a_startup_that_never_names_the_entry_is_known_by_its_command_line() {
 fn a_shared_program_as_the_entry_is_matched_with_its_arguments() {
     let python = Path::new("/usr/bin/python3");
     if !python.exists() {
-        eprintln!("skipped: no /usr/bin/python3 to use as a shared entry");
+        crate::testenv::skip("no /usr/bin/python3 to use as a shared entry");
         return;
     }
     let mut env = TestEnv::new();

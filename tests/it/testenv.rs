@@ -420,7 +420,7 @@ impl TestUser {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         if !nix::unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root to create a second user account (useradd)");
+            skip("needs root to create a second user account (useradd)");
             return None;
         }
         let name = format!(
@@ -544,9 +544,28 @@ pub fn have(program: &str, package: &str) -> bool {
             std::env::var_os("CI").is_none(),
             "CI must run this test, but {program} is not installed (apt-get install {package})"
         );
-        eprintln!("skipped: {program} not installed (apt-get install {package})");
+        skip(&format!(
+            "{program} not installed (apt-get install {package})"
+        ));
     }
     found
+}
+
+/// Says that the running test passes without doing its work, and why, where a plain `cargo
+/// test` shows it: on fd 2 itself, since libtest captures what `eprintln!` writes from a test
+/// and shows it only for a failure. Each skip is also a line in the file `tests/pidns-runner`
+/// names in `KEEPUP_TEST_SKIPS`, which it counts after the test binary's run.
+pub fn skip(why: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let line = format!("{test}: {why}\n");
+    let _ = nix::unistd::write(std::io::stderr(), format!("skipped: {line}").as_bytes());
+    if let Some(file) = std::env::var_os("KEEPUP_TEST_SKIPS") {
+        // One write each, appended: parallel tests neither lose nor interleave lines.
+        let _ = std::fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+    }
 }
 
 /// Ends the test early (as passed, saying why) when a program it needs is missing.
