@@ -30,4 +30,5 @@ pub mod signal;
 pub mod startup;
 pub mod text;
 pub mod timer;
+pub mod waiting;
 pub mod watcher;

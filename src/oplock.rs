@@ -72,7 +72,12 @@ pub fn try_acquire(path: &Path) -> Result<Option<OpLock>> {
 /// Takes the lock if nobody holds it; `None` when someone does, or when it was never made
 /// (then no rotation has ever run under it). For readers that must not wait behind a `stop`.
 pub fn try_acquire_existing(path: &Path) -> Result<Option<OpLock>> {
-    let file = match File::open(path) {
+    // Without blocking: a FIFO there must not hang a reader either.
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+    {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io("opening operation lock", path)(e)),

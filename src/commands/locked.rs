@@ -7,13 +7,14 @@ use super::{launch, note, say, stamp, watch};
 use crate::error::{Error, Result};
 use crate::events::{self, Event, Kind, Outcome, Who};
 use crate::logfile;
-use crate::oplock::OpLock;
+use crate::oplock::{self, OpLock};
 use crate::pid::Pid;
 use crate::pidfile::{self, PidLock};
 use crate::process::watcher::{First, Orphan};
 use crate::process::{self, Finder, Instance, Leftovers};
 use crate::service::{Lookup, Service};
 use crate::signal::Signal;
+use crate::waiting::Waiting;
 use crate::watcher;
 
 /// What every verb that may act holds: the operation lock, and the pid lock as read under it.
@@ -73,13 +74,34 @@ impl Memory {
     }
 }
 
+/// When another keepup acts on the service: the note a person gets if they wait long, naming
+/// it. The timer waits unsaid: its log holds what it did.
+fn waiting_for_the_lock(service: &Service) -> Option<Waiting> {
+    let lock_file = service.lock_file();
+    if !matches!(oplock::try_acquire_existing(&lock_file), Ok(None)) || !lock_file.exists() {
+        return None;
+    }
+    let name = service.config.name.clone();
+    Some(Waiting::begin(move || {
+        let holder = process::lock_holder(&lock_file)
+            .map_or_else(String::new, |(pid, line)| format!(" (pid {pid}: {line})"));
+        format!("another keepup acting on {name} to finish{holder}")
+    }))
+}
+
 /// The most events kept in memory: more than any guard needs.
 const MEMORY_EVENTS: usize = 256;
 
 impl<'a> Locked<'a> {
     /// Claims the service and takes its operation lock; `keep`: the verb starts keeping it.
     pub(super) fn acquire(service: &'a Service, who: Who, keep: bool) -> Result<Locked<'a>> {
-        Locked::holding(service, service.lock(keep)?, who)
+        let waiting = who
+            .is_person()
+            .then(|| waiting_for_the_lock(service))
+            .flatten();
+        let lock = service.lock(keep)?;
+        drop(waiting);
+        Locked::holding(service, lock, who)
     }
 
     /// Acts under `lock`, already held.
@@ -197,7 +219,22 @@ impl<'a> Locked<'a> {
             by: self.who.name(),
             once: !service.config.watch,
         };
-        let answer = match process::watcher::spawn(&service.config.file, &self.lock, first) {
+        let waiting = service
+            .config
+            .ready
+            .as_ref()
+            .filter(|_| self.who.is_person())
+            .map(|ready| {
+                let what = format!(
+                    "{} to pass its ready check, ready = \"{ready}\", for up to {} (start_timeout)",
+                    service.config.name,
+                    crate::text::duration_text(service.config.start_timeout)
+                );
+                Waiting::begin(move || what)
+            });
+        let answer = process::watcher::spawn(&service.config.file, &self.lock, first);
+        drop(waiting);
+        let answer = match answer {
             Ok(answer) => answer,
             // It never took over: nothing was launched, and nobody else records that.
             Err(e) => return self.record_launch(kind, Err(e)),

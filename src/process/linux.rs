@@ -383,6 +383,35 @@ pub fn wait(
     watched.is_some() && !fds[0].revents().is_empty()
 }
 
+/// The pid that took the `flock` on `path`, from `/proc/locks`, if it still has the file open
+/// (the taker may have handed the lock to a child and exited, and its pid be reused since).
+pub fn flock_holder(path: &Path) -> Option<i32> {
+    let meta = std::fs::metadata(path).ok()?;
+    let dev = meta.dev();
+    // The kernel's split of a dev_t, as glibc's major() and minor() do it.
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let file = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let pid = flock_taker(&locks, &file)?;
+    let path = path.canonicalize().ok()?;
+    let open = std::fs::read_dir(self::path(pid, "fd")).ok()?;
+    open.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == path))
+        .then_some(pid)
+}
+
+/// The pid in the `FLOCK` line of `/proc/locks` for `file` (`MAJOR:MINOR:INODE`); a waiter's
+/// line (`1: -> FLOCK …`) is not a holder's.
+fn flock_taker(locks: &str, file: &str) -> Option<i32> {
+    locks.lines().find_map(
+        |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+            [_, "FLOCK", _, _, pid, id, ..] if id == file => pid.parse().ok(),
+            _ => None,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,5 +445,21 @@ mod tests {
         assert!(started_at(&facts).unwrap() <= SystemTime::now());
         assert!(exe(me).unwrap().is_absolute());
         assert!(cmdline(me).unwrap().len() > 1);
+    }
+
+    #[test]
+    fn finds_who_took_a_flock_and_not_who_waits_for_it() {
+        let locks = "1: POSIX  ADVISORY  WRITE 700 fd:01:42 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 4242 fd:01:1234 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 4343 fd:01:1234 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 500 08:02:1234 0 EOF\n";
+        assert_eq!(flock_taker(locks, "fd:01:1234"), Some(4242));
+        assert_eq!(flock_taker(locks, "08:02:1234"), Some(500));
+        assert_eq!(
+            flock_taker(locks, "fd:01:42"),
+            None,
+            "a POSIX lock is not keepup's"
+        );
+        assert_eq!(flock_taker(locks, "fd:01:9"), None);
     }
 }

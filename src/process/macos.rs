@@ -214,3 +214,8 @@ pub fn wait(
     std::thread::sleep(timeout.unwrap_or(Duration::from_secs(1)));
     false
 }
+
+/// Who holds a `flock`: macOS has no cheap way to tell.
+pub fn flock_holder(_path: &std::path::Path) -> Option<i32> {
+    None
+}

@@ -38,7 +38,9 @@ use ending::to_nix;
 pub use ending::{KILL_GRACE, Kin, Leftovers, Stopping};
 #[cfg(target_os = "linux")]
 use linux as os;
-pub use spawn::{Spawned, Started, become_subreaper, defer_interrupts, resume_interrupts};
+pub use spawn::{
+    Spawned, Started, become_subreaper, defer_interrupts, resume_interrupts, spawn_deaf,
+};
 use spawn::{command_line, reset_signals};
 #[cfg(target_os = "macos")]
 mod macos;
@@ -393,6 +395,15 @@ fn instance(pid: Pid, facts: Facts) -> Instance {
         },
         facts,
     }
+}
+
+/// Who holds the operation lock at `path`, if the platform tells it cheaply: the holder's pid
+/// and command line, for a command that waits for it to say whom it waits for.
+#[must_use]
+pub fn lock_holder(path: &std::path::Path) -> Option<(Pid, String)> {
+    let pid = os::flock_holder(path)?;
+    let line = command_line(pid);
+    (!line.is_empty()).then_some((Pid::new(pid.into())?, line))
 }
 
 /// Whether a live process runs any of the programs `names` (whoever runs it): `doctor` asks

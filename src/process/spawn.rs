@@ -354,24 +354,39 @@ const INTERRUPTS: [nix_signal::Signal; 4] = [
     nix_signal::Signal::SIGQUIT,
 ];
 
+fn interrupts() -> nix_signal::SigSet {
+    let mut set = nix_signal::SigSet::empty();
+    for signal in INTERRUPTS {
+        set.add(signal);
+    }
+    set
+}
+
 /// Holds back interrupts (they stay pending) until [`resume_interrupts`]: for a command's
 /// part that must not be cut in half (`restart --force` between stopping the old instance and
 /// handing the new one's launch to a process of its own).
 pub fn defer_interrupts() {
-    let mut set = nix_signal::SigSet::empty();
-    for signal in INTERRUPTS {
-        set.add(signal);
+    let _ = interrupts().thread_block();
+}
+
+/// Runs `work` on a thread of its own that interrupts never reach: they stay with the main
+/// thread, which may be holding them back ([`defer_interrupts`]); on another thread they would
+/// end the command all the same.
+pub fn spawn_deaf<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    // A new thread starts with its creator's mask: blocked from its first instruction.
+    let before = interrupts().thread_swap_mask(nix_signal::SigmaskHow::SIG_BLOCK);
+    let spawned = std::thread::Builder::new().spawn(work);
+    if let Ok(before) = before {
+        let _ = before.thread_set_mask();
     }
-    let _ = set.thread_block();
+    spawned
 }
 
 /// Lets held-back interrupts in (one pending now takes effect: the command ends).
 pub fn resume_interrupts() {
-    let mut set = nix_signal::SigSet::empty();
-    for signal in INTERRUPTS {
-        set.add(signal);
-    }
-    let _ = set.thread_unblock();
+    let _ = interrupts().thread_unblock();
 }
 
 /// The service should not inherit keepup's caller's ignored or blocked signals (cron, nohup),

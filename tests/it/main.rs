@@ -28,5 +28,6 @@ mod search;
 mod servers;
 mod timer;
 mod truth;
+mod waits;
 mod walkthrough;
 mod watcher;

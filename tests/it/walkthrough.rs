@@ -159,3 +159,46 @@ fn sbin_start_says_what_a_fresh_machine_lacks() {
         .stderr_has("no build at")
         .stderr_has("install Rust");
 }
+
+#[test]
+fn a_first_build_by_the_wrappers_says_what_it_waits_for() {
+    // `./sbin/start`'s first build was two minutes of silence after "building".
+    let env = TestEnv::new();
+    checkout(&env, free_port());
+    std::fs::remove_file(env.path("target/release/keepup")).unwrap();
+    std::fs::create_dir(env.path("src")).unwrap();
+    // A stand-in cargo: it notes how it was asked, and "builds" by linking the real keepup.
+    env.script(
+        "bin/cargo",
+        &format!(
+            "#!/bin/sh\necho \"$@\" > \"{}\"\nln -s \"{}\" \"{}\"\n",
+            env.path("cargo.args").display(),
+            env!("CARGO_BIN_EXE_keepup"),
+            env.path("target/release/keepup").display()
+        ),
+    );
+    let path = format!(
+        "{}:{}",
+        env.path("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let output = env
+        .command(&env.path("sbin/status"))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let run = crate::testenv::Run::from_output(&output);
+    run.expect(3);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "keepup: building {} (cargo build --release; the first build takes about 2 \
+             minutes)\n",
+            env.path("target/release/keepup").display()
+        ),
+        "{run:#?}"
+    );
+    // In a pipe, cargo's progress would be lines upon lines: it is kept quiet.
+    let args = std::fs::read_to_string(env.path("cargo.args")).unwrap();
+    assert!(args.contains("build --release --locked --quiet"), "{args}");
+}
