@@ -93,7 +93,12 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
             &std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf()),
         );
     }
-    let (config, text) = config::load_with_text(config_path)?;
+    let (config, text) = match (config::load_with_text(config_path), &command) {
+        (Err(e @ Error::Config { .. }), Command::Status { json }) => {
+            return status::run_broken(config_path, *json, e);
+        }
+        (loaded, _) => loaded?,
+    };
     if let Some(meta) = &config_meta {
         ownership::refuse_unsafe_as_root(&config.file, config.trusted_by_root(meta))?;
     }

@@ -195,3 +195,51 @@ fn guard_state(history: &[Event], now: SystemTime, limit: &RestartLimit, running
         interval: crate::text::duration_text(limit.interval),
     }
 }
+
+/// `status` on a config that does not load (a broken deploy): whether the service runs still
+/// matters most, so what keepup's record of it tells (the pid lock, and the recorded instance,
+/// checked against the process table) comes first, then the config error (exit 78). Without
+/// a record for this config, only the error.
+pub fn run_broken(config_path: &std::path::Path, json: bool, error: Error) -> Result<u8> {
+    use crate::files::{self, Trusted};
+    let config = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let Some(keeping) = crate::registry::Registry::of_this_user().for_config(&config) else {
+        return Err(error);
+    };
+    let file = |suffix| crate::keeper::state_file(&keeping.state_dir, &keeping.name, suffix);
+    let Ok(pid_lock) = crate::pidfile::read(&file(".pid")) else {
+        return Err(error);
+    };
+    let record: Option<crate::record::Record> = match files::read_trusted(&file(".instance"), 4096)
+    {
+        Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok(),
+        _ => None,
+    };
+    let running = record
+        .map(|r| r.identity())
+        .filter(crate::process::is_running);
+    let state = match (&running, &pid_lock) {
+        (Some(_), _) => State::Running,
+        (None, PidLock::Absent) => State::Stopped,
+        (None, _) => State::Dead,
+    };
+    let pid = running.map(|identity| identity.pid.get());
+    if json {
+        let known = serde_json::json!({
+            "name": keeping.name,
+            "state": state.name(),
+            "pid": pid,
+            "config": config,
+            "config_error": error.to_string(),
+        });
+        println!("{known}");
+    } else {
+        let pid = pid.map_or_else(String::new, |pid| format!(" (pid {pid})"));
+        println!(
+            "{}: {}{pid}, by keepup's record of it; its config does not load, so that is all",
+            keeping.name,
+            state.name()
+        );
+    }
+    Err(error)
+}

@@ -165,3 +165,36 @@ fn usage_errors_exit_2() {
     assert_eq!(env.keepup(&["frobnicate"]).code, 2);
     assert_eq!(env.keepup(&["status", "--jsn"]).code, 2);
 }
+
+#[test]
+fn status_with_a_broken_config_says_what_runs_then_the_config_error() {
+    // A broken deploy's `status` exited 78 and showed no state: whether the service still runs
+    // was the one thing its user needed to know.
+    let env = TestEnv::new();
+    env.script("svc.sh", "#!/bin/sh\nexec sleep 600\n");
+    env.config("entry = \"svc.sh\"\n");
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    env.config("entry = \"svc.sh\"\nstop_signal = \"NOPE\"\n");
+    env.keepup(&["status"])
+        .expect(78)
+        .stdout_has(&format!("svc.sh: running (pid {pid})"))
+        .stderr_has("key `stop_signal`");
+    let json = env.keepup(&["status", "--json"]);
+    json.expect(78).stderr_has("key `stop_signal`");
+    let value: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(value["state"], "running", "{json:#?}");
+    assert_eq!(value["pid"], pid, "{json:#?}");
+    assert!(
+        value["config_error"]
+            .as_str()
+            .unwrap()
+            .contains("stop_signal")
+    );
+    env.config("entry = \"svc.sh\"\n");
+    env.keepup(&["stop"]).expect(0);
+    // Stopped, keepup keeps no record of it: the error alone.
+    env.config("entry = \"svc.sh\"\nstop_signal = \"NOPE\"\n");
+    let stopped = env.keepup(&["status"]);
+    stopped.expect(78).stderr_has("key `stop_signal`");
+    assert_eq!(stopped.stdout, "", "{stopped:#?}");
+}
