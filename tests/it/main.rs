@@ -23,6 +23,7 @@ mod lifecycle;
 mod memory;
 mod ownership;
 mod patience;
+mod readme;
 mod recipes;
 mod search;
 mod servers;
