@@ -14,7 +14,7 @@ use crate::process::watcher::{First, Orphan};
 use crate::process::{self, Finder, Instance, Leftovers};
 use crate::service::{Lookup, Service};
 use crate::signal::Signal;
-use crate::waiting::Waiting;
+use crate::waiting::{Note, Waiting};
 use crate::watcher;
 
 /// What every verb that may act holds: the operation lock, and the pid lock as read under it.
@@ -219,7 +219,7 @@ impl<'a> Locked<'a> {
             by: self.who.name(),
             once: !service.config.watch,
         };
-        let waiting = service
+        let mut note = service
             .config
             .ready
             .as_ref()
@@ -230,10 +230,14 @@ impl<'a> Locked<'a> {
                     service.config.name,
                     crate::text::duration_text(service.config.start_timeout)
                 );
-                Waiting::begin(move || what)
+                Note::new(move || what)
             });
-        let answer = process::watcher::spawn(&service.config.file, &self.lock, first);
-        drop(waiting);
+        let answer = process::watcher::spawn(&service.config.file, &self.lock, first, &mut |t| {
+            if let Some(note) = note.as_mut() {
+                note.waited(t);
+            }
+        });
+        drop(note);
         let answer = match answer {
             Ok(answer) => answer,
             // It never took over: nothing was launched, and nobody else records that.
@@ -288,7 +292,8 @@ impl<'a> Locked<'a> {
                 replaced = true;
             }
         }
-        let answer = process::watcher::spawn(&service.config.file, &self.lock, First::Watch)?;
+        let answer =
+            process::watcher::spawn(&service.config.file, &self.lock, First::Watch, &mut |_| {})?;
         watch::take_answer(&answer, &self.finder, &service.config.name)?;
         let Some(watcher) = watcher::read(&service.watcher_file()) else {
             return Ok(None);

@@ -48,7 +48,12 @@ pub enum First {
 
 /// Starts a watcher for `config_file`, handing it `lock`, and returns its answer: what it
 /// reported (its first line says how it went), or why it said nothing.
-pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<String> {
+pub fn spawn(
+    config_file: &Path,
+    lock: &impl AsFd,
+    first: First,
+    waited: &mut dyn FnMut(Duration),
+) -> Result<String> {
     let exe = own_path()?;
     let (mut answer, report) = std::io::pipe()
         .map_err(|e| Error::NotLaunched(format!("making a pipe for the watcher: {e}")))?;
@@ -104,6 +109,12 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
     drop(report);
     // The launch is the watcher's now: an interrupt held back until here may end this keepup.
     super::resume_interrupts();
+    let began = Instant::now();
+    // Told every second how long the answer takes (a ready check may take a while), without a
+    // thread of its own: each takes a process slot the launch may need.
+    while !readable(&answer, ANSWER_TICK) {
+        waited(began.elapsed());
+    }
     let mut text = String::new();
     let read = answer.read_to_string(&mut text);
     if read.is_err() || text.is_empty() {
@@ -121,6 +132,21 @@ pub fn spawn(config_file: &Path, lock: &impl AsFd, first: First) -> Result<Strin
     // A watcher stays: reaped by whoever inherits it when this keepup exits.
     drop(child);
     Ok(text)
+}
+
+/// How often a caller waiting for the watcher's answer hears how long it has waited.
+const ANSWER_TICK: Duration = Duration::from_secs(1);
+
+/// Whether `pipe` has something to read (or its writer is gone) within `timeout`.
+fn readable(pipe: &impl AsFd, timeout: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(pipe, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    };
+    // An interrupted poll: the caller looks again.
+    rustix::event::poll(&mut fds, Some(&timeout)).is_ok_and(|_| !fds[0].revents().is_empty())
 }
 
 /// keepup's own program (and its path), kept before root acts as another user: she may not
