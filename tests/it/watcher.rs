@@ -296,13 +296,14 @@ fn a_crash_loop_trips_the_guard_and_costs_the_watcher_next_to_nothing() {
         .unwrap();
     assert!(waited >= Duration::from_secs(3), "retried after {waited:?}");
     assert!(waited < Duration::from_secs(5), "retried after {waited:?}");
-    // Clock ticks are 10 ms: 5 of them is 50 ms.
+    // Clock ticks are 10 ms: 10 of them is 100 ms, for five launches and their records on a
+    // loaded machine (it measured 10 to 60 ms); an unguarded loop spent seconds.
     let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .unwrap()
         .unwrap();
     let spent_ms = spent * 1000 / u64::try_from(per_second).unwrap();
     eprintln!("the watcher's CPU time over the crash loop: {spent_ms} ms");
-    assert!(spent_ms <= 50, "the watcher spent {spent_ms} ms of CPU");
+    assert!(spent_ms <= 100, "the watcher spent {spent_ms} ms of CPU");
     assert!(env.instances(&entry).is_empty());
     env.keepup(&["stop"]).expect(0);
     assert!(env.own_processes().is_empty());
