@@ -8,6 +8,7 @@ use crate::pidfile;
 use crate::process::{Finder, Instance, KILL_GRACE};
 use crate::service::Service;
 use crate::signal::Signal;
+use crate::waiting::Waiting;
 
 pub fn run(service: &Service) -> Result<u8> {
     let locked = Locked::acquire(service, Who::User, false)?;
@@ -57,7 +58,20 @@ pub(super) fn stop_instance(locked: &Locked<'_>, instance: &Instance) -> Result<
         config.stop_mode,
         config.stop_timeout,
     )?;
-    let stopped = if stopping.wait() {
+    // A graceful end may take a while (celery finishing its task): a person is told what for.
+    let said = locked.who.is_person().then(|| {
+        let what = format!(
+            "{} ({}) to end on {} (SIGKILL after stop_timeout, {})",
+            config.name,
+            instance.pid(),
+            config.stop_signal,
+            crate::text::duration_text(config.stop_timeout)
+        );
+        Waiting::begin(move || what)
+    });
+    let ended = stopping.wait();
+    drop(said);
+    let stopped = if ended {
         Ok(None)
     } else {
         let still = format!(

@@ -17,7 +17,8 @@ fn waits(run: &Run) -> Vec<&str> {
 
 #[test]
 fn kill_behind_a_stop_says_once_that_it_waits_for_that_stop() {
-    // A `kill` behind a `stop` that waited out a service ignoring TERM sat 3 s without a word.
+    // A `kill` behind a `stop` that waited out a service ignoring TERM sat 3 s without a word,
+    // and so did the stop.
     require!("python3", "python3");
     let env = TestEnv::new();
     env.python_service("svc.py", "signal.signal(signal.SIGTERM, signal.SIG_IGN)");
@@ -39,7 +40,13 @@ fn kill_behind_a_stop_says_once_that_it_waits_for_that_stop() {
             && said[0].contains(" stop"),
         "it does not name the stop it waits for: {kill:#?}"
     );
-    assert!(waits(&stop).is_empty(), "{stop:#?}");
+    // The stop itself waited out stop_timeout: it says what for, once.
+    assert_eq!(waits(&stop).len(), 1, "{stop:#?}");
+    assert!(
+        waits(&stop)[0].starts_with("keepup: waiting for svc.py (")
+            && waits(&stop)[0].ends_with(") to end on SIGTERM (SIGKILL after stop_timeout, 3s)"),
+        "{stop:#?}"
+    );
 }
 
 #[test]
