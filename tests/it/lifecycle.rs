@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid as NixPid;
 
-use crate::testenv::{Run, TestEnv, alive, locked_pid, wait_for};
+use crate::testenv::{Run, TestEnv, alive, locked_pid, state, wait_for};
 
 /// Pids whose process group is `group`, zombies excluded.
 fn group_members(group: i32) -> Vec<i32> {
@@ -232,17 +232,6 @@ fn stop_ends_a_paused_service_gracefully() {
         began.elapsed() < Duration::from_secs(15),
         "the paused service waited for SIGKILL"
     );
-}
-
-/// The state letter of `pid` in `/proc/<pid>/stat` (`T`: stopped).
-fn state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .next()?
-        .chars()
-        .next()
 }
 
 /// A celery-like master: two workers, each working on a "task" (a file written in ten steps,

@@ -331,15 +331,18 @@ pub fn cmdline(pid: i32) -> Vec<String> {
 
 /// Alive and not a zombie.
 pub fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .next();
-        !matches!(state, Some("Z" | "X") | None)
-    })
+    !matches!(state(pid), Some('Z' | 'X') | None)
+}
+
+/// The state letter of `pid` in `/proc/<pid>/stat` (`T`: stopped, `Z`: a zombie).
+pub fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
 }
 
 /// The process group of `pid`.

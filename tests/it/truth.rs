@@ -6,7 +6,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid as NixPid;
 use serde_json::Value;
 
-use crate::testenv::{TestEnv, alive, cmdline, wait_for};
+use crate::testenv::{TestEnv, alive, cmdline, state, wait_for};
 
 fn status(env: &TestEnv) -> Value {
     let run = env.keepup(&["status", "--json"]);
@@ -120,16 +120,6 @@ impl Drop for Resume {
             }
         }
     }
-}
-
-fn state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .next()?
-        .chars()
-        .next()
 }
 
 fn signal(pid: i32, signal: Signal) {
