@@ -463,7 +463,10 @@ fn celery_finishes_the_task_at_hand_on_stop_and_group_mode_cuts_it() {
         wait_for("the task to begin", || env.path("started-a").exists());
         let stop = env.keepup(&["stop"]);
         stop.expect(0);
-        assert!(!stop.stderr.contains("SIGKILL"), "{mode}: {stop:#?}");
+        assert!(
+            !stop.stderr.contains("sending SIGKILL"),
+            "{mode}: {stop:#?}"
+        );
         assert_eq!(
             env.path("done-a").exists(),
             finishes,
