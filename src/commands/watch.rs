@@ -173,6 +173,10 @@ pub fn act(service: Service, text: String, ended: (Pid, Ended)) -> Result<u8> {
             // What the history could not take lives only here: the lean waiting state would
             // lose it, so this image waits.
             Next::Watch(identity) if memory.holds_events() => {
+                // A revival made: a later failure of keepup's own is a new episode, said again
+                // and retried from the first pause, as in a fresh image.
+                failures = 0;
+                last_failure.clear();
                 ended = Some((identity.pid, process::exit::wait_for_end(&identity, waits)));
             }
             Next::Watch(identity) => {
