@@ -13,6 +13,19 @@ fn status(env: &TestEnv) -> Value {
     serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
 }
 
+/// The watcher's pid, as keepup's record (checked against the process table) tells it: a look
+/// through /proc may meet it in the middle of its exec into the waiting state, and miss it.
+fn watcher_of(env: &TestEnv) -> i32 {
+    let mut pid = None;
+    wait_for("the watcher", || {
+        pid = status(env)["watcher"]["pid"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok());
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
 fn stat_field(pid: i32, index: usize) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit(')')
@@ -71,7 +84,7 @@ fn status_counts_workers_that_left_the_session_and_what_the_watcher_was_left_wit
     wait_for("four processes of the service", || {
         service_processes(&env).len() == 4
     });
-    let watcher = env.watchers()[0];
+    let watcher = watcher_of(&env);
     let mut orphan = None;
     wait_for("the orphan", || {
         orphan = service_processes(&env)
@@ -136,7 +149,7 @@ fn a_stopped_service_or_watcher_is_said_to_be_stopped() {
     env.python_service("svc.py", "");
     env.config("entry = \"svc.py\"\nstart_timeout = \"300ms\"\n");
     let service = env.keepup(&["start"]).expect(0).pid();
-    let watcher = env.watchers()[0];
+    let watcher = watcher_of(&env);
     let _resume = Resume(vec![service, watcher]);
     let value = status(&env);
     assert_eq!(value["suspended"], Value::Null, "{value}");
@@ -434,12 +447,12 @@ fn events_say_what_keepup_had_to_do() {
     assert!(!again.stdout.contains("adopted"), "{again:#?}");
 
     // Its watcher is killed: restart starts one, and says so, on stdout and in the history.
-    let watcher = env.watchers()[0];
+    let watcher = watcher_of(&env);
     crate::testenv::sigkill(watcher);
     env.keepup(&["restart"])
         .expect(0)
         .stdout_has("without a watcher: started one (");
-    let new_watcher = env.watchers()[0];
+    let new_watcher = watcher_of(&env);
     let started = event_about(&env, "watcher", new_watcher);
     assert_eq!(started["outcome"], "ok", "{started}");
     assert_eq!(
