@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::files::{self, Trusted};
 use crate::keeper::{self, Found};
 use crate::oplock::OpLock;
+use crate::pid::Pid;
 use crate::pidfile::{self, PidLock};
 use crate::process::{self, Finder, Instance, Leftovers};
 use crate::record::Record;
@@ -355,6 +356,29 @@ impl Service {
             stale,
             leftovers,
         })
+    }
+
+    /// What is left of the recorded instance `ended`, which the caller (the watcher, its parent)
+    /// saw end: no instance it launched runs, so the table is not searched for one (a copy
+    /// started by hand beside it is not looked for here: the timer's check does that when the
+    /// watcher is gone). `None` when the pid lock or the record names another process: then
+    /// [`Service::locate`] must decide.
+    pub fn locate_after_end(
+        &self,
+        finder: &Finder<'_>,
+        lock: &PidLock,
+        ended: Pid,
+    ) -> Result<Option<Lookup>> {
+        let record = self.record();
+        let ours = record.as_ref().is_some_and(|r| r.pid == ended);
+        if !ours || lock.pid() != Some(ended) || finder.exists(ended) {
+            return Ok(None);
+        }
+        Ok(Some(Lookup {
+            instance: None,
+            stale: None,
+            leftovers: leftovers(finder, record.as_deref(), lock)?,
+        }))
     }
 
     /// Records `instance` as the service and points the pid lock at it, writing only what

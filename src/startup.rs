@@ -187,7 +187,7 @@ impl Pattern {
     pub fn may_match(&self, cmdline: &[u8], also: Option<&Path>) -> bool {
         let found = |name: &OsStr| {
             let name = name.as_encoded_bytes();
-            !name.is_empty() && cmdline.windows(name.len()).any(|w| w == name)
+            !name.is_empty() && memchr::memmem::find(cmdline, name).is_some()
         };
         if let Some(command) = &self.command {
             return command.program.file_name().is_some_and(found);

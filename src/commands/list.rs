@@ -10,6 +10,7 @@ use crate::config;
 use crate::error::{Error, Result};
 use crate::exit_code;
 use crate::output::{State, Status};
+use crate::process::Table;
 use crate::registry::Registry;
 use crate::service::Service;
 use crate::text;
@@ -59,7 +60,13 @@ pub fn run(given: &[PathBuf], json: bool) -> Result<u8> {
     );
     let mut seen = std::collections::HashSet::new();
     configs.retain(|c| seen.insert(c.canonicalize().unwrap_or_else(|_| c.clone())));
-    let mut rows: Vec<Row> = configs.into_iter().map(|c| row(&c)).collect();
+    // One look at the process table for all of them: each process is read once, not once per
+    // service that must be searched for.
+    let processes = Table::read().ok();
+    let mut rows: Vec<Row> = configs
+        .into_iter()
+        .map(|c| row(&c, processes.as_ref()))
+        .collect();
     rows.sort_by(|a, b| a.config().cmp(b.config()));
     if json {
         let values: Vec<serde_json::Value> = rows.iter().map(row_json).collect();
@@ -76,13 +83,13 @@ pub fn run(given: &[PathBuf], json: bool) -> Result<u8> {
     })
 }
 
-fn row(config: &Path) -> Row {
+fn row(config: &Path, table: Option<&Table>) -> Row {
     let broken = |e: Error| Row::Broken {
         config: config.to_path_buf(),
         reason: e.to_string(),
     };
     match config::load(config) {
-        Ok(loaded) => match super::status::of(&Service::open(loaded)) {
+        Ok(loaded) => match super::status::of_in(&Service::open(loaded), table) {
             Ok(status) => Row::Known(Box::new(status)),
             Err(e) => broken(e),
         },

@@ -184,6 +184,19 @@ impl<'a> Locked<'a> {
         Ok(lookup)
     }
 
+    /// [`Locked::locate`] after the caller saw the instance `ended` (its own child) end: the
+    /// table is searched only when the pid lock or the record names another process.
+    pub(super) fn locate_after_end(&self, ended: Option<Pid>) -> Result<Lookup> {
+        if let Some(ended) = ended
+            && let Some(lookup) =
+                self.service
+                    .locate_after_end(&self.finder, &self.pid_lock, ended)?
+        {
+            return Ok(lookup);
+        }
+        self.locate()
+    }
+
     /// Ends what is left of a dead instance (`signal`, then SIGKILL after `stop_timeout`), and
     /// says so on stderr and in the history.
     pub(super) fn end_leftovers(&self, leftovers: &Leftovers, signal: Signal) -> Result<()> {

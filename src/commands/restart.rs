@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::events::{self, Kind, Outcome, Who};
 use crate::exit_code;
 use crate::guard::{self, Verdict};
+use crate::pid::Pid;
 use crate::pidfile::PidLock;
 use crate::process::Instance;
 use crate::service::Service;
@@ -28,7 +29,7 @@ pub fn run(service: &Service, force: bool, timer: bool) -> Result<u8> {
     if force {
         return force_restart(service, &locked);
     }
-    match revive(&locked)? {
+    match revive(&locked, None)? {
         Revival::NotKept => {
             if !timer {
                 say(&format!(
@@ -71,8 +72,9 @@ pub(super) enum Revival {
 
 /// The revival check, shared by the timer's `restart` and the watcher: revives the service
 /// if its pid lock exists, nothing runs, and the crash-loop guard allows it; says what it
-/// did (only what it did, when a log listens rather than a person).
-pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
+/// did (only what it did, when a log listens rather than a person). `ended`: the instance the
+/// caller saw end as its own child (the watcher), which spares the search for a running one.
+pub(super) fn revive(locked: &Locked<'_>, ended: Option<Pid>) -> Result<Revival> {
     let service = locked.service;
     let name = &service.config.name;
     let quiet = !locked.who.is_person();
@@ -84,7 +86,7 @@ pub(super) fn revive(locked: &Locked<'_>) -> Result<Revival> {
     if locked.who == Who::Watcher {
         locked.end_orphans_of_me()?;
     }
-    let lookup = locked.locate()?;
+    let lookup = locked.locate_after_end(ended)?;
     if let Some(instance) = lookup.instance {
         service.remember(&instance, &locked.pid_lock)?;
         return Ok(Revival::Running(instance));

@@ -10,7 +10,7 @@ use crate::guard::{self, Standing};
 use crate::output::{EnvSummary, Guard, Watcher};
 use crate::output::{State, Status};
 use crate::pidfile::PidLock;
-use crate::process::Instance;
+use crate::process::{Instance, Table};
 use crate::record::Launch;
 use crate::service::Service;
 use crate::text::time_text;
@@ -28,9 +28,18 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
     Ok(status.state.exit_code())
 }
 
-/// Everything `status` tells of one service (`list` shows one row of it per service).
+/// Everything `status` tells of one service.
 pub fn of(service: &Service) -> Result<Status> {
-    let finder = service.finder();
+    of_in(service, None)
+}
+
+/// Everything `status` tells of one service, searching `table` when one was read for many
+/// (`list` shows one row of it per service).
+pub fn of_in(service: &Service, table: Option<&Table>) -> Result<Status> {
+    let finder = match table {
+        Some(table) => service.finder().in_table(table),
+        None => service.finder(),
+    };
     let pid_lock = service.pid_lock()?;
     let lookup = service.locate(&finder, &pid_lock)?;
     let state = match (&lookup.instance, &pid_lock) {

@@ -119,6 +119,7 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     let mut waiting = process::watcher::waiting_args(args)?;
     process::watcher::calm_signals();
     process::become_subreaper();
+    process::watcher::ready_to_act();
     let ended = process::exit::wait_for_end(&waiting.identity, waiting.waits);
     let ended = (waiting.identity.pid, ended);
     let loaded = match config::load_with_text(&waiting.config) {
@@ -287,7 +288,11 @@ fn revive_locked(
         let _ = watcher::remove(&service.watcher_file());
         return Next::Leave;
     }
-    match revive(locked) {
+    // Its own child, reaped here: the watcher knows it ended, and that nothing it launched runs.
+    let own_child = ended
+        .filter(|(_, how)| *how != Ended::Unknown)
+        .map(|(pid, _)| pid);
+    match revive(locked, own_child) {
         Ok(Revival::NotKept) => {
             let _ = watcher::remove(&service.watcher_file());
             Next::Leave

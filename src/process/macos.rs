@@ -154,6 +154,9 @@ pub unsafe fn close_range(_low: RawFd, _high: RawFd) -> bool {
 /// Nothing to keep here: keepup is run by its path.
 pub fn keep_program() {}
 
+/// No read-populate advice on macOS: pages are mapped as they are first used.
+pub fn map_programs() {}
+
 /// keepup's own program, by its path.
 pub fn program_to_run() -> PathBuf {
     own_program()

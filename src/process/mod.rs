@@ -15,6 +15,7 @@
 use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::ffi::OsStr;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -32,6 +33,7 @@ mod linux;
 pub mod lsof;
 pub mod ports;
 mod spawn;
+mod table;
 pub mod watcher;
 
 use ending::to_nix;
@@ -42,6 +44,7 @@ pub use spawn::{
     Spawned, Started, become_subreaper, defer_interrupts, resume_interrupts, spawn_deaf,
 };
 use spawn::{command_line, reset_signals};
+pub use table::Table;
 #[cfg(target_os = "macos")]
 mod macos;
 #[cfg(target_os = "macos")]
@@ -208,6 +211,8 @@ pub struct Finder<'a> {
     me: i32,
     uid: u32,
     ancestors: OnceCell<HashSet<i32>>,
+    /// The table a command that searches for many services read once (`list`).
+    table: Option<&'a Table>,
 }
 
 impl<'a> Finder<'a> {
@@ -219,7 +224,15 @@ impl<'a> Finder<'a> {
             me: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
             uid: crate::ownership::euid(),
             ancestors: OnceCell::new(),
+            table: None,
         }
+    }
+
+    /// Searches `table` (read once for many services) rather than a table of its own.
+    #[must_use]
+    pub fn in_table(mut self, table: &'a Table) -> Self {
+        self.table = Some(table);
+        self
     }
 
     /// Also takes the entry as it resolved when the recorded instance started.
@@ -280,7 +293,7 @@ impl<'a> Finder<'a> {
         };
         let cmdline = os::cmdline(pid.get()).unwrap_or_default();
         Ok(self
-            .matches(pid.get(), &cmdline)?
+            .matches(pid.get(), &cmdline, None)?
             .then(|| instance(pid, facts)))
     }
 
@@ -288,33 +301,45 @@ impl<'a> Finder<'a> {
     /// instance (a worker forked by the service) is part of its parent, not another instance;
     /// what a dead instance left (`dead`) is none.
     pub fn scan(&self, dead: Option<&Leftovers>) -> Result<Vec<Instance>> {
-        let pids = os::pids().map_err(Error::io("listing processes in", "/proc"))?;
+        let own;
+        let table = if let Some(table) = self.table {
+            table
+        } else {
+            own = Table::read().map_err(Error::io("listing processes in", "/proc"))?;
+            &own
+        };
+        let by_argv = self.config.search != Search::ProcExe
+            || self
+                .config
+                .pattern
+                .as_ref()
+                .is_some_and(Pattern::needs_argv);
+        let by_exe_alone = self.may_match_exe();
         let mut found = Vec::new();
-        for pid in pids.into_iter().filter_map(|p| Pid::new(p.into())) {
-            if pid.get() == self.me || os::uid(pid.get()) != Some(self.uid) {
+        for pid in table.pids().iter().filter_map(|p| Pid::new((*p).into())) {
+            if pid.get() == self.me || table.uid(pid.get()) != Some(self.uid) {
                 continue;
             }
-            // Cheapest first: the argv filter (or, by executable, one readlink) decides for
-            // almost every process; only a match is checked for being eligible at all.
-            let by_argv = self.config.search != Search::ProcExe
-                || self
-                    .config
-                    .pattern
-                    .as_ref()
-                    .is_some_and(Pattern::needs_argv);
+            // Cheapest first: the command line must hold the entry's name for the argv rule to
+            // take it (a search in memory), and a native entry is told by one readlink; only
+            // a process that passes is judged by the whole rule and checked for being
+            // eligible at all.
             let cmdline = if by_argv {
-                os::cmdline(pid.get()).unwrap_or_default()
+                table.cmdline(pid.get())
             } else {
-                Vec::new()
+                Rc::from(Vec::new())
             };
             let candidate = !by_argv
-                || self.may_match_exe()
                 || self
                     .config
                     .pattern
                     .as_ref()
-                    .is_some_and(|p| p.may_match(&cmdline, self.recorded_entry.as_deref()));
-            if !candidate || !self.matches(pid.get(), &cmdline)? {
+                    .is_some_and(|p| p.may_match(&cmdline, self.recorded_entry.as_deref()))
+                || (by_exe_alone
+                    && table
+                        .exe(pid.get())
+                        .is_some_and(|exe| self.is_entry_program(&exe)));
+            if !candidate || !self.matches(pid.get(), &cmdline, Some(table))? {
                 continue;
             }
             if let Some(facts) = self.eligible(pid)
@@ -341,8 +366,17 @@ impl<'a> Finder<'a> {
                 .is_none_or(|p| p.interpreter.is_none() && p.command.is_none() && p.args.is_none())
     }
 
-    /// The search rule, on one process.
-    fn matches(&self, pid: i32, cmdline: &[u8]) -> Result<bool> {
+    /// Whether `exe` is the entry's program: as the config names it, as it resolves now, or as
+    /// it resolved when the recorded instance started.
+    fn is_entry_program(&self, exe: &std::path::Path) -> bool {
+        let config = self.config;
+        exe == config.entry
+            || Some(exe) == config.resolved.as_deref()
+            || Some(exe) == self.recorded_entry.as_deref()
+    }
+
+    /// The search rule, on one process (its executable from `table` when one was read).
+    fn matches(&self, pid: i32, cmdline: &[u8], table: Option<&Table>) -> Result<bool> {
         let config = self.config;
         let also = self.recorded_entry.as_deref();
         let argv: Vec<&OsStr> = cmdline
@@ -352,11 +386,12 @@ impl<'a> Finder<'a> {
             .collect();
         let by_exe = || {
             config.pattern.as_ref().is_none_or(|p| p.accepts_exe(&argv))
-                && os::exe(pid).is_some_and(|exe| {
-                    exe == config.entry
-                        || Some(exe.as_path()) == config.resolved.as_deref()
-                        || Some(exe.as_path()) == also
-                })
+                && match table {
+                    Some(table) => table
+                        .exe(pid)
+                        .is_some_and(|exe| self.is_entry_program(&exe)),
+                    None => os::exe(pid).is_some_and(|exe| self.is_entry_program(&exe)),
+                }
         };
         let by_argv = |cwd: &mut dyn FnMut() -> Option<std::path::PathBuf>| {
             config
