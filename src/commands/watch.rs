@@ -139,7 +139,7 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
         loaded => loaded,
     };
     Some(
-        match loaded.and_then(|(config, text)| act(Service::open(config), text, ended)) {
+        match loaded.and_then(|(config, text)| act(config, text, ended, waiting.waits)) {
             Ok(code) => code,
             Err(e) => {
                 note(&format!("{}{e}", stamp(Who::Watcher)));
@@ -152,11 +152,10 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
 /// The acting state: records how the instance `ended` (its pid, and how), revives the service
 /// (or waits out the guard) until something runs, then becomes the waiting state for it;
 /// leaves when the service is no longer kept up.
-pub fn act(service: Service, text: String, ended: (Pid, Ended)) -> Result<u8> {
+pub fn act(config: Config, text: String, ended: (Pid, Ended), waits: Waits) -> Result<u8> {
     let me = process::own_identity()
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
-    let waits = watcher::read(&service.watcher_file()).map_or_else(Waits::here, |w| w.waits);
-    let mut config = service.config;
+    let mut config = config;
     let mut text = text;
     // Just loaded: the first check needs no second read.
     let mut fresh = true;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::testenv::{TestEnv, locked_pid};
+use crate::testenv::{TestEnv, locked_pid, wait_for};
 
 /// Starts the service, forgets keepup's files about it, and checks that `status` and `start`
 /// still find that very process.
@@ -91,4 +91,98 @@ fn proc_exe_recognises_a_native_binary() {
 #[test]
 fn auto_recognises_a_native_binary() {
     native("auto");
+}
+
+/// A scan reads a native program's executable when its name is not in the command line: a
+/// service that names itself otherwise in its argv (as `exec -a` does, and servers that set
+/// their process title) is still the running instance, for `status`, `start` and `list` alike.
+#[test]
+fn a_native_service_that_renames_itself_is_found_by_its_executable() {
+    let mut env = TestEnv::new();
+    let entry = env.path("bin/worker");
+    std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
+    std::fs::copy("/bin/sleep", &entry).unwrap();
+    env.config("entry = \"bin/worker\"\nstartup = \"{entry} 1000\"\n");
+    // Started by hand under another name: only its executable tells it.
+    let pid = env.spawn(
+        &env.path("bin"),
+        "bash",
+        &[
+            "-c",
+            &format!("exec -a other-name {} 1000", entry.display()),
+        ],
+    );
+    wait_for(
+        "the hand-started worker to run under its other name",
+        || crate::testenv::cmdline(pid).first().map(String::as_str) == Some("other-name"),
+    );
+    let status = env.keepup(&["status", "--json"]);
+    status.expect(0);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json["pid"], pid, "{}", status.stdout);
+    let list = env.keepup(&["list", "--json", "cfg.toml"]);
+    let rows: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(rows[0]["pid"], pid, "{}", list.stdout);
+    env.keepup(&["start"])
+        .expect(0)
+        .stdout_has(&format!("({pid}) is running"));
+    assert_eq!(locked_pid(&entry), Some(pid));
+    env.keepup(&["stop"]).expect(0).stdout_has("stopped");
+}
+
+/// `list` reads the process table once for all its services: each finds its own instance in
+/// it, and none takes another's.
+#[test]
+fn list_finds_each_service_by_one_look_at_the_table() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let mut pids = Vec::new();
+    for name in ["one", "two"] {
+        let entry = env.python_service(&format!("{name}/svc.py"), "");
+        env.write(
+            &format!("{name}.toml"),
+            &format!("entry = \"{name}/svc.py\"\n"),
+        );
+        let pid = env
+            .keepup_with(&env.path(&format!("{name}.toml")), &["start"])
+            .expect(0)
+            .pid();
+        // Only the search rule is left to find it.
+        for file in [".pid", ".instance"] {
+            std::fs::remove_file(format!("{}{file}", entry.display())).unwrap();
+        }
+        pids.push(pid);
+    }
+    let list = env.keepup_with(&env.path("one.toml"), &["list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let found: Vec<(String, i64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["config"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                r["pid"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("one.toml".to_owned(), i64::from(pids[0])),
+            ("two.toml".to_owned(), i64::from(pids[1]))
+        ],
+        "{}",
+        list.stdout
+    );
+    for name in ["one", "two"] {
+        env.keepup_with(&env.path(&format!("{name}.toml")), &["stop"])
+            .expect(0);
+    }
 }
