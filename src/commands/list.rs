@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::note;
+use super::status::Shared;
 use crate::config;
 use crate::error::{Error, Result};
 use crate::exit_code;
@@ -40,8 +41,9 @@ impl Row {
 }
 
 pub fn run(given: &[PathBuf], json: bool) -> Result<u8> {
-    let mut configs = match Crontab::from_env().read() {
-        Ok(crontab) => timer::configs(&crontab),
+    let crontab = Crontab::from_env().read().map_err(|e| e.to_string());
+    let mut configs = match &crontab {
+        Ok(crontab) => timer::configs(crontab),
         Err(e) => {
             note(&format!("{e}: listing only the configs given"));
             Vec::new()
@@ -63,10 +65,11 @@ pub fn run(given: &[PathBuf], json: bool) -> Result<u8> {
     // One look at the process table for all of them: each process is read once, not once per
     // service that must be searched for.
     let processes = Table::read().ok();
-    let mut rows: Vec<Row> = configs
-        .into_iter()
-        .map(|c| row(&c, processes.as_ref()))
-        .collect();
+    let shared = Shared {
+        table: processes.as_ref(),
+        crontab: Some(&crontab),
+    };
+    let mut rows: Vec<Row> = configs.into_iter().map(|c| row(&c, &shared)).collect();
     rows.sort_by(|a, b| a.config().cmp(b.config()));
     if json {
         let values: Vec<serde_json::Value> = rows.iter().map(row_json).collect();
@@ -83,13 +86,13 @@ pub fn run(given: &[PathBuf], json: bool) -> Result<u8> {
     })
 }
 
-fn row(config: &Path, table: Option<&Table>) -> Row {
+fn row(config: &Path, shared: &Shared<'_>) -> Row {
     let broken = |e: Error| Row::Broken {
         config: config.to_path_buf(),
         reason: e.to_string(),
     };
     match config::load(config) {
-        Ok(loaded) => match super::status::of_in(&Service::open(loaded), table) {
+        Ok(loaded) => match super::status::of_in(&Service::open(loaded), shared) {
             Ok(status) => Row::Known(Box::new(status)),
             Err(e) => broken(e),
         },

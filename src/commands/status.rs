@@ -30,13 +30,21 @@ pub fn run(service: &Service, json: bool) -> Result<u8> {
 
 /// Everything `status` tells of one service.
 pub fn of(service: &Service) -> Result<Status> {
-    of_in(service, None)
+    of_in(service, &Shared::default())
 }
 
-/// Everything `status` tells of one service, searching `table` when one was read for many
-/// (`list` shows one row of it per service).
-pub fn of_in(service: &Service, table: Option<&Table>) -> Result<Status> {
-    let finder = match table {
+/// What a command that shows many services (`list`) reads once for all of them: the process
+/// table and the crontab (its text, or why it could not be read).
+#[derive(Default)]
+pub struct Shared<'a> {
+    pub table: Option<&'a Table>,
+    pub crontab: Option<&'a std::result::Result<String, String>>,
+}
+
+/// Everything `status` tells of one service, from what was read once for many (`list` shows
+/// one row of it per service).
+pub fn of_in(service: &Service, shared: &Shared<'_>) -> Result<Status> {
+    let finder = match shared.table {
         Some(table) => service.finder().in_table(table),
         None => service.finder(),
     };
@@ -47,7 +55,11 @@ pub fn of_in(service: &Service, table: Option<&Table>) -> Result<Status> {
         (None, PidLock::Absent) => State::Stopped,
         (None, _) => State::Dead,
     };
-    let timer = super::timer::installed(service);
+    let timer = match shared.crontab {
+        Some(Ok(crontab)) => Ok(crate::timer::find(crontab, &service.config.file).is_some()),
+        Some(Err(why)) => Err(Error::Failed(why.clone())),
+        None => super::timer::installed(service),
+    };
     let history = events::read(&service.events_file())?;
     let now = SystemTime::now();
     let instance = lookup.instance.as_ref();
