@@ -43,6 +43,9 @@ pub enum Kind {
     /// A watcher was started for a running service that had none (killed, or never started
     /// for an adopted instance).
     Watcher,
+    /// The watcher ended the service because its health check failed `health_failures`
+    /// times in a row; the detail holds the last probe's answer.
+    Unhealthy,
 }
 
 impl Kind {
@@ -60,6 +63,7 @@ impl Kind {
             Kind::PidChange => "pid change",
             Kind::Exit => "exit",
             Kind::Watcher => "watcher",
+            Kind::Unhealthy => "unhealthy",
         }
     }
 }

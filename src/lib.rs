@@ -12,6 +12,7 @@ pub mod export;
 pub mod files;
 pub mod fingerprint;
 pub mod guard;
+pub mod health;
 pub mod interpreter;
 pub mod keeper;
 pub mod logfile;

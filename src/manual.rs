@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use roff::{Roff, bold, italic, roman};
 
 /// Every config key: name, default, meaning (README's table, shortened).
-const KEYS: [(&str, &str, &str); 22] = [
+const KEYS: [(&str, &str, &str); 25] = [
     (
         "entry",
         "required",
@@ -78,6 +78,22 @@ const KEYS: [(&str, &str, &str); 22] = [
         "watch",
         "true",
         "a watcher revives the service the moment it dies; false: the timer alone revives it",
+    ),
+    (
+        "health",
+        "none",
+        "a check as for ready, run by the watcher while the service runs; after health_failures \
+         failures in a row it ends the service as stop does and revives it (unhealthy event)",
+    ),
+    (
+        "health_interval",
+        "\"30s\"",
+        "how often the health check runs; also the most one probe may take",
+    ),
+    (
+        "health_failures",
+        "3",
+        "failed health checks in a row that make the service unhealthy",
     ),
     (
         "[restart_limit] burst",

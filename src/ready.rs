@@ -134,6 +134,17 @@ fn http_get(host: &str, port: u16, path: &str, budget: Duration) -> Result<(), S
     match stream.take(MAX_ANSWER).read_to_end(&mut answer) {
         Ok(_) => {}
         Err(_) if !answer.is_empty() => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Err(format!(
+                "GET {path}: no answer within {}",
+                crate::text::duration_text(budget)
+            ));
+        }
         Err(e) => return Err(format!("reading the answer: {e}")),
     }
     let status_line = String::from_utf8_lossy(&answer[..answer.len().min(256)]);

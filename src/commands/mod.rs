@@ -13,6 +13,7 @@ use crate::service::Service;
 mod doctor;
 mod events_cmd;
 mod export;
+mod health_watch;
 mod kill;
 mod launch;
 mod list;

@@ -120,7 +120,10 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     process::watcher::calm_signals();
     process::become_subreaper();
     process::watcher::ready_to_act();
-    let ended = process::exit::wait_for_end(&waiting.identity, waiting.waits);
+    let last_good = waiting.last_good();
+    let probing = super::health_watch::probing_config(&waiting.config, last_good);
+    let ended =
+        super::health_watch::wait_for_end(probing.as_ref(), &waiting.identity, waiting.waits);
     let ended = (waiting.identity.pid, ended);
     let loaded = match config::load_with_text(&waiting.config) {
         Err(e) => match waiting.last_good() {
@@ -177,7 +180,8 @@ pub fn act(config: Config, text: String, ended: (Pid, Ended), waits: Waits) -> R
                 // and retried from the first pause, as in a fresh image.
                 failures = 0;
                 last_failure.clear();
-                ended = Some((identity.pid, process::exit::wait_for_end(&identity, waits)));
+                let how = super::health_watch::wait_for_end(Some(&config), &identity, waits);
+                ended = Some((identity.pid, how));
             }
             Next::Watch(identity) => {
                 return Err(process::watcher::become_waiting(

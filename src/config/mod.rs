@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::health::Health;
 use crate::ownership::TrustedPath;
 use crate::ready::Ready;
 use crate::signal::Signal;
@@ -57,6 +58,8 @@ pub struct Config {
     pub start_timeout: Duration,
     pub restart_limit: RestartLimit,
     pub ready: Option<Ready>,
+    /// What the watcher checks while the service runs.
+    pub health: Option<Health>,
     pub log_max_size: u64,
     pub log_keep: u32,
     /// A watcher waits for the service's exit and revives it at once; the timer alone

@@ -13,6 +13,7 @@ use super::values::{
     restart_limit,
 };
 use super::{Config, dir_of};
+use crate::health::{self, Health};
 use crate::ready::Ready;
 use crate::signal::Signal;
 use crate::startup::{self, Pattern, clean};
@@ -55,6 +56,13 @@ pub struct RawConfig {
     pub state_dir: Option<String>,
     /// Whether a watcher revives the service the moment it dies (default: true).
     pub watch: Option<bool>,
+    /// A check the watcher runs while the service runs, as for `ready`: after
+    /// `health_failures` failures in a row it ends and revives the service.
+    pub health: Option<String>,
+    /// How often the health check runs, and the most one probe may take (default "30s").
+    pub health_interval: Option<String>,
+    /// Failed health checks in a row that make the service unhealthy (default 3).
+    pub health_failures: Option<u32>,
 }
 
 /// The values that passed, before the paths that depend on them are settled.
@@ -72,6 +80,7 @@ struct Checked {
     env: BTreeMap<String, String>,
     restart_limit: Option<RestartLimit>,
     ready: Option<Ready>,
+    health: Option<Health>,
     log_max_size: Option<u64>,
 }
 
@@ -115,6 +124,7 @@ impl RawConfig {
             ),
             _ => None,
         };
+        let health = self.health(problems, entry.as_deref());
         let log_max_size = check(
             problems,
             parse_size(self.log_max_size.as_deref().unwrap_or("10MB"))
@@ -161,9 +171,60 @@ impl RawConfig {
                 env,
                 restart_limit,
                 ready,
+                health,
                 log_max_size,
             },
         )
+    }
+
+    /// `health`, `health_interval` and `health_failures`.
+    fn health(&self, problems: &mut Vec<String>, entry: Option<&Path>) -> Option<Health> {
+        let interval = check(
+            problems,
+            duration("health_interval", self.health_interval.as_deref(), "30s").and_then(|d| {
+                if d.is_zero() {
+                    Err("key `health_interval`: must be more than 0s".to_owned())
+                } else {
+                    Ok(d)
+                }
+            }),
+        );
+        let failures = match self.health_failures {
+            Some(0) => check(
+                problems,
+                Err::<u32, _>("key `health_failures`: must be at least 1".to_owned()),
+            ),
+            other => Some(other.unwrap_or(health::DEFAULT_FAILURES)),
+        };
+        let Some(text) = &self.health else {
+            for (key, set) in [
+                ("health_interval", self.health_interval.is_some()),
+                ("health_failures", self.health_failures.is_some()),
+            ] {
+                if set {
+                    problems.push(format!(
+                        "key `{key}`: has no effect without `health` (the check to run)"
+                    ));
+                }
+            }
+            return None;
+        };
+        if self.watch == Some(false) {
+            problems.push(
+                "key `health`: the watcher runs the health check, and watch = false has none: \
+                 remove `health` or set watch = true"
+                    .to_owned(),
+            );
+        }
+        let probe = check(
+            problems,
+            Ready::parse(text, entry?, dir_of(entry?)).map_err(|e| format!("key `health`: {e}")),
+        )?;
+        Some(Health {
+            check: probe,
+            interval: interval?,
+            failures: failures?,
+        })
     }
 
     /// `stop_signal` and `stop_mode`.
@@ -261,6 +322,7 @@ impl RawConfig {
             start_timeout: checked.start_timeout,
             restart_limit: checked.restart_limit.unwrap_or(DEFAULT_RESTART_LIMIT),
             ready: checked.ready,
+            health: checked.health,
             log_max_size: checked.log_max_size.unwrap_or(0),
             log_keep: self.log_keep.unwrap_or(3),
             env_file: self.env_file.as_deref().map(|f| clean(&dir.join(f))),

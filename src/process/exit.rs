@@ -194,25 +194,58 @@ const REAP_WAIT: Duration = Duration::from_secs(1);
 /// runs.
 #[must_use]
 pub fn wait_for_end(identity: &Identity, waits: Waits) -> Ended {
-    let children = Children::of(Some(identity.pid.get()));
-    let pidfd = match waits {
-        Waits::Pidfd => os::pidfd(identity.pid.get()).ok(),
-        Waits::Polling => None,
-    };
-    // The pid may have been reused before the pidfd was opened: the identity, checked after,
-    // says the fd is the instance's.
-    if !super::is_running(identity) {
-        return children.ended();
+    match Watched::begin(identity, waits) {
+        Ok(watched) => watched.until(None).unwrap_or(Ended::Unknown),
+        Err(ended) => ended,
     }
-    let timeout = match pidfd {
-        Some(_) => None,
-        None => Some(POLL_EVERY),
-    };
-    loop {
-        let ended = os::wait(pidfd.as_ref(), children.signals.as_ref(), timeout);
-        children.reap();
-        if ended || (pidfd.is_none() && !super::is_running(identity)) {
-            return children.ended();
+}
+
+/// An instance being waited for, when the waiting stops now and then (to probe its health).
+pub struct Watched {
+    identity: Identity,
+    children: Children,
+    pidfd: Option<std::os::fd::OwnedFd>,
+}
+
+impl Watched {
+    /// Starts waiting for `identity`; `Err`: how it ended, if it already has.
+    pub fn begin(identity: &Identity, waits: Waits) -> Result<Watched, Ended> {
+        let children = Children::of(Some(identity.pid.get()));
+        let pidfd = match waits {
+            Waits::Pidfd => os::pidfd(identity.pid.get()).ok(),
+            Waits::Polling => None,
+        };
+        // The pid may have been reused before the pidfd was opened: the identity, checked
+        // after, says the fd is the instance's.
+        if !super::is_running(identity) {
+            return Err(children.ended());
+        }
+        Ok(Watched {
+            identity: identity.clone(),
+            children,
+            pidfd,
+        })
+    }
+
+    /// Blocks until the instance has ended (`Some`, how) or `deadline` has come (`None`);
+    /// without one, until it has ended.
+    #[must_use]
+    pub fn until(&self, deadline: Option<std::time::Instant>) -> Option<Ended> {
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            let timeout = match (&self.pidfd, left) {
+                (Some(_), left) => left,
+                (None, Some(left)) => Some(left.min(POLL_EVERY)),
+                (None, None) => Some(POLL_EVERY),
+            };
+            let ended = os::wait(self.pidfd.as_ref(), self.children.signals.as_ref(), timeout);
+            self.children.reap();
+            if ended || (self.pidfd.is_none() && !super::is_running(&self.identity)) {
+                return Some(self.children.ended());
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return None;
+            }
         }
     }
 }

@@ -198,3 +198,35 @@ fn status_with_a_broken_config_says_what_runs_then_the_config_error() {
     stopped.expect(78).stderr_has("key `stop_signal`");
     assert_eq!(stopped.stdout, "", "{stopped:#?}");
 }
+
+#[test]
+fn health_that_is_not_a_check() {
+    case(
+        "entry = \"svc.py\"\nhealth = \"ping\"\n",
+        &["key `health`", "\"ping\" is not a check"],
+    );
+}
+
+#[test]
+fn health_failures_of_zero() {
+    case(
+        "entry = \"svc.py\"\nhealth = \"tcp:127.0.0.1:1\"\nhealth_failures = 0\n",
+        &["key `health_failures`", "at least 1"],
+    );
+}
+
+#[test]
+fn health_interval_without_a_check() {
+    case(
+        "entry = \"svc.py\"\nhealth_interval = \"5s\"\n",
+        &["key `health_interval`", "without `health`"],
+    );
+}
+
+#[test]
+fn health_without_a_watcher() {
+    case(
+        "entry = \"svc.py\"\nhealth = \"tcp:127.0.0.1:1\"\nwatch = false\n",
+        &["key `health`", "watch = false"],
+    );
+}

@@ -16,6 +16,7 @@ mod export;
 mod faults;
 mod field;
 mod harness;
+mod health;
 mod house;
 mod identity;
 mod keeper;

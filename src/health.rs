@@ -1,0 +1,218 @@
+//! Health: whether a running service still does its work, not only whether it runs. The
+//! watcher probes it every `health_interval` (the same checks as `ready`); `health_failures`
+//! failed probes in a row make it unhealthy, and the watcher ends and revives it.
+//!
+//! Here: the settings, the policy (a pure tally of probe results, unit-tested), and the
+//! record of the last result that `status` reads (`<name>.health`). The probing loop lives
+//! with the watcher (`commands::health_watch`), which alone may end the service.
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::files::{self, Trusted};
+use crate::pid::Pid;
+use crate::ready::Ready;
+
+/// The default `health_interval`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The default `health_failures`.
+pub const DEFAULT_FAILURES: u32 = 3;
+
+/// The health record's suffix: `<name>.health` in the state folder.
+pub const SUFFIX: &str = ".health";
+
+/// What the watcher checks while the service runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// The probe (`health`).
+    pub check: Ready,
+    /// How often it runs, and the most one probe may take (`health_interval`).
+    pub interval: Duration,
+    /// Failed probes in a row that make the service unhealthy (`health_failures`).
+    pub failures: u32,
+}
+
+/// Whether a config's text may hold keys that make the waiting watcher wake: the waiting
+/// state parses the config only then, so that a service without them keeps it as lean as it
+/// was (no parser run, nothing more resident).
+#[must_use]
+pub fn mentioned(config_text: &str) -> bool {
+    config_text.contains("health")
+}
+
+/// The probes' results so far, as the policy counts them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Failed probes in a row.
+    pub failed: u32,
+    /// What the last failed probe saw (kept while the failures last).
+    pub last_answer: Option<String>,
+}
+
+/// What the tally says after a probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Passing, or not yet failing often enough.
+    Fine,
+    /// `failures` in a row: end and revive it; the last probe's answer says why.
+    Unhealthy(String),
+}
+
+impl Tally {
+    /// Counts one probe's `result` against `failures` in a row.
+    pub fn count(&mut self, result: std::result::Result<(), String>, failures: u32) -> Verdict {
+        match result {
+            Ok(()) => {
+                *self = Tally::default();
+                Verdict::Fine
+            }
+            Err(answer) => {
+                self.failed = self.failed.saturating_add(1);
+                self.last_answer = Some(answer.clone());
+                if self.failed >= failures.max(1) {
+                    Verdict::Unhealthy(answer)
+                } else {
+                    Verdict::Fine
+                }
+            }
+        }
+    }
+}
+
+/// When the probe after one that began at `began` and ended at `now` runs: one interval after
+/// the last began, never before the last has ended (probes never overlap).
+#[must_use]
+pub fn next_probe(began: Instant, now: Instant, interval: Duration) -> Instant {
+    (began + interval).max(now)
+}
+
+/// The last probe's result, as `status` shows it: `<name>.health`, written by the watcher
+/// after every probe (in place, unsynced: a power loss makes it moot).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthRecord {
+    /// The instance probed: a record of another is stale.
+    pub pid: Pid,
+    /// Whether the last probe passed.
+    pub ok: bool,
+    /// What it saw, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    /// Failed probes in a row.
+    pub failures: u32,
+    /// When it ran: RFC 3339, UTC.
+    pub at: String,
+}
+
+impl HealthRecord {
+    #[must_use]
+    pub fn new(pid: Pid, tally: &Tally) -> HealthRecord {
+        HealthRecord {
+            pid,
+            ok: tally.failed == 0,
+            answer: tally.last_answer.clone(),
+            failures: tally.failed,
+            at: crate::text::time_text(SystemTime::now()),
+        }
+    }
+
+    /// One line for `status`: "ok at …" or "failing (2 in a row) at …: answer".
+    #[must_use]
+    pub fn text(&self) -> String {
+        if self.ok {
+            format!("ok at {}", self.at)
+        } else {
+            format!(
+                "failing ({} in a row) at {}: {}",
+                self.failures,
+                self.at,
+                self.answer.as_deref().unwrap_or("")
+            )
+        }
+    }
+}
+
+/// The record, if there is a trustworthy, well-formed one.
+#[must_use]
+pub fn read(path: &Path) -> Option<HealthRecord> {
+    match files::read_trusted(path, 8192) {
+        Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok(),
+        _ => None,
+    }
+}
+
+pub fn write(path: &Path, record: &HealthRecord) -> Result<()> {
+    let json = serde_json::to_vec(record)
+        .map_err(|e| Error::Failed(format!("encoding the health record: {e}")))?;
+    files::rewrite_in_place(path, &json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unhealthy_only_after_that_many_failures_in_a_row() {
+        let mut tally = Tally::default();
+        assert_eq!(tally.count(Err("a".into()), 3), Verdict::Fine);
+        assert_eq!(tally.count(Err("b".into()), 3), Verdict::Fine);
+        // A pass in between starts the count afresh.
+        assert_eq!(tally.count(Ok(()), 3), Verdict::Fine);
+        assert_eq!(tally, Tally::default());
+        assert_eq!(tally.count(Err("c".into()), 3), Verdict::Fine);
+        assert_eq!(tally.count(Err("d".into()), 3), Verdict::Fine);
+        assert_eq!(
+            tally.count(Err("e".into()), 3),
+            Verdict::Unhealthy("e".into())
+        );
+        assert_eq!(tally.failed, 3);
+    }
+
+    #[test]
+    fn one_failure_is_enough_at_one_and_at_zero() {
+        for failures in [0, 1] {
+            let mut tally = Tally::default();
+            assert_eq!(
+                tally.count(Err("x".into()), failures),
+                Verdict::Unhealthy("x".into())
+            );
+        }
+    }
+
+    #[test]
+    fn probes_never_overlap_and_keep_their_cadence() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        // A quick probe: the next one interval after the last began.
+        assert_eq!(
+            next_probe(t0, t0 + Duration::from_millis(5), second),
+            t0 + second
+        );
+        // One that took the whole interval (hung): the next at once, not during it.
+        assert_eq!(next_probe(t0, t0 + second * 2, second), t0 + second * 2);
+    }
+
+    #[test]
+    fn the_record_reads_back_and_says_what_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svc.health");
+        assert_eq!(read(&path), None);
+        let mut tally = Tally::default();
+        tally.count(Err("GET / answered \"HTTP/1.0 500\"".into()), 3);
+        let record = HealthRecord::new(Pid::new(4242).unwrap(), &tally);
+        write(&path, &record).unwrap();
+        let back = read(&path).unwrap();
+        assert_eq!(back, record);
+        assert!(
+            back.text().starts_with("failing (1 in a row) at "),
+            "{}",
+            back.text()
+        );
+        assert!(back.text().ends_with("answered \"HTTP/1.0 500\""));
+        std::fs::write(&path, "{").unwrap();
+        assert_eq!(read(&path), None);
+    }
+}

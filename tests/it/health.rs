@@ -1,0 +1,226 @@
+//! Health checks: the watcher probes the running service; a service that is alive but does not
+//! answer is ended and revived, one that answers is left alone under load; a hung probe fails
+//! at the interval; the crash-loop guard counts these revivals as any other. Real processes,
+//! real signals; every wait is a poll with a deadline.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::testenv::{TestEnv, alive, free_port, http_get, wait_for};
+
+/// A threaded HTTP service on `port`: `GET /freeze` answers, then stops the whole process
+/// with SIGSTOP (alive, its port open, no more answers); anything else answers 200.
+fn freezable_service(env: &TestEnv, port: u16, keys: &str) {
+    env.script(
+        "svc.py",
+        "#!/usr/bin/env python3\nimport os, signal\n\
+         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer\n\
+         class H(BaseHTTPRequestHandler):\n    \
+             def do_GET(self):\n        \
+                 self.send_response(200)\n        self.end_headers()\n        \
+                 self.wfile.write(b'ok')\n        self.wfile.flush()\n        \
+                 if self.path == '/freeze':\n            \
+                     self.connection.close()\n            \
+                     os.kill(os.getpid(), signal.SIGSTOP)\n    \
+             def log_message(self, *a):\n        pass\n\
+         ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()\n",
+    );
+    env.config(&format!(
+        "entry = \"svc.py\"\nstart_timeout = \"10s\"\nstop_timeout = \"2s\"\n\
+         ready = \"http://127.0.0.1:{port}/\"\n{keys}\n[env]\nPORT = \"{port}\"\n\n\
+         [restart_limit]\nburst = 1000\nbackoff = \"0s\"\n"
+    ));
+}
+
+fn status(env: &TestEnv) -> Value {
+    let run = env.keepup(&["status", "--json"]);
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+fn events(env: &TestEnv) -> Vec<Value> {
+    let run = env.keepup(&["events", "--json", "-n", "10000"]);
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+fn count(events: &[Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["event"] == kind).count()
+}
+
+/// Sends `GET path` and reads what comes back (the freeze answers before it stops).
+fn get(port: u16, path: &str) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.contains("200"), "{answer:?}");
+}
+
+/// The running pid other than `old`, with its port answering.
+fn revived(env: &TestEnv, old: i32, port: u16) -> Option<i32> {
+    let value = status(env);
+    let pid = value["pid"].as_i64().and_then(|p| i32::try_from(p).ok())?;
+    (pid != old && value["state"] == "running" && http_get(port).is_some()).then_some(pid)
+}
+
+#[test]
+fn a_frozen_service_is_ended_and_revived_within_5s_with_one_unhealthy_event() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let port = free_port();
+    freezable_service(
+        &env,
+        port,
+        &format!(
+            "health = \"http://127.0.0.1:{port}/\"\nhealth_interval = \"1s\"\nhealth_failures = 3\n"
+        ),
+    );
+    let old = env.keepup(&["start"]).expect(0).pid();
+    get(port, "/freeze");
+    let frozen = Instant::now();
+    wait_for("the service to stop itself", || {
+        crate::testenv::state(old) == Some('T')
+    });
+    let mut new = None;
+    wait_for("the revival", || {
+        new = revived(&env, old, port);
+        new.is_some()
+    });
+    let took = frozen.elapsed();
+    assert!(took < Duration::from_secs(5), "revived after {took:?}");
+    assert!(!alive(old), "the frozen instance {old} still runs");
+    let history = events(&env);
+    let unhealthy: Vec<&Value> = history
+        .iter()
+        .filter(|e| e["event"] == "unhealthy")
+        .collect();
+    assert_eq!(unhealthy.len(), 1, "{history:#?}");
+    assert_eq!(unhealthy[0]["by"], "watcher");
+    let detail = unhealthy[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("3 health checks in a row")
+            && detail.contains("GET /: no answer within 1s"),
+        "{detail}"
+    );
+    wait_for("the revive event", || {
+        events(&env).iter().any(|e| {
+            e["event"] == "revive"
+                && e["outcome"] == "ok"
+                && e["pid"].as_i64() == new.map(i64::from)
+        })
+    });
+    env.keepup(&["stop"]).expect(0);
+    eprintln!("frozen service revived after {took:?}");
+}
+
+/// Sixty seconds of a healthy service under a steady load: the observation itself.
+#[test]
+fn a_healthy_service_under_load_is_never_restarted() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let port = free_port();
+    freezable_service(
+        &env,
+        port,
+        &format!(
+            "health = \"http://127.0.0.1:{port}/\"\nhealth_interval = \"1s\"\nhealth_failures = 3\n"
+        ),
+    );
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    let until = Instant::now() + Duration::from_secs(60);
+    let loaders: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut answered = 0_u32;
+                while Instant::now() < until {
+                    if http_get(port).is_some() {
+                        answered += 1;
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    let answered: u32 = loaders.into_iter().map(|l| l.join().unwrap()).sum();
+    assert!(answered > 100, "only {answered} requests answered");
+    let history = events(&env);
+    assert_eq!(count(&history, "unhealthy"), 0, "{history:#?}");
+    assert_eq!(count(&history, "revive"), 0, "{history:#?}");
+    assert_eq!(count(&history, "exit"), 0, "{history:#?}");
+    let value = status(&env);
+    assert_eq!(value["pid"].as_i64(), Some(i64::from(pid)), "{value}");
+    let health = std::fs::read_to_string(env.path("svc.py.health")).unwrap();
+    assert!(health.contains("\"ok\":true"), "{health}");
+    eprintln!("{answered} requests answered in 60 s under health checks every second");
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn a_hung_probe_fails_at_the_interval() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    env.config(
+        "entry = \"svc.py\"\nstart_timeout = \"300ms\"\nhealth = \"cmd:sleep 600\"\n\
+         health_interval = \"500ms\"\nhealth_failures = 2\n\n[restart_limit]\nburst = 1000\n",
+    );
+    let old = env.keepup(&["start"]).expect(0).pid();
+    let began = Instant::now();
+    wait_for("the unhealthy event", || {
+        count(&events(&env), "unhealthy") == 1
+    });
+    // Two probes of half a second each, after the first interval: not 600 s.
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(5), "unhealthy after {took:?}");
+    let history = events(&env);
+    let detail = history
+        .iter()
+        .find(|e| e["event"] == "unhealthy")
+        .and_then(|e| e["detail"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(detail.contains("sleep took longer than 500ms"), "{detail}");
+    wait_for("the revival", || {
+        let value = status(&env);
+        value["state"] == "running" && value["pid"].as_i64() != Some(i64::from(old))
+    });
+    // No probe is left behind: each hung one was ended at its interval.
+    let sleeps = env
+        .own_processes()
+        .into_iter()
+        .filter(|p| {
+            crate::testenv::cmdline(*p)
+                .first()
+                .is_some_and(|w| w == "sleep")
+        })
+        .count();
+    assert!(sleeps <= 1, "{sleeps} probes still run");
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn unhealthy_revivals_trip_the_crash_loop_guard() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    env.config(
+        "entry = \"svc.py\"\nstart_timeout = \"300ms\"\nhealth = \"cmd:false\"\n\
+         health_interval = \"200ms\"\nhealth_failures = 1\n\n\
+         [restart_limit]\nburst = 2\nbackoff = \"0s\"\ninterval = \"1h\"\ncooldown = \"1h\"\n",
+    );
+    env.keepup(&["start"]).expect(0);
+    wait_for("the guard to trip", || {
+        count(&events(&env), "guard_trip") == 1
+    });
+    let history = events(&env);
+    assert_eq!(count(&history, "revive"), 2, "{history:#?}");
+    assert_eq!(count(&history, "unhealthy"), 3, "{history:#?}");
+    // Tripped: nothing runs, and nothing is probed.
+    assert_eq!(status(&env)["state"], "dead");
+    env.keepup(&["stop"]).expect(0);
+}
