@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::files::{self, Trusted};
+use crate::notify::Notice;
 use crate::pid::Pid;
 use crate::ready::Ready;
 
@@ -41,7 +42,9 @@ pub struct Health {
 /// was (no parser run, nothing more resident).
 #[must_use]
 pub fn mentioned(config_text: &str) -> bool {
-    config_text.contains("health")
+    ["health", "notify", "watchdog"]
+        .iter()
+        .any(|key| config_text.contains(key))
 }
 
 /// The probes' results so far, as the policy counts them.
@@ -90,13 +93,34 @@ pub fn next_probe(began: Instant, now: Instant, interval: Duration) -> Instant {
     (began + interval).max(now)
 }
 
-/// The last probe's result, as `status` shows it: `<name>.health`, written by the watcher
-/// after every probe (in place, unsynced: a power loss makes it moot).
+/// What `status` shows of the running instance's health: `<name>.health`, rewritten in place
+/// by the watcher after every probe and every notification (unsynced: a power loss makes it
+/// moot), and by a launch that read the service's `STATUS=`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthRecord {
-    /// The instance probed: a record of another is stale.
+    /// The instance: a record of another is stale.
     pub pid: Pid,
-    /// Whether the last probe passed.
+    /// The last health probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<Probe>,
+    /// The service's last `STATUS=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The main process it named (`MAINPID=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_pid: Option<i32>,
+    /// When its last `WATCHDOG=1` came: RFC 3339, UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_at: Option<String>,
+    /// It said `STOPPING=1`: its coming exit is intended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopping: bool,
+}
+
+/// One health probe's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Probe {
+    /// Whether it passed.
     pub ok: bool,
     /// What it saw, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,16 +133,42 @@ pub struct HealthRecord {
 
 impl HealthRecord {
     #[must_use]
-    pub fn new(pid: Pid, tally: &Tally) -> HealthRecord {
+    pub fn new(pid: Pid) -> HealthRecord {
         HealthRecord {
             pid,
+            probe: None,
+            status: None,
+            main_pid: None,
+            watchdog_at: None,
+            stopping: false,
+        }
+    }
+
+    /// Keeps what a notification other than the watchdog's says.
+    pub fn note(&mut self, notice: Notice) {
+        match notice {
+            Notice::Status(text) => self.status = Some(text),
+            Notice::MainPid(pid) => self.main_pid = Some(pid),
+            Notice::Stopping => self.stopping = true,
+            Notice::Ready
+            | Notice::ExtendTimeout(_)
+            | Notice::Watchdog
+            | Notice::WatchdogTrigger => {}
+        }
+    }
+
+    /// Notes a probe's result, as `tally` now counts it.
+    pub fn probed(&mut self, tally: &Tally) {
+        self.probe = Some(Probe {
             ok: tally.failed == 0,
             answer: tally.last_answer.clone(),
             failures: tally.failed,
             at: crate::text::time_text(SystemTime::now()),
-        }
+        });
     }
+}
 
+impl Probe {
     /// One line for `status`: "ok at …" or "failing (2 in a row) at …: answer".
     #[must_use]
     pub fn text(&self) -> String {
@@ -202,16 +252,15 @@ mod tests {
         assert_eq!(read(&path), None);
         let mut tally = Tally::default();
         tally.count(Err("GET / answered \"HTTP/1.0 500\"".into()), 3);
-        let record = HealthRecord::new(Pid::new(4242).unwrap(), &tally);
+        let mut record = HealthRecord::new(Pid::new(4242).unwrap());
+        record.probed(&tally);
+        record.status = Some("serving".into());
         write(&path, &record).unwrap();
         let back = read(&path).unwrap();
         assert_eq!(back, record);
-        assert!(
-            back.text().starts_with("failing (1 in a row) at "),
-            "{}",
-            back.text()
-        );
-        assert!(back.text().ends_with("answered \"HTTP/1.0 500\""));
+        let text = back.probe.unwrap().text();
+        assert!(text.starts_with("failing (1 in a row) at "), "{text}");
+        assert!(text.ends_with("answered \"HTTP/1.0 500\""));
         std::fs::write(&path, "{").unwrap();
         assert_eq!(read(&path), None);
     }

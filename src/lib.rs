@@ -17,6 +17,7 @@ pub mod interpreter;
 pub mod keeper;
 pub mod logfile;
 pub mod manual;
+pub mod notify;
 pub mod oplock;
 pub mod output;
 pub mod ownership;

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use roff::{Roff, bold, italic, roman};
 
 /// Every config key: name, default, meaning (README's table, shortened).
-const KEYS: [(&str, &str, &str); 25] = [
+const KEYS: [(&str, &str, &str); 26] = [
     (
         "entry",
         "required",
@@ -66,7 +66,8 @@ const KEYS: [(&str, &str, &str); 25] = [
     (
         "ready",
         "none",
-        "a check that says the service is up: tcp:HOST:PORT, http://HOST:PORT/PATH or cmd:COMMAND",
+        "a check that says the service is up: tcp:HOST:PORT, http://HOST:PORT/PATH, cmd:COMMAND \
+         or notify (the service sends READY=1 on NOTIFY_SOCKET, as sd_notify does)",
     ),
     (
         "log_max_size",
@@ -89,6 +90,12 @@ const KEYS: [(&str, &str, &str); 25] = [
         "health_interval",
         "\"30s\"",
         "how often the health check runs; also the most one probe may take",
+    ),
+    (
+        "watchdog",
+        "none",
+        "with ready = notify: a service that sends no WATCHDOG=1 for this long (WATCHDOG_USEC) is \
+         sent SIGABRT, ended as stop does and revived (unhealthy event)",
     ),
     (
         "health_failures",

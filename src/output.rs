@@ -89,6 +89,12 @@ pub struct Status {
     pub watcher: Option<Watcher>,
     pub guard: Guard,
     pub revivals_24h: usize,
+    /// The running instance's health, as the watcher (and a notify launch) last recorded it:
+    /// the last probe, what the service said (`STATUS=`, `MAINPID=`, `STOPPING=1`), its last
+    /// `WATCHDOG=1`; `null` when nothing is recorded for it.
+    pub health: Option<crate::health::HealthRecord>,
+    /// The `watchdog` in force, in seconds (`null` without one).
+    pub watchdog_seconds: Option<f64>,
     /// The newest few events, oldest first.
     pub recent_events: Vec<Event>,
 }
@@ -313,6 +319,9 @@ impl Status {
                 count_text(self.revivals_24h, "revival")
             ),
         );
+        for (label, value) in self.health_lines() {
+            line(label, &value);
+        }
         if !self.recent_events.is_empty() {
             out.push_str("  events:\n");
             for event in &self.recent_events {
@@ -320,6 +329,35 @@ impl Status {
             }
         }
         out
+    }
+}
+
+impl Status {
+    /// The health lines: the last probe, what the service says, its watchdog.
+    fn health_lines(&self) -> Vec<(&'static str, String)> {
+        let mut lines = Vec::new();
+        let record = self.health.as_ref();
+        if let Some(probe) = record.and_then(|r| r.probe.as_ref()) {
+            lines.push(("health:", probe.text()));
+        }
+        if let Some(said) = record.and_then(|r| r.status.as_ref()) {
+            lines.push(("says:", said.clone()));
+        }
+        if let Some(main) = record.and_then(|r| r.main_pid) {
+            lines.push(("main pid:", format!("{main} (MAINPID=)")));
+        }
+        if record.is_some_and(|r| r.stopping) {
+            lines.push(("stopping:", "it said STOPPING=1".to_owned()));
+        }
+        if let Some(seconds) = self.watchdog_seconds {
+            let limit = humantime::format_duration(Duration::from_secs_f64(seconds));
+            let value = match record.and_then(|r| r.watchdog_at.as_ref()) {
+                Some(at) => format!("last WATCHDOG=1 at {at} (ends it after {limit} without)"),
+                None => format!("no WATCHDOG=1 yet (ends it after {limit} without)"),
+            };
+            lines.push(("watchdog:", value));
+        }
+        lines
     }
 }
 
@@ -363,6 +401,8 @@ mod tests {
                 interval: "5m".into(),
             },
             revivals_24h: 2,
+            health: None,
+            watchdog_seconds: None,
             recent_events: Vec::new(),
         }
     }

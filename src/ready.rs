@@ -28,12 +28,17 @@ pub enum Ready {
     },
     /// The command (split like `startup`, run without a shell in the entry's folder) exits 0.
     Cmd(Vec<String>),
+    /// The service says so itself: `READY=1` on `NOTIFY_SOCKET` (`sd_notify`), read by the
+    /// launch, not probed.
+    Notify,
 }
 
 impl Ready {
-    /// Parses `tcp:HOST:PORT`, `http://HOST:PORT/PATH` or `cmd:COMMAND`.
+    /// Parses `tcp:HOST:PORT`, `http://HOST:PORT/PATH`, `cmd:COMMAND` or `notify`.
     pub fn parse(text: &str, entry: &Path, dir: &Path) -> Result<Ready, String> {
-        if let Some(rest) = text.strip_prefix("tcp:") {
+        if text == "notify" {
+            Ok(Ready::Notify)
+        } else if let Some(rest) = text.strip_prefix("tcp:") {
             let (host, port) = host_port(rest, None)?;
             Ok(Ready::Tcp { host, port })
         } else if let Some(rest) = text.strip_prefix("http://") {
@@ -48,7 +53,7 @@ impl Ready {
             startup::split(command, entry, dir).map(Ready::Cmd)
         } else {
             Err(format!(
-                "\"{text}\" is not a check (write \"tcp:HOST:PORT\", \"http://HOST:PORT/PATH\" or \"cmd:COMMAND\")"
+                "\"{text}\" is not a check (write \"tcp:HOST:PORT\", \"http://HOST:PORT/PATH\", \"cmd:COMMAND\" or \"notify\")"
             ))
         }
     }
@@ -58,7 +63,7 @@ impl Ready {
     pub fn port(&self) -> Option<u16> {
         match self {
             Ready::Tcp { port, .. } | Ready::Http { port, .. } => Some(*port),
-            Ready::Cmd(_) => None,
+            Ready::Cmd(_) | Ready::Notify => None,
         }
     }
 
@@ -70,6 +75,7 @@ impl Ready {
             Ready::Tcp { host, port } => connect(host, *port, budget).map(drop),
             Ready::Http { host, port, path } => http_get(host, *port, path, budget),
             Ready::Cmd(words) => run(words, dir, budget),
+            Ready::Notify => Err("notify is not probed: the service sends READY=1".to_owned()),
         }
     }
 }
@@ -80,6 +86,7 @@ impl std::fmt::Display for Ready {
             Ready::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
             Ready::Http { host, port, path } => write!(f, "http://{host}:{port}{path}"),
             Ready::Cmd(words) => write!(f, "cmd:{}", shell_words::join(words)),
+            Ready::Notify => f.write_str("notify"),
         }
     }
 }

@@ -27,6 +27,9 @@ impl Signal {
     pub const CONT: Signal = Signal::of("CONT", libc::SIGCONT);
     /// Pauses a process: as `stop_signal` it would stop nothing.
     pub const STOP: Signal = Signal::of("STOP", libc::SIGSTOP);
+    /// What a watchdog that ran out sends first, as systemd does: a core dump shows where the
+    /// service hung.
+    pub const ABRT: Signal = Signal::of("ABRT", libc::SIGABRT);
 
     const fn of(name: &'static str, number: i32) -> Signal {
         Signal { name, number }

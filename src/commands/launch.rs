@@ -6,10 +6,13 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::health::{self, HealthRecord};
 use crate::logfile;
+use crate::notify::{self, Notice};
 use crate::pid::Pid;
 use crate::pidfile::PidLock;
 use crate::process::{self, Finder, Instance, Spawned, Started, poll_until};
+use crate::ready::Ready;
 use crate::service::Service;
 
 /// How many of the log's newest lines a failed start shows.
@@ -44,9 +47,12 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
     check_runnable(service)?;
     check_ready_is_not_taken(service)?;
     let log_start = std::fs::metadata(&config.log).map_or(0, |m| m.len());
-    let env = service
+    let mut env = service
         .launch_env()
         .map_err(|e| Error::Failed(format!("{} not started: {e}", config.name)))?;
+    if config.ready == Some(Ready::Notify) {
+        notify_socket(service, &mut env).map_err(|e| not_launched(config, &e))?;
+    }
     process::become_subreaper();
     let mut child = finder.spawn(&env).map_err(|e| match e {
         Error::Io { .. } => not_launched(config, &e),
@@ -67,7 +73,7 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
                 Err(Failure::Own(e))
             } else {
                 let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
-                match confirm(service, &mut exited, deadline) {
+                match confirm(service, instance.pid(), &mut exited, deadline) {
                     Ok(()) => service.settled().map(|()| instance).map_err(Failure::Own),
                     Err(why) => match child.try_wait() {
                         Ok(Some(status)) if status.success() => {
@@ -226,7 +232,7 @@ fn adopt_daemon(
                 .is_none()
                 .then(|| "its background process exited at once".to_owned())
         };
-        match confirm(service, &mut exited, deadline) {
+        match confirm(service, instance.pid(), &mut exited, deadline) {
             Ok(()) => break instance,
             Err(_) if Instant::now() < look_until => {}
             Err(why) => return Err(why),
@@ -272,10 +278,14 @@ fn unrecognised_daemon(
 /// if it is. Says why not.
 fn confirm(
     service: &Service,
+    main: Pid,
     exited: &mut dyn FnMut() -> Option<String>,
     deadline: Instant,
 ) -> Result<(), String> {
     let config = &service.config;
+    if config.ready == Some(Ready::Notify) {
+        return notified(service, main, exited, deadline);
+    }
     let Some(ready) = &config.ready else {
         let settle = Instant::now() + SETTLE.min(config.start_timeout);
         let mut why = None;
@@ -307,6 +317,72 @@ fn confirm(
         }
         // The last probe runs at the deadline itself.
         std::thread::sleep(PROBE_PAUSE.min(deadline - now));
+    }
+}
+
+/// The notify socket, bound (or kept) by this process, and named in the service's `env`
+/// (`NOTIFY_SOCKET`, and `WATCHDOG_USEC` with a watchdog).
+fn notify_socket(service: &Service, env: &mut crate::environment::Environment) -> Result<()> {
+    let address = notify::Address::for_path(&service.state_file(notify::SUFFIX));
+    process::notify::open(&address)?;
+    // What an earlier instance sent last is not the new one's word.
+    process::notify::drain();
+    env.insert("NOTIFY_SOCKET".into(), address.env_value());
+    if let Some(watchdog) = service.config.watchdog {
+        env.insert(
+            "WATCHDOG_USEC".into(),
+            watchdog.as_micros().to_string().into(),
+        );
+    }
+    Ok(())
+}
+
+/// Confirms a service with `ready = "notify"`: `READY=1` from it (its main process `main` or
+/// a descendant) before `deadline`, which `EXTEND_TIMEOUT_USEC=` moves; `STATUS=` and the like
+/// are kept for `status`.
+fn notified(
+    service: &Service,
+    main: Pid,
+    exited: &mut dyn FnMut() -> Option<String>,
+    mut deadline: Instant,
+) -> Result<(), String> {
+    let config = &service.config;
+    let record_file = service.state_file(health::SUFFIX);
+    let mut record = HealthRecord::new(main);
+    loop {
+        if let Some(why) = exited() {
+            return Err(why);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(format!(
+                "it sent no READY=1 within {} (ready = \"notify\": keepup passes NOTIFY_SOCKET, \
+                 and waits for the service to say it is ready, as systemd's Type=notify does); if \
+                 it needs longer to start, raise start_timeout in {} (start_timeout = \"{}\")",
+                crate::text::duration_text(config.start_timeout),
+                config.file.display(),
+                longer(config.start_timeout)
+            ));
+        }
+        if !process::notify::wait(PROBE_PAUSE.min(deadline - now)) {
+            continue;
+        }
+        let mut ready = false;
+        for datagram in process::notify::receive(main) {
+            for notice in notify::parse(&datagram) {
+                match notice {
+                    Notice::Ready => ready = true,
+                    Notice::ExtendTimeout(more) => {
+                        deadline = deadline.max(Instant::now() + more);
+                    }
+                    notice => record.note(notice),
+                }
+            }
+        }
+        let _ = health::write(&record_file, &record);
+        if ready {
+            return exited().map_or(Ok(()), Err);
+        }
     }
 }
 

@@ -106,6 +106,11 @@ pub fn of_in(service: &Service, shared: &Shared<'_>) -> Result<Status> {
             instance.is_some(),
         ),
         revivals_24h: guard::revivals_within(&history, now, DAY),
+        health: instance.and_then(|i| {
+            crate::health::read(&service.state_file(crate::health::SUFFIX))
+                .filter(|r| r.pid == i.pid())
+        }),
+        watchdog_seconds: service.config.watchdog.map(|w| w.as_secs_f64()),
         recent_events: history[history.len().saturating_sub(RECENT_EVENTS)..].to_vec(),
     };
     Ok(status)

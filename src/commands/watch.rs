@@ -119,6 +119,7 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     let mut waiting = process::watcher::waiting_args(args)?;
     process::watcher::calm_signals();
     process::become_subreaper();
+    process::notify::take_handed();
     process::watcher::ready_to_act();
     let last_good = waiting.last_good();
     let probing = super::health_watch::probing_config(&waiting.config, last_good);

@@ -60,6 +60,8 @@ pub struct Config {
     pub ready: Option<Ready>,
     /// What the watcher checks while the service runs.
     pub health: Option<Health>,
+    /// With `ready = "notify"`: silent (no `WATCHDOG=1`) this long, the service is ended.
+    pub watchdog: Option<Duration>,
     pub log_max_size: u64,
     pub log_keep: u32,
     /// A watcher waits for the service's exit and revives it at once; the timer alone

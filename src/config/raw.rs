@@ -63,6 +63,9 @@ pub struct RawConfig {
     pub health_interval: Option<String>,
     /// Failed health checks in a row that make the service unhealthy (default 3).
     pub health_failures: Option<u32>,
+    /// With `ready = "notify"`: a service that sends no `WATCHDOG=1` for this long is ended
+    /// (SIGABRT, then as `stop`) and revived.
+    pub watchdog: Option<String>,
 }
 
 /// The values that passed, before the paths that depend on them are settled.
@@ -81,6 +84,7 @@ struct Checked {
     restart_limit: Option<RestartLimit>,
     ready: Option<Ready>,
     health: Option<Health>,
+    watchdog: Option<Duration>,
     log_max_size: Option<u64>,
 }
 
@@ -125,6 +129,7 @@ impl RawConfig {
             _ => None,
         };
         let health = self.health(problems, entry.as_deref());
+        let watchdog = self.watchdog(problems, ready.as_ref());
         let log_max_size = check(
             problems,
             parse_size(self.log_max_size.as_deref().unwrap_or("10MB"))
@@ -172,9 +177,39 @@ impl RawConfig {
                 restart_limit,
                 ready,
                 health,
+                watchdog,
                 log_max_size,
             },
         )
+    }
+
+    /// `watchdog`: only for a service that notifies, and only with a watcher to keep time.
+    fn watchdog(&self, problems: &mut Vec<String>, ready: Option<&Ready>) -> Option<Duration> {
+        let text = self.watchdog.as_deref()?;
+        let watchdog = check(
+            problems,
+            duration("watchdog", Some(text), "0s").and_then(|d| {
+                if d.is_zero() {
+                    Err("key `watchdog`: must be more than 0s".to_owned())
+                } else {
+                    Ok(d)
+                }
+            }),
+        )?;
+        if ready != Some(&Ready::Notify) {
+            problems.push(
+                "key `watchdog`: needs ready = \"notify\" (the pings come on NOTIFY_SOCKET)"
+                    .to_owned(),
+            );
+        }
+        if self.watch == Some(false) {
+            problems.push(
+                "key `watchdog`: the watcher keeps the watchdog's time, and watch = false has \
+                 none: remove `watchdog` or set watch = true"
+                    .to_owned(),
+            );
+        }
+        Some(watchdog)
     }
 
     /// `health`, `health_interval` and `health_failures`.
@@ -220,6 +255,14 @@ impl RawConfig {
             problems,
             Ready::parse(text, entry?, dir_of(entry?)).map_err(|e| format!("key `health`: {e}")),
         )?;
+        if probe == Ready::Notify {
+            problems.push(
+                "key `health`: \"notify\" is for `ready` (and `watchdog` for a service that \
+                 pings); health needs a check keepup can run: tcp:, http:// or cmd:"
+                    .to_owned(),
+            );
+            return None;
+        }
         Some(Health {
             check: probe,
             interval: interval?,
@@ -323,6 +366,7 @@ impl RawConfig {
             restart_limit: checked.restart_limit.unwrap_or(DEFAULT_RESTART_LIMIT),
             ready: checked.ready,
             health: checked.health,
+            watchdog: checked.watchdog,
             log_max_size: checked.log_max_size.unwrap_or(0),
             log_keep: self.log_keep.unwrap_or(3),
             env_file: self.env_file.as_deref().map(|f| clean(&dir.join(f))),

@@ -200,6 +200,15 @@ pub fn wait_for_end(identity: &Identity, waits: Waits) -> Ended {
     }
 }
 
+/// Why [`Watched::until_or`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    Ended(Ended),
+    Deadline,
+    /// The extra descriptor has something to read.
+    Readable,
+}
+
 /// An instance being waited for, when the waiting stops now and then (to probe its health).
 pub struct Watched {
     identity: Identity,
@@ -225,6 +234,42 @@ impl Watched {
             children,
             pidfd,
         })
+    }
+
+    /// As [`Watched::until`], also woken when `extra` (the notify socket) turns readable.
+    #[must_use]
+    pub fn until_or(
+        &self,
+        deadline: Option<std::time::Instant>,
+        extra: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Wake {
+        let Some(extra) = extra else {
+            return self.until(deadline).map_or(Wake::Deadline, Wake::Ended);
+        };
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            let timeout = match (&self.pidfd, left) {
+                (Some(_), left) => left,
+                (None, Some(left)) => Some(left.min(POLL_EVERY)),
+                (None, None) => Some(POLL_EVERY),
+            };
+            let (ended, readable) = os::wait_also(
+                self.pidfd.as_ref(),
+                self.children.signals.as_ref(),
+                extra,
+                timeout,
+            );
+            self.children.reap();
+            if ended || (self.pidfd.is_none() && !super::is_running(&self.identity)) {
+                return Wake::Ended(self.children.ended());
+            }
+            if readable {
+                return Wake::Readable;
+            }
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Wake::Deadline;
+            }
+        }
     }
 
     /// Blocks until the instance has ended (`Some`, how) or `deadline` has come (`None`);

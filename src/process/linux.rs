@@ -473,6 +473,36 @@ pub fn wait(
     watched.is_some() && !fds[0].revents().is_empty()
 }
 
+/// As [`wait`], also woken when `extra` turns readable: says whether the watched process
+/// ended, and whether `extra` is readable.
+pub fn wait_also(
+    watched: Option<&OwnedFd>,
+    children: Option<&ChildSignals>,
+    extra: std::os::fd::BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> (bool, bool) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = vec![PollFd::new(&extra, PollFlags::IN)];
+    if let Some(fd) = watched {
+        fds.push(PollFd::new(fd, PollFlags::IN));
+    }
+    if let Some(children) = children {
+        fds.push(PollFd::new(&children.0, PollFlags::IN));
+    }
+    let timeout = timeout.map(|t| Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    if rustix::event::poll(&mut fds, timeout.as_ref()).is_err() {
+        return (false, false);
+    }
+    if let Some(children) = children {
+        children.drain();
+    }
+    let readable = !fds[0].revents().is_empty();
+    (watched.is_some() && !fds[1].revents().is_empty(), readable)
+}
+
 /// The pid that took the `flock` on `path`, from `/proc/locks`, if it still has the file open
 /// (the taker may have handed the lock to a child and exited, and its pid be reused since).
 pub fn flock_holder(path: &Path) -> Option<i32> {
@@ -500,6 +530,46 @@ fn flock_taker(locks: &str, file: &str) -> Option<i32> {
             _ => None,
         },
     )
+}
+
+/// Asks the kernel to attach the sender's credentials to each datagram on `fd` (`sd_notify`'s
+/// sender check).
+pub fn pass_credentials(fd: &OwnedFd) -> std::io::Result<()> {
+    nix::sys::socket::setsockopt(fd, nix::sys::socket::sockopt::PassCred, &true)
+        .map_err(std::io::Error::from)
+}
+
+/// An abstract socket address (no file), for a state folder whose path is too long.
+pub fn abstract_address(name: &str) -> std::io::Result<nix::sys::socket::UnixAddr> {
+    nix::sys::socket::UnixAddr::new_abstract(name.as_bytes()).map_err(std::io::Error::from)
+}
+
+/// One datagram waiting on `fd` (without blocking), and the pid of its sender, from the
+/// credentials the kernel attached (`SCM_CREDENTIALS`).
+pub fn receive_with_sender(fd: &OwnedFd) -> Option<(Option<i32>, Vec<u8>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut buffer = vec![0_u8; 4096];
+    let mut space = nix::cmsg_space!(UnixCredentials);
+    let (bytes, sender) = {
+        let mut iov = [std::io::IoSliceMut::new(&mut buffer)];
+        let message = recvmsg::<()>(
+            fd.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .ok()?;
+        let sender = message.cmsgs().ok().and_then(|mut c| {
+            c.find_map(|c| match c {
+                ControlMessageOwned::ScmCredentials(credentials) => Some(credentials.pid()),
+                _ => None,
+            })
+        });
+        (message.bytes, sender)
+    };
+    buffer.truncate(bytes);
+    Some((sender, buffer))
 }
 
 #[cfg(test)]

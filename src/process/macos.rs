@@ -218,7 +218,53 @@ pub fn wait(
     false
 }
 
+/// As [`wait`], also woken when `extra` turns readable (there is nothing else to poll here).
+pub fn wait_also(
+    _watched: Option<&std::os::fd::OwnedFd>,
+    _children: Option<&ChildSignals>,
+    extra: std::os::fd::BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> (bool, bool) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(&extra, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: i64::try_from(timeout.unwrap_or(Duration::from_secs(1)).as_secs())
+            .unwrap_or(i64::MAX),
+        tv_nsec: i64::from(timeout.unwrap_or_default().subsec_nanos()),
+    };
+    let readable = rustix::event::poll(&mut fds, Some(&timeout)).is_ok_and(|n| n > 0);
+    (false, readable)
+}
+
 /// Who holds a `flock`: macOS has no cheap way to tell.
 pub fn flock_holder(_path: &std::path::Path) -> Option<i32> {
     None
+}
+
+/// macOS attaches no credentials to datagrams (no `SO_PASSCRED`): the notify socket is a file
+/// of mode 0600 in the state folder, which only the service's user can reach, and its
+/// datagrams are taken without a sender check.
+#[allow(clippy::unnecessary_wraps)] // Linux's can fail: one signature for both.
+pub fn pass_credentials(_fd: &std::os::fd::OwnedFd) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// macOS has no abstract socket names.
+pub fn abstract_address(name: &str) -> std::io::Result<nix::sys::socket::UnixAddr> {
+    Err(std::io::Error::other(format!(
+        "no abstract socket names on macOS (@{name}): use a shorter state_dir"
+    )))
+}
+
+/// One datagram waiting on `fd` (without blocking); its sender is unknown on macOS.
+pub fn receive_with_sender(fd: &std::os::fd::OwnedFd) -> Option<(Option<i32>, Vec<u8>)> {
+    let mut buffer = vec![0_u8; 4096];
+    let bytes = nix::sys::socket::recv(
+        std::os::fd::AsRawFd::as_raw_fd(fd),
+        &mut buffer,
+        nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    )
+    .ok()?;
+    buffer.truncate(bytes);
+    Some((None, buffer))
 }

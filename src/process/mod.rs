@@ -31,6 +31,7 @@ pub mod exit;
 #[cfg(target_os = "linux")]
 mod linux;
 pub mod lsof;
+pub mod notify;
 pub mod ports;
 mod spawn;
 mod table;

@@ -201,6 +201,7 @@ pub fn become_waiting(
     let copy_fd = copy
         .as_ref()
         .map_or_else(|| "-".to_owned(), |fd| fd.as_raw_fd().to_string());
+    super::notify::hand_over();
     exec_self(&[
         config_file.as_os_str(),
         OsStr::new(VERB),

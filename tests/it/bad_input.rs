@@ -230,3 +230,19 @@ fn health_without_a_watcher() {
         &["key `health`", "watch = false"],
     );
 }
+
+#[test]
+fn watchdog_without_notify() {
+    case(
+        "entry = \"svc.py\"\nwatchdog = \"30s\"\n",
+        &["key `watchdog`", "ready = \"notify\""],
+    );
+}
+
+#[test]
+fn health_notify_is_not_a_probe() {
+    case(
+        "entry = \"svc.py\"\nhealth = \"notify\"\n",
+        &["key `health`", "\"notify\" is for `ready`"],
+    );
+}

@@ -83,8 +83,9 @@ fn a_frozen_service_is_ended_and_revived_within_5s_with_one_unhealthy_event() {
     let old = env.keepup(&["start"]).expect(0).pid();
     get(port, "/freeze");
     let frozen = Instant::now();
+    // Stopped, or already ended by the watcher (a loaded machine may look late).
     wait_for("the service to stop itself", || {
-        crate::testenv::state(old) == Some('T')
+        crate::testenv::state(old).is_none_or(|s| s == 'T')
     });
     let mut new = None;
     wait_for("the revival", || {

@@ -22,6 +22,7 @@ mod identity;
 mod keeper;
 mod lifecycle;
 mod memory;
+mod notify;
 mod ownership;
 mod patience;
 mod readme;

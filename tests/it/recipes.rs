@@ -479,3 +479,80 @@ fn celery_finishes_the_task_at_hand_on_stop_and_group_mode_cuts_it() {
         assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
     }
 }
+
+/// A copy of `recipe` whose ready check is `ready = "notify"`, with `conf_line` added to the
+/// server's own conf file `conf` (if given).
+fn notify_copy(recipe: &Recipe, conf: Option<(&str, &str)>) -> Copy {
+    let copy = Copy::new(recipe);
+    let cfg = copy.dir.join("cfg.toml");
+    let text: Vec<String> = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.starts_with("ready =") {
+                "ready = \"notify\"".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&cfg, text.join("\n") + "\n").unwrap();
+    if let Some((file, line)) = conf {
+        let path = copy.dir.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, format!("{text}{line}\n")).unwrap();
+    }
+    copy
+}
+
+/// gunicorn speaks `sd_notify` out of the box: with `ready = "notify"` its start is done at its
+/// `READY=1`, and `status` shows what it said with it.
+#[test]
+fn gunicorn_with_ready_notify_is_started_by_its_own_ready_1() {
+    let recipe = Recipe {
+        name: "gunicorn",
+        port: "8001",
+        program: "gunicorn",
+        install: "pip install gunicorn flask, or run .ci/run",
+        processes: 3,
+        in_flight: InFlight::SlowPage,
+    };
+    if !installed(recipe.program, recipe.install) {
+        return;
+    }
+    let copy = notify_copy(&recipe, None);
+    copy.started(copy.keepup(&["start"]).expect(0).stdout_has("started"));
+    assert!(answers(&recipe, copy.port), "gunicorn does not answer");
+    copy.keepup(&["status"])
+        .expect(0)
+        .stdout_has("says:     Gunicorn arbiter booted");
+    copy.keepup(&["stop"]).expect(0);
+}
+
+/// redis with `supervised systemd` says READY=1 once it accepts connections.
+#[test]
+fn redis_supervised_systemd_with_ready_notify() {
+    let recipe = Recipe {
+        name: "redis",
+        port: "6380",
+        program: "redis-server",
+        install: "apt-get install redis-server",
+        processes: 1,
+        in_flight: InFlight::SlowScript,
+    };
+    if !installed(recipe.program, recipe.install) {
+        return;
+    }
+    let copy = notify_copy(&recipe, Some(("redis.conf", "supervised systemd")));
+    copy.started(copy.keepup(&["start"]).expect(0).stdout_has("started"));
+    assert!(answers(&recipe, copy.port), "redis does not answer");
+    let status = copy.keepup(&["status", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(status.stdout.trim()).unwrap();
+    assert!(
+        value["health"]["status"]
+            .as_str()
+            .is_some_and(|s| s.to_lowercase().contains("ready")),
+        "{status:#?}"
+    );
+    copy.keepup(&["stop"]).expect(0);
+}

@@ -1,0 +1,241 @@
+//! The `sd_notify` socket as this process holds it: bound once by the keepup that launches (the
+//! watcher, which keeps it across revivals and across its re-exec into the waiting state, so
+//! the address a service was given stays good), and read with the sender checked: a datagram
+//! counts only if its sender is the service's main process or one of its descendants (Linux:
+//! `SO_PASSCRED`; macOS attaches no credentials, see `macos.rs`).
+
+use std::cell::RefCell;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr};
+
+use super::os;
+use crate::error::{Error, Result};
+use crate::notify::Address;
+use crate::pid::Pid;
+
+/// The variable that names the socket's descriptor across the watcher's re-exec.
+const HANDED: &str = "KEEPUP_NOTIFY_FD";
+
+/// The bound socket and its address.
+struct Held {
+    fd: OwnedFd,
+    address: Address,
+}
+
+thread_local! {
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// Makes sure this process holds the socket at `address` (bound now, or kept from before).
+pub fn open(address: &Address) -> Result<()> {
+    HELD.with_borrow_mut(|held| {
+        if held.as_ref().is_some_and(|h| &h.address == address) {
+            return Ok(());
+        }
+        let fd = bind(address).map_err(|e| {
+            Error::Failed(format!(
+                "binding the notify socket {}: {e}",
+                address.env_value().to_string_lossy()
+            ))
+        })?;
+        *held = Some(Held {
+            fd,
+            address: address.clone(),
+        });
+        Ok(())
+    })
+}
+
+fn bind(address: &Address) -> std::io::Result<OwnedFd> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let fd = nix::sys::socket::socket(
+        AddressFamily::Unix,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    let unix = match address {
+        Address::Path(path) => {
+            // A socket left by an earlier watcher: nobody reads it any more.
+            match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+                Ok(_) => {
+                    return Err(std::io::Error::other(format!(
+                        "{} is in the way, and is not a socket",
+                        path.display()
+                    )));
+                }
+                Err(_) => {}
+            }
+            UnixAddr::new(path.as_path())?
+        }
+        Address::Abstract(name) => os::abstract_address(name)?,
+    };
+    nix::sys::socket::bind(fd.as_raw_fd(), &unix)?;
+    if let Address::Path(path) = address {
+        // Only the service's user may write to it.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    os::pass_credentials(&fd)?;
+    Ok(fd)
+}
+
+/// Discards what waits on the socket: a previous instance's last words are not the new one's.
+pub fn drain() {
+    HELD.with_borrow(|held| {
+        if let Some(held) = held {
+            while os::receive_with_sender(&held.fd).is_some() {}
+        }
+    });
+}
+
+/// The datagrams waiting on the socket from the service whose main process is `main`, or
+/// from its descendants; others are dropped unread.
+#[must_use]
+pub fn receive(main: Pid) -> Vec<Vec<u8>> {
+    HELD.with_borrow(|held| {
+        let mut datagrams = Vec::new();
+        if let Some(held) = held {
+            while let Some((sender, datagram)) = os::receive_with_sender(&held.fd) {
+                if sender.is_none_or(|pid| descends_from(pid, main.get())) {
+                    datagrams.push(datagram);
+                }
+            }
+        }
+        datagrams
+    })
+}
+
+/// Whether `pid` is `main` or one of its descendants, by the chain of parents.
+fn descends_from(pid: i32, main: i32) -> bool {
+    let mut at = pid;
+    for _ in 0..64 {
+        if at == main {
+            return true;
+        }
+        match os::ppid(at) {
+            Some(parent) if parent > 1 && parent != at => at = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Runs `f` with the socket's descriptor, if this process holds one.
+pub fn with_fd<T>(f: impl FnOnce(Option<BorrowedFd<'_>>) -> T) -> T {
+    HELD.with_borrow(|held| f(held.as_ref().map(|h| h.fd.as_fd())))
+}
+
+/// Waits up to `timeout` for a datagram; true if one came.
+#[must_use]
+pub fn wait(timeout: std::time::Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    with_fd(|fd| {
+        let Some(fd) = fd else {
+            std::thread::sleep(timeout);
+            return false;
+        };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let timeout = Timespec {
+            tv_sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        rustix::event::poll(&mut fds, Some(&timeout)).is_ok_and(|n| n > 0)
+    })
+}
+
+/// Before the watcher runs keepup afresh: the socket goes along (inherited, its number in
+/// [`HANDED`]), so its address stays bound for the service.
+pub fn hand_over() {
+    HELD.with_borrow(|held| {
+        let Some(held) = held else {
+            return;
+        };
+        let fd = held.fd.as_raw_fd();
+        let inherit = nix::fcntl::fcntl(
+            held.fd.as_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
+        if inherit.is_ok() {
+            let value = match &held.address {
+                Address::Path(path) => format!("{fd}:{}", path.display()),
+                Address::Abstract(name) => format!("{fd}:@{name}"),
+            };
+            // SAFETY: the watcher is single-threaded, and is about to exec.
+            unsafe { std::env::set_var(HANDED, value) };
+        }
+    });
+}
+
+/// In the image the watcher became: takes back the socket [`hand_over`] passed along.
+pub fn take_handed() {
+    let Some(value) = std::env::var_os(HANDED) else {
+        return;
+    };
+    // SAFETY: the waiting state is single-threaded; nothing it starts may inherit the name.
+    unsafe { std::env::remove_var(HANDED) };
+    let Some((fd, address)) = value.to_str().and_then(|v| v.split_once(':')) else {
+        return;
+    };
+    let Ok(fd) = fd.parse::<RawFd>() else {
+        return;
+    };
+    if fd <= 2 {
+        return;
+    }
+    let address = match address.strip_prefix('@') {
+        Some(name) => Address::Abstract(name.to_owned()),
+        None => Address::Path(address.into()),
+    };
+    // SAFETY: handed to this image alone by `hand_over`, whose variable this is; marked
+    // close-on-exec at once, so no service inherits it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if nix::fcntl::fcntl(
+        fd.as_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .is_err()
+    {
+        std::mem::forget(fd);
+        return;
+    }
+    HELD.with_borrow_mut(|held| *held = Some(Held { fd, address }));
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_datagram_from_this_process_counts_only_for_its_own_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svc.notify");
+        let address = Address::Path(path.clone());
+        open(&address).unwrap();
+        let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let me = Pid::new(i64::from(std::process::id())).unwrap();
+        sender.send_to(b"READY=1", &path).unwrap();
+        assert!(wait(std::time::Duration::from_secs(5)));
+        assert_eq!(receive(me), [b"READY=1".to_vec()]);
+        // Sent by this process, which does not descend from a child of its own: dropped.
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let other = Pid::new(i64::from(child.id())).unwrap();
+        sender.send_to(b"READY=1", &path).unwrap();
+        assert!(wait(std::time::Duration::from_secs(5)));
+        let got = receive(other);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(got.is_empty());
+        // Bound again at the same address: kept, not rebound.
+        open(&address).unwrap();
+        let mode = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
+    }
+}

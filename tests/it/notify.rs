@@ -1,0 +1,189 @@
+//! `ready = "notify"` and `watchdog`: a start is done at the service's own `READY=1`, not
+//! before, and not at anyone else's; a service that stops pinging is ended and revived. Real
+//! processes and a real socket; every wait is a poll with a deadline. (gunicorn's and redis'
+//! own notifications: recipes.rs.)
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::testenv::{TestEnv, wait_for};
+
+/// A Python service with `notify(text)` (`sd_notify` by hand) defined before `body` runs.
+fn notifying_service(env: &TestEnv, body: &str) {
+    env.script(
+        "svc.py",
+        &format!(
+            "#!/usr/bin/env python3\nimport os, socket, time\n\
+             def notify(text):\n    \
+                 address = os.environ['NOTIFY_SOCKET']\n    \
+                 if address.startswith('@'):\n        address = '\\0' + address[1:]\n    \
+                 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n    \
+                 s.sendto(text.encode(), address)\n    s.close()\n\
+             {body}\nwhile True:\n    time.sleep(1)\n"
+        ),
+    );
+}
+
+fn status(env: &TestEnv) -> Value {
+    let run = env.keepup(&["status", "--json"]);
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+fn events(env: &TestEnv) -> Vec<Value> {
+    let run = env.keepup(&["events", "--json", "-n", "10000"]);
+    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+}
+
+#[test]
+fn ready_notify_waits_for_the_services_own_ready_1() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    // Ready after 2 s; it marks the moment just before it says so.
+    notifying_service(
+        &env,
+        "time.sleep(2)\nopen('saying-ready', 'w').close()\nnotify('READY=1\\nSTATUS=serving requests')",
+    );
+    env.config("entry = \"svc.py\"\nready = \"notify\"\nstart_timeout = \"10s\"\n");
+    let began = Instant::now();
+    let mut start = env.keepup_spawn(&["start"]);
+    // Someone else says READY=1 for it, at once: not the service, so not its start.
+    let socket = env.path("svc.py.notify");
+    wait_for("the notify socket", || socket.exists());
+    let outsider = UnixDatagram::unbound().unwrap();
+    outsider.send_to(b"READY=1", &socket).unwrap();
+    assert!(
+        !env.path("saying-ready").exists(),
+        "the service said READY=1 before the outsider: the test proves nothing"
+    );
+    let mut code = None;
+    wait_for("start to end", || {
+        code = start.try_wait().unwrap().map(|s| s.code());
+        code.is_some()
+    });
+    let took = began.elapsed();
+    assert_eq!(code, Some(Some(0)));
+    assert!(
+        env.path("saying-ready").exists(),
+        "start ended before the service said READY=1 (after {took:?})"
+    );
+    assert!(took >= Duration::from_secs(2), "started after {took:?}");
+    let value = status(&env);
+    assert_eq!(value["state"], "running", "{value}");
+    assert_eq!(value["health"]["status"], "serving requests", "{value}");
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has("says:     serving requests");
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn a_service_that_never_says_ready_fails_to_start() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    notifying_service(&env, "print('up, saying nothing', flush=True)");
+    env.config("entry = \"svc.py\"\nready = \"notify\"\nstart_timeout = \"1s\"\n");
+    env.keepup(&["start"])
+        .expect(1)
+        .stderr_has("sent no READY=1 within 1s");
+    // The watcher that launched it leaves once it has answered.
+    wait_for("nothing of it left", || env.own_processes().is_empty());
+}
+
+#[test]
+fn extend_timeout_usec_moves_the_start_deadline() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    notifying_service(
+        &env,
+        "notify('EXTEND_TIMEOUT_USEC=5000000')\ntime.sleep(2)\nnotify('READY=1')",
+    );
+    env.config("entry = \"svc.py\"\nready = \"notify\"\nstart_timeout = \"1s\"\n");
+    env.keepup(&["start"]).expect(0).stdout_has("started");
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn a_notify_service_that_stops_pinging_is_revived_within_4s() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    notifying_service(
+        &env,
+        "open('usec', 'w').write(os.environ.get('WATCHDOG_USEC', ''))\nnotify('READY=1')\n\
+         for _ in range(5):\n    notify('WATCHDOG=1')\n    time.sleep(0.3)\n\
+         open('silent-%d' % os.getpid(), 'w').close()",
+    );
+    env.config(
+        "entry = \"svc.py\"\nready = \"notify\"\nwatchdog = \"2s\"\nstart_timeout = \"5s\"\n\
+         stop_timeout = \"2s\"\n\n[restart_limit]\nburst = 1000\nbackoff = \"0s\"\n",
+    );
+    let old = env.keepup(&["start"]).expect(0).pid();
+    assert_eq!(
+        std::fs::read_to_string(env.path("usec")).unwrap(),
+        "2000000"
+    );
+    let silent = env.path(&format!("silent-{old}"));
+    wait_for("the service to fall silent", || silent.exists());
+    let since = Instant::now();
+    wait_for("the revival", || {
+        let value = status(&env);
+        value["state"] == "running" && value["pid"].as_i64() != Some(i64::from(old))
+    });
+    let took = since.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "revived {took:?} after its last ping"
+    );
+    let history = events(&env);
+    let unhealthy = history
+        .iter()
+        .find(|e| e["event"] == "unhealthy")
+        .unwrap_or_else(|| panic!("{history:#?}"));
+    assert_eq!(unhealthy["pid"].as_i64(), Some(i64::from(old)));
+    let detail = unhealthy["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("no WATCHDOG=1 for 2s"), "{detail}");
+    let exit = history
+        .iter()
+        .find(|e| e["event"] == "exit" && e["pid"].as_i64() == Some(i64::from(old)))
+        .unwrap_or_else(|| panic!("{history:#?}"));
+    assert!(
+        exit["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SIGABRT"),
+        "{exit}"
+    );
+    env.keepup(&["stop"]).expect(0);
+    eprintln!("revived {took:?} after its last ping");
+}
+
+#[test]
+fn watchdog_trigger_ends_it_at_once() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    // Pings, then asks to be ended; a new instance (no 'triggered' file yet) does likewise.
+    notifying_service(
+        &env,
+        "notify('READY=1')\nif not os.path.exists('triggered'):\n    \
+         open('triggered', 'w').close()\n    time.sleep(0.5)\n    notify('WATCHDOG=trigger')",
+    );
+    env.config(
+        "entry = \"svc.py\"\nready = \"notify\"\nwatchdog = \"1h\"\nstart_timeout = \"5s\"\n\
+         stop_timeout = \"2s\"\n\n[restart_limit]\nburst = 1000\nbackoff = \"0s\"\n",
+    );
+    let old = env.keepup(&["start"]).expect(0).pid();
+    wait_for("the revival", || {
+        let value = status(&env);
+        value["state"] == "running" && value["pid"].as_i64() != Some(i64::from(old))
+    });
+    let history = events(&env);
+    let detail = history
+        .iter()
+        .find(|e| e["event"] == "unhealthy")
+        .and_then(|e| e["detail"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(detail.contains("WATCHDOG=trigger"), "{history:#?}");
+    env.keepup(&["stop"]).expect(0);
+}
