@@ -46,6 +46,9 @@ pub enum Kind {
     /// The watcher ended the service because its health check failed `health_failures`
     /// times in a row; the detail holds the last probe's answer.
     Unhealthy,
+    /// The watcher restarted the service because its processes used more than `max_memory`
+    /// at two checks in a row; the detail names the figure.
+    Memory,
 }
 
 impl Kind {
@@ -64,6 +67,7 @@ impl Kind {
             Kind::Exit => "exit",
             Kind::Watcher => "watcher",
             Kind::Unhealthy => "unhealthy",
+            Kind::Memory => "memory",
         }
     }
 }

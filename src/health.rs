@@ -37,12 +37,35 @@ pub struct Health {
     pub failures: u32,
 }
 
+/// `max_memory`: the ceiling, and how often it is checked (`health_interval`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryLimit {
+    pub max: u64,
+    pub interval: Duration,
+}
+
+/// Checks in a row above `max_memory` that restart the service: one alone may be a moment's
+/// peak.
+pub const MEMORY_CHECKS: u32 = 2;
+
+/// Checks above the ceiling so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Above(pub u32);
+
+impl Above {
+    /// Counts one check that found `used` bytes against `max`: true when it is time to restart.
+    pub fn count(&mut self, used: u64, max: u64) -> bool {
+        self.0 = if used > max { self.0 + 1 } else { 0 };
+        self.0 >= MEMORY_CHECKS
+    }
+}
+
 /// Whether a config's text may hold keys that make the waiting watcher wake: the waiting
 /// state parses the config only then, so that a service without them keeps it as lean as it
 /// was (no parser run, nothing more resident).
 #[must_use]
 pub fn mentioned(config_text: &str) -> bool {
-    ["health", "notify", "watchdog"]
+    ["health", "notify", "watchdog", "max_memory"]
         .iter()
         .any(|key| config_text.contains(key))
 }
@@ -230,6 +253,19 @@ mod tests {
                 Verdict::Unhealthy("x".into())
             );
         }
+    }
+
+    #[test]
+    fn memory_restarts_only_after_two_checks_above_in_a_row() {
+        let mut above = Above::default();
+        assert!(!above.count(600, 500));
+        assert!(!above.count(400, 500));
+        assert!(!above.count(600, 500));
+        assert!(above.count(501, 500));
+        // At the ceiling is not above it.
+        let mut at = Above::default();
+        assert!(!at.count(500, 500));
+        assert!(!at.count(500, 500));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use roff::{Roff, bold, italic, roman};
 
 /// Every config key: name, default, meaning (README's table, shortened).
-const KEYS: [(&str, &str, &str); 26] = [
+const KEYS: [(&str, &str, &str); 27] = [
     (
         "entry",
         "required",
@@ -89,7 +89,13 @@ const KEYS: [(&str, &str, &str); 26] = [
     (
         "health_interval",
         "\"30s\"",
-        "how often the health check runs; also the most one probe may take",
+        "how often the health check (and max_memory) runs; also the most one probe may take",
+    ),
+    (
+        "max_memory",
+        "none",
+        "the service's processes (PSS, as status counts them) above this size at two checks in a \
+         row, every health_interval: a graceful restart (memory event)",
     ),
     (
         "watchdog",

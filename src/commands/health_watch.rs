@@ -15,7 +15,7 @@ use super::{Locked, note, stamp, stop};
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
 use crate::events::{Kind, Outcome, Who};
-use crate::health::{self, HealthRecord, Tally, Verdict};
+use crate::health::{self, Above, HealthRecord, Tally, Verdict};
 use crate::notify::{self, Notice};
 use crate::process::exit::{Ended, Waits, Wake, Watched};
 use crate::process::{self, Identity};
@@ -36,12 +36,13 @@ pub(super) fn probing_config(file: &Path, last_good: Option<String>) -> Option<C
 
 /// Whether the watcher has anything to do while `config`'s service runs.
 fn wakes(config: &Config) -> bool {
-    config.health.is_some() || config.ready == Some(Ready::Notify)
+    config.health.is_some() || config.memory.is_some() || config.ready == Some(Ready::Notify)
 }
 
 /// Blocks until the instance `identity` has ended, and says how; with a health check in
-/// `config`, probes it meanwhile, and with `ready = "notify"` reads what it sends; ends it when
-/// it is unhealthy or its watchdog runs out.
+/// `config`, probes it meanwhile, with `max_memory` looks at its memory, and with `ready =
+/// "notify"` reads what it sends; ends it when it is unhealthy, too big, or its watchdog runs
+/// out.
 pub(super) fn wait_for_end(config: Option<&Config>, identity: &Identity, waits: Waits) -> Ended {
     let Some(config) = config.filter(|c| wakes(c)) else {
         return process::exit::wait_for_end(identity, waits);
@@ -50,24 +51,15 @@ pub(super) fn wait_for_end(config: Option<&Config>, identity: &Identity, waits: 
         Ok(watched) => watched,
         Err(ended) => return ended,
     };
-    let service = Service::open(config.clone());
-    let record_file = service.state_file(health::SUFFIX);
-    // What the launch wrote (its STATUS=) is kept.
-    let mut record = health::read(&record_file)
-        .filter(|r| r.pid == identity.pid)
-        .unwrap_or_else(|| HealthRecord::new(identity.pid));
-    let health = config.health.as_ref();
-    let mut tally = Tally::default();
-    let mut next_probe = health.map(|h| Instant::now() + h.interval);
-    // Armed once the start is done (READY=1), as systemd arms it.
-    let mut last_ping = Instant::now();
+    let mut vigil = Vigil::new(config, identity);
     loop {
-        let watchdog_end = config.watchdog.map(|w| last_ping + w);
-        let deadline = [next_probe, watchdog_end].into_iter().flatten().min();
-        let wake = process::notify::with_fd(|fd| watched.until_or(deadline, fd));
-        match wake {
+        let deadline = [vigil.next_probe, vigil.watchdog_end(), vigil.next_look]
+            .into_iter()
+            .flatten()
+            .min();
+        match process::notify::with_fd(|fd| watched.until_or(deadline, fd)) {
             Wake::Ended(ended) => {
-                if record.stopping {
+                if vigil.record.stopping {
                     note(&format!(
                         "{}{} ({}) said STOPPING=1, then {ended}",
                         stamp(Who::Watcher),
@@ -77,67 +69,160 @@ pub(super) fn wait_for_end(config: Option<&Config>, identity: &Identity, waits: 
                 }
                 return ended;
             }
-            Wake::Readable => {
-                let mut trigger = false;
-                for datagram in process::notify::receive(identity.pid) {
-                    for notice in notify::parse(&datagram) {
-                        match notice {
-                            Notice::Watchdog => {
-                                last_ping = Instant::now();
-                                record.watchdog_at = Some(now_text());
-                            }
-                            Notice::WatchdogTrigger => trigger = true,
-                            notice => record.note(notice),
-                        }
-                    }
-                }
-                let _ = health::write(&record_file, &record);
-                if trigger && config.watchdog.is_some() {
-                    let why = "it sent WATCHDOG=trigger".to_owned();
-                    end_or_say(&service, identity, &why, Some(Signal::ABRT));
-                    last_ping = Instant::now();
-                }
-            }
+            Wake::Readable => vigil.read_notifications(),
             Wake::Deadline => {
                 let now = Instant::now();
-                if let (Some(end), Some(watchdog)) = (watchdog_end, config.watchdog)
-                    && now >= end
-                {
-                    let why = format!(
-                        "no WATCHDOG=1 for {} (watchdog = \"{}\")",
-                        crate::text::duration_text(watchdog),
-                        crate::text::duration_text(watchdog)
-                    );
-                    end_or_say(&service, identity, &why, Some(Signal::ABRT));
-                    // Ended, the wait says so next; not, it is given a whole watchdog again.
-                    last_ping = Instant::now();
-                }
-                if let Some(health) = health
-                    && next_probe.is_some_and(|at| now >= at)
-                {
-                    let began = Instant::now();
-                    let result = health.check.probe(config.dir(), health.interval);
-                    next_probe = Some(health::next_probe(began, Instant::now(), health.interval));
-                    // A probe that failed because the instance has just ended says nothing of
-                    // its health: the wait says how it ended.
-                    if result.is_err() && !process::is_running(identity) {
-                        continue;
+                vigil.watchdog(now);
+                vigil.memory(now);
+                vigil.probe(now);
+            }
+        }
+    }
+}
+
+/// What the watcher keeps while it watches one instance.
+struct Vigil<'c> {
+    config: &'c Config,
+    identity: &'c Identity,
+    service: Service,
+    record_file: std::path::PathBuf,
+    record: HealthRecord,
+    tally: Tally,
+    next_probe: Option<Instant>,
+    next_look: Option<Instant>,
+    above: Above,
+    last_ping: Instant,
+}
+
+impl<'c> Vigil<'c> {
+    fn new(config: &'c Config, identity: &'c Identity) -> Vigil<'c> {
+        let service = Service::open(config.clone());
+        let record_file = service.state_file(health::SUFFIX);
+        // What the launch wrote (its STATUS=) is kept.
+        let record = health::read(&record_file)
+            .filter(|r| r.pid == identity.pid)
+            .unwrap_or_else(|| HealthRecord::new(identity.pid));
+        let now = Instant::now();
+        Vigil {
+            config,
+            identity,
+            service,
+            record_file,
+            record,
+            tally: Tally::default(),
+            next_probe: config.health.as_ref().map(|h| now + h.interval),
+            next_look: config.memory.map(|m| now + m.interval),
+            above: Above::default(),
+            // Armed once the start is done (READY=1), as systemd arms it.
+            last_ping: now,
+        }
+    }
+
+    fn watchdog_end(&self) -> Option<Instant> {
+        self.config.watchdog.map(|w| self.last_ping + w)
+    }
+
+    /// What the service sent: kept for `status`; `WATCHDOG=1` re-arms the watchdog, and
+    /// `WATCHDOG=trigger` ends it at once.
+    fn read_notifications(&mut self) {
+        let mut trigger = false;
+        for datagram in process::notify::receive(self.identity.pid) {
+            for notice in notify::parse(&datagram) {
+                match notice {
+                    Notice::Watchdog => {
+                        self.last_ping = Instant::now();
+                        self.record.watchdog_at = Some(now_text());
                     }
-                    let verdict = tally.count(result, health.failures);
-                    record.probed(&tally);
-                    let _ = health::write(&record_file, &record);
-                    if let Verdict::Unhealthy(answer) = verdict {
-                        let why = format!(
-                            "it failed {} in a row ({}), the last: {answer}",
-                            crate::text::count_text(health.failures as usize, "health check"),
-                            health.check
-                        );
-                        end_or_say(&service, identity, &why, None);
-                        // Ended, its end is the wait's next answer; not, judged afresh.
-                        tally = Tally::default();
-                    }
+                    Notice::WatchdogTrigger => trigger = true,
+                    notice => self.record.note(notice),
                 }
             }
+        }
+        let _ = health::write(&self.record_file, &self.record);
+        if trigger && self.config.watchdog.is_some() {
+            self.end(
+                Kind::Unhealthy,
+                "it sent WATCHDOG=trigger",
+                Some(Signal::ABRT),
+            );
+            self.last_ping = Instant::now();
+        }
+    }
+
+    fn watchdog(&mut self, now: Instant) {
+        let (Some(end), Some(watchdog)) = (self.watchdog_end(), self.config.watchdog) else {
+            return;
+        };
+        if now < end {
+            return;
+        }
+        let why = format!(
+            "no WATCHDOG=1 for {} (watchdog = \"{}\")",
+            crate::text::duration_text(watchdog),
+            crate::text::duration_text(watchdog)
+        );
+        self.end(Kind::Unhealthy, &why, Some(Signal::ABRT));
+        // Ended, the wait says so next; not, it is given a whole watchdog again.
+        self.last_ping = Instant::now();
+    }
+
+    fn memory(&mut self, now: Instant) {
+        let Some(limit) = self.config.memory else {
+            return;
+        };
+        if self.next_look.is_none_or(|at| now < at) {
+            return;
+        }
+        self.next_look = Some(now + limit.interval);
+        let Some((used, what)) = used_memory(&self.service, self.identity) else {
+            return;
+        };
+        if self.above.count(used, limit.max) {
+            let why = format!(
+                "its processes used {} {what}, above max_memory ({}) at {} checks in a row",
+                crate::text::format_bytes(used),
+                crate::text::format_bytes(limit.max),
+                health::MEMORY_CHECKS
+            );
+            self.end(Kind::Memory, &why, None);
+            self.above = Above::default();
+        }
+    }
+
+    fn probe(&mut self, now: Instant) {
+        let Some(health) = &self.config.health else {
+            return;
+        };
+        if self.next_probe.is_none_or(|at| now < at) {
+            return;
+        }
+        let began = Instant::now();
+        let result = health.check.probe(self.config.dir(), health.interval);
+        self.next_probe = Some(health::next_probe(began, Instant::now(), health.interval));
+        // A probe that failed because the instance has just ended says nothing of its
+        // health: the wait says how it ended.
+        if result.is_err() && !process::is_running(self.identity) {
+            return;
+        }
+        let verdict = self.tally.count(result, health.failures);
+        self.record.probed(&self.tally);
+        let _ = health::write(&self.record_file, &self.record);
+        if let Verdict::Unhealthy(answer) = verdict {
+            let why = format!(
+                "it failed {} in a row ({}), the last: {answer}",
+                crate::text::count_text(health.failures as usize, "health check"),
+                health.check
+            );
+            self.end(Kind::Unhealthy, &why, None);
+            // Ended, its end is the wait's next answer; not, judged afresh.
+            self.tally = Tally::default();
+        }
+    }
+
+    /// Ends the instance for `why`; a failure to is said in the timer's log.
+    fn end(&self, kind: Kind, why: &str, first: Option<Signal>) {
+        if let Err(e) = end(&self.service, self.identity, kind, why, first) {
+            note(&format!("{}{e}", stamp(Who::Watcher)));
         }
     }
 }
@@ -146,19 +231,26 @@ fn now_text() -> String {
     crate::text::time_text(std::time::SystemTime::now())
 }
 
-/// Ends the instance for `why`; a failure to is said in the timer's log.
-fn end_or_say(service: &Service, identity: &Identity, why: &str, first: Option<Signal>) {
-    if let Err(e) = end_unhealthy(service, identity, why, first) {
-        note(&format!("{}{e}", stamp(Who::Watcher)));
+/// What the instance's processes use, as `status` counts it (every descendant, and what this
+/// watcher was left with): PSS where the system tells it, else RSS; and which it is.
+fn used_memory(service: &Service, identity: &Identity) -> Option<(u64, &'static str)> {
+    let finder = service.finder();
+    let instance = finder.by_identity(identity)?;
+    let usage = instance.usage(process::own_identity().as_ref());
+    match (usage.pss_bytes, usage.rss_bytes) {
+        (Some(pss), _) => Some((pss, "PSS")),
+        (None, Some(rss)) => Some((rss, "RSS")),
+        (None, None) => None,
     }
 }
 
-/// Ends the unhealthy instance `identity` as `stop` does (after `first`, if given: SIGABRT
-/// for a watchdog, as systemd sends), under the operation lock, if this watcher is still the
-/// service's and the instance still runs. The `unhealthy` event says `why`.
-fn end_unhealthy(
+/// Ends the instance `identity` as `stop` does (after `first`, if given: SIGABRT for a
+/// watchdog, as systemd sends), under the operation lock, if this watcher is still the
+/// service's and the instance still runs. The event (`kind`) says `why`.
+fn end(
     service: &Service,
     identity: &Identity,
+    kind: Kind,
     why: &str,
     first: Option<Signal>,
 ) -> Result<()> {
@@ -174,13 +266,13 @@ fn end_unhealthy(
     let config = &service.config;
     let why = format!("{} ({}): {why}", config.name, identity.pid);
     let how = first.map_or_else(String::new, |s| format!(" ({s} first)"));
-    note(&format!("{}{why}: ending it{how}", stamp(Who::Watcher)));
-    locked.record(
-        Kind::Unhealthy,
-        Outcome::Failed,
-        Some(identity.pid),
-        Some(&why),
-    );
+    let ending = if kind == Kind::Memory {
+        "restarting it"
+    } else {
+        "ending it"
+    };
+    note(&format!("{}{why}: {ending}{how}", stamp(Who::Watcher)));
+    locked.record(kind, Outcome::Failed, Some(identity.pid), Some(&why));
     if let Some(signal) = first {
         locked.finder.signal(&instance, signal)?;
         // A core dump may take a moment; whatever is left then is stopped as usual.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::health::Health;
+use crate::health::{Health, MemoryLimit};
 use crate::ownership::TrustedPath;
 use crate::ready::Ready;
 use crate::signal::Signal;
@@ -62,6 +62,8 @@ pub struct Config {
     pub health: Option<Health>,
     /// With `ready = "notify"`: silent (no `WATCHDOG=1`) this long, the service is ended.
     pub watchdog: Option<Duration>,
+    /// `max_memory`, and how often the watcher checks it.
+    pub memory: Option<MemoryLimit>,
     pub log_max_size: u64,
     pub log_keep: u32,
     /// A watcher waits for the service's exit and revives it at once; the timer alone

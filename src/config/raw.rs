@@ -13,7 +13,7 @@ use super::values::{
     restart_limit,
 };
 use super::{Config, dir_of};
-use crate::health::{self, Health};
+use crate::health::{self, Health, MemoryLimit};
 use crate::ready::Ready;
 use crate::signal::Signal;
 use crate::startup::{self, Pattern, clean};
@@ -59,13 +59,17 @@ pub struct RawConfig {
     /// A check the watcher runs while the service runs, as for `ready`: after
     /// `health_failures` failures in a row it ends and revives the service.
     pub health: Option<String>,
-    /// How often the health check runs, and the most one probe may take (default "30s").
+    /// How often the health check (and `max_memory`) runs, and the most one probe may take
+    /// (default "30s").
     pub health_interval: Option<String>,
     /// Failed health checks in a row that make the service unhealthy (default 3).
     pub health_failures: Option<u32>,
     /// With `ready = "notify"`: a service that sends no `WATCHDOG=1` for this long is ended
     /// (SIGABRT, then as `stop`) and revived.
     pub watchdog: Option<String>,
+    /// The whole service (its processes' PSS, as `status` counts it) above this size at two
+    /// checks in a row (every `health_interval`): restarted gracefully, e.g. "500MB".
+    pub max_memory: Option<String>,
 }
 
 /// The values that passed, before the paths that depend on them are settled.
@@ -85,6 +89,7 @@ struct Checked {
     ready: Option<Ready>,
     health: Option<Health>,
     watchdog: Option<Duration>,
+    memory: Option<MemoryLimit>,
     log_max_size: Option<u64>,
 }
 
@@ -130,6 +135,7 @@ impl RawConfig {
         };
         let health = self.health(problems, entry.as_deref());
         let watchdog = self.watchdog(problems, ready.as_ref());
+        let memory = self.memory(problems);
         let log_max_size = check(
             problems,
             parse_size(self.log_max_size.as_deref().unwrap_or("10MB"))
@@ -178,6 +184,7 @@ impl RawConfig {
                 ready,
                 health,
                 watchdog,
+                memory,
                 log_max_size,
             },
         )
@@ -212,6 +219,27 @@ impl RawConfig {
         Some(watchdog)
     }
 
+    /// `max_memory`, checked every `health_interval`, by the watcher.
+    fn memory(&self, problems: &mut Vec<String>) -> Option<MemoryLimit> {
+        let text = self.max_memory.as_deref()?;
+        let max = check(
+            problems,
+            parse_size(text).map_err(|e| format!("key `max_memory`: {e}")),
+        )?;
+        if self.watch == Some(false) {
+            problems.push(
+                "key `max_memory`: the watcher checks it, and watch = false has none: remove \
+                 `max_memory` or set watch = true"
+                    .to_owned(),
+            );
+        }
+        // Its problems were said with `health`'s.
+        let interval = duration("health_interval", self.health_interval.as_deref(), "30s")
+            .ok()
+            .filter(|d| !d.is_zero())?;
+        Some(MemoryLimit { max, interval })
+    }
+
     /// `health`, `health_interval` and `health_failures`.
     fn health(&self, problems: &mut Vec<String>, entry: Option<&Path>) -> Option<Health> {
         let interval = check(
@@ -233,7 +261,10 @@ impl RawConfig {
         };
         let Some(text) = &self.health else {
             for (key, set) in [
-                ("health_interval", self.health_interval.is_some()),
+                (
+                    "health_interval",
+                    self.health_interval.is_some() && self.max_memory.is_none(),
+                ),
                 ("health_failures", self.health_failures.is_some()),
             ] {
                 if set {
@@ -367,6 +398,7 @@ impl RawConfig {
             ready: checked.ready,
             health: checked.health,
             watchdog: checked.watchdog,
+            memory: checked.memory,
             log_max_size: checked.log_max_size.unwrap_or(0),
             log_keep: self.log_keep.unwrap_or(3),
             env_file: self.env_file.as_deref().map(|f| clean(&dir.join(f))),

@@ -246,3 +246,11 @@ fn health_notify_is_not_a_probe() {
         &["key `health`", "\"notify\" is for `ready`"],
     );
 }
+
+#[test]
+fn max_memory_that_is_not_a_size() {
+    case(
+        "entry = \"svc.py\"\nmax_memory = \"lots\"\n",
+        &["key `max_memory`", "\"lots\" is not a size"],
+    );
+}

@@ -225,3 +225,82 @@ fn unhealthy_revivals_trip_the_crash_loop_guard() {
     assert_eq!(status(&env)["state"], "dead");
     env.keepup(&["stop"]).expect(0);
 }
+
+/// A service whose worker grows to 80 MiB past a `max_memory` of 50 MiB, checked every second:
+/// restarted, worker and all, within two checks of passing the ceiling.
+#[test]
+fn a_service_that_grows_past_max_memory_is_restarted_with_its_workers() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.script(
+        "svc.py",
+        "#!/usr/bin/env python3\nimport os, time\n\
+         if os.fork() == 0:\n    data = []\n    for _ in range(16):\n        \
+             data.append(bytearray(b'\\x01') * (5 << 20))\n    \
+             open('big-%d' % os.getpid(), 'w').close()\n    \
+             while True:\n        time.sleep(1)\n\
+         while True:\n    time.sleep(1)\n",
+    );
+    env.config(
+        "entry = \"svc.py\"\nstart_timeout = \"300ms\"\nmax_memory = \"50MB\"\n\
+         health_interval = \"1s\"\n\n[restart_limit]\nburst = 1000\nbackoff = \"0s\"\n",
+    );
+    let old = env.keepup(&["start"]).expect(0).pid();
+    let mut marker = None;
+    wait_for("the worker to grow", || {
+        marker = std::fs::read_dir(&env.root)
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with("big-"))
+            .map(|e| e.path());
+        marker.is_some()
+    });
+    let marker = marker.unwrap();
+    let worker: i32 = marker
+        .to_string_lossy()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let grown = std::fs::metadata(&marker).unwrap().modified().unwrap();
+    let mut event = None;
+    wait_for("the memory event", || {
+        event = events(&env).into_iter().find(|e| e["event"] == "memory");
+        event.is_some()
+    });
+    let event = event.unwrap();
+    assert_eq!(event["pid"].as_i64(), Some(i64::from(old)), "{event}");
+    let detail = event["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("MiB PSS, above max_memory (50.0 MiB) at 2 checks in a row"),
+        "{detail}"
+    );
+    let at = humantime::parse_rfc3339_weak(event["time"].as_str().unwrap()).unwrap();
+    let took = at.duration_since(grown).unwrap_or_default();
+    // Two checks a second apart, and a second's slack for a loaded machine.
+    assert!(
+        took < Duration::from_secs(3),
+        "restarted {took:?} after it grew past max_memory"
+    );
+    wait_for("the revival", || {
+        let value = status(&env);
+        value["state"] == "running" && value["pid"].as_i64() != Some(i64::from(old))
+    });
+    assert!(!alive(old), "the old instance {old} still runs");
+    assert!(!alive(worker), "its worker {worker} still runs");
+    // Gracefully: stop_signal (TERM), not SIGKILL.
+    let exit = events(&env)
+        .into_iter()
+        .find(|e| e["event"] == "exit" && e["pid"].as_i64() == Some(i64::from(old)))
+        .unwrap();
+    assert!(
+        exit["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SIGTERM"),
+        "{exit}"
+    );
+    env.keepup(&["stop"]).expect(0);
+    eprintln!("restarted {took:?} after it grew past max_memory");
+}
