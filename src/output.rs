@@ -352,12 +352,50 @@ impl Status {
         if let Some(seconds) = self.watchdog_seconds {
             let limit = humantime::format_duration(Duration::from_secs_f64(seconds));
             let value = match record.and_then(|r| r.watchdog_at.as_ref()) {
-                Some(at) => format!("last WATCHDOG=1 at {at} (ends it after {limit} without)"),
+                Some(at) => format!(
+                    "{}: last WATCHDOG=1 at {at} (ends it after {limit} without)",
+                    self.watchdog_state()
+                ),
                 None => format!("no WATCHDOG=1 yet (ends it after {limit} without)"),
             };
             lines.push(("watchdog:", value));
         }
         lines
+    }
+
+    /// The watchdog's state: `ok` while the last `WATCHDOG=1` is recent enough, `late` once
+    /// it is older than the watchdog (the watcher is ending it), `waiting` before the first.
+    fn watchdog_state(&self) -> &'static str {
+        let Some(seconds) = self.watchdog_seconds else {
+            return "-";
+        };
+        let last = self
+            .health
+            .as_ref()
+            .and_then(|r| r.watchdog_at.as_deref())
+            .and_then(|at| humantime::parse_rfc3339_weak(at).ok());
+        match last.map(|at| SystemTime::now().duration_since(at).unwrap_or_default()) {
+            None => "waiting",
+            Some(age) if age.as_secs_f64() > seconds => "late",
+            Some(_) => "ok",
+        }
+    }
+
+    /// One word for `list`'s HEALTH column: the last probe's result, else the watchdog's
+    /// state, else `-`.
+    #[must_use]
+    pub fn health_word(&self) -> String {
+        if self.pid.is_none() {
+            return "-".to_owned();
+        }
+        match self.health.as_ref().and_then(|r| r.probe.as_ref()) {
+            Some(probe) if probe.ok => "ok".to_owned(),
+            Some(probe) => format!("failing ({})", probe.failures),
+            None if self.watchdog_seconds.is_some() => {
+                format!("watchdog {}", self.watchdog_state())
+            }
+            None => "-".to_owned(),
+        }
     }
 }
 
@@ -405,6 +443,42 @@ mod tests {
             watchdog_seconds: None,
             recent_events: Vec::new(),
         }
+    }
+
+    #[test]
+    fn health_shows_the_last_probe_and_the_watchdog() {
+        let mut running = status(State::Running, Some(42));
+        assert_eq!(running.health_word(), "-");
+        let mut record = crate::health::HealthRecord::new(crate::pid::Pid::new(42).unwrap());
+        let mut tally = crate::health::Tally::default();
+        tally.count(Err("GET /: no answer within 1s".into()), 3);
+        record.probed(&tally);
+        record.status = Some("serving".into());
+        running.health = Some(record.clone());
+        assert_eq!(running.health_word(), "failing (1)");
+        let text = running.render();
+        assert!(
+            text.contains("health:   failing (1 in a row) at "),
+            "{text}"
+        );
+        assert!(text.contains(": GET /: no answer within 1s\n"), "{text}");
+        assert!(text.contains("says:     serving\n"), "{text}");
+        // A watchdog, no probe: its state.
+        record.probe = None;
+        running.watchdog_seconds = Some(30.0);
+        running.health = Some(record.clone());
+        assert_eq!(running.health_word(), "watchdog waiting");
+        record.watchdog_at = Some(time_text(SystemTime::now()));
+        running.health = Some(record.clone());
+        assert_eq!(running.health_word(), "watchdog ok");
+        record.watchdog_at = Some(time_text(SystemTime::now() - Duration::from_secs(60)));
+        running.health = Some(record);
+        assert_eq!(running.health_word(), "watchdog late");
+        assert!(
+            running
+                .render()
+                .contains("watchdog: late: last WATCHDOG=1 at ")
+        );
     }
 
     #[test]

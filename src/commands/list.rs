@@ -112,6 +112,9 @@ fn row_json(row: &Row) -> serde_json::Value {
     }
 }
 
+/// The table's columns; the last (the config) is not padded.
+const COLUMNS: usize = 9;
+
 /// The rows aligned, under a header, as `pm2 ls` and `supervisorctl status` show them.
 fn table(rows: &[Row]) -> String {
     let mut lines = vec![
@@ -123,6 +126,7 @@ fn table(rows: &[Row]) -> String {
             "MEMORY",
             "REVIVALS 24H",
             "WATCHER",
+            "HEALTH",
             "CONFIG",
         ]
         .map(str::to_owned),
@@ -146,6 +150,7 @@ fn table(rows: &[Row]) -> String {
                     (None, true, true) => "not running".to_owned(),
                     (None, true, false) => "-".to_owned(),
                 },
+                s.health_word(),
                 s.config.display().to_string(),
             ],
             Row::Broken { config, reason } => [
@@ -156,11 +161,12 @@ fn table(rows: &[Row]) -> String {
                 "-".to_owned(),
                 "-".to_owned(),
                 "-".to_owned(),
+                "-".to_owned(),
                 format!("{} ({reason})", config.display()),
             ],
         });
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..COLUMNS)
         .map(|i| {
             lines
                 .iter()
@@ -176,7 +182,7 @@ fn table(rows: &[Row]) -> String {
             .zip(&widths)
             .enumerate()
             .map(|(i, (cell, width))| {
-                if i == 7 {
+                if i == COLUMNS - 1 {
                     cell.clone()
                 } else {
                     format!("{cell:<width$}")

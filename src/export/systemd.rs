@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::{argv, duration_text};
 use crate::config::{Config, StopMode};
 use crate::error::{Error, Result};
+use crate::ready::Ready;
 
 /// Whose manager runs the unit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +95,11 @@ pub fn unit(config: &Config, scope: Scope, path_env: &OsStr) -> Result<String> {
     ));
     line("");
     line("[Service]");
-    line("Type=simple");
+    line(if config.ready == Some(Ready::Notify) {
+        "Type=notify"
+    } else {
+        "Type=simple"
+    });
     line(&format!(
         "WorkingDirectory={}",
         specifiers(&config.dir().to_string_lossy())
@@ -128,7 +133,10 @@ pub fn unit(config: &Config, scope: Scope, path_env: &OsStr) -> Result<String> {
          logrotate (copytruncate), or StandardOutput=journal.",
         config.log_max_size, config.log_keep
     ));
-    if let Some(ready) = &config.ready {
+    for text in keeping_healthy(config) {
+        line(&text);
+    }
+    if let Some(ready) = config.ready.as_ref().filter(|r| **r != Ready::Notify) {
         line(&format!(
             "# keepup's start waited for ready = \"{}\"; systemd's nearest: Type=notify if the \
              service calls sd_notify(READY=1), or an ExecStartPost= that polls the same check.",
@@ -147,6 +155,41 @@ pub fn unit(config: &Config, scope: Scope, path_env: &OsStr) -> Result<String> {
         Scope::System => "WantedBy=multi-user.target",
     });
     Ok(out)
+}
+
+/// `watchdog`, `max_memory` and `health` as systemd has them, and what it has not.
+fn keeping_healthy(config: &Config) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(watchdog) = config.watchdog {
+        lines.push(
+            "# keepup's watchdog: SIGABRT to a service silent this long, then its stop, then a \
+             revival; systemd's sends WatchdogSignal= (SIGABRT) and restarts (Restart=always)."
+                .to_owned(),
+        );
+        lines.push(format!("WatchdogSec={}", duration_text(watchdog)));
+    }
+    if let Some(memory) = config.memory {
+        lines.push(format!(
+            "# keepup restarts the service gracefully (KillSignal= first) once its processes' \
+             PSS is above max_memory at two checks in a row, every {}; systemd has no graceful \
+             memory restart: MemoryMax= is the cgroup's hard limit, where the kernel's OOM \
+             killer ends a process at once (for a --user unit, only where the memory \
+             controller is delegated).",
+            duration_text(memory.interval)
+        ));
+        lines.push(format!("MemoryMax={}", memory.max));
+    }
+    if let Some(health) = &config.health {
+        lines.push(format!(
+            "# keepup probed health = \"{}\" every {} and ended and revived the service after {} \
+             failures in a row; systemd has no health probe: the nearest is a timer unit whose \
+             service runs the check and `systemctl restart`s this one when it fails.",
+            health.check.to_string().replace('\n', " "),
+            duration_text(health.interval),
+            health.failures
+        ));
+    }
+    lines
 }
 
 /// How systemd is to stop it, as keepup's `stop` does.

@@ -444,3 +444,30 @@ fn systemd_units_are_named_as_systemd_escape_and_run_with_keepups_path() {
     }
     env.keepup(&["stop"]).expect(0);
 }
+
+/// `notify`, `watchdog` and `max_memory` become `Type=notify`, `WatchdogSec=` and `MemoryMax=`;
+/// what systemd lacks (a graceful memory restart, a health probe) is said in a comment; the unit
+/// still verifies.
+#[test]
+fn systemd_units_map_notify_watchdog_and_max_memory() {
+    require!("systemd-analyze", "systemd");
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    env.config(
+        "entry = \"svc.py\"\nready = \"notify\"\nwatchdog = \"30s\"\nmax_memory = \"500MB\"\n\
+         health = \"cmd:true\"\nhealth_interval = \"10s\"\n",
+    );
+    let export = env.keepup(&["export", "systemd"]);
+    export.expect(0);
+    let unit = &export.stdout;
+    assert_eq!(settings(unit, "Type"), ["notify"], "{unit}");
+    assert_eq!(settings(unit, "WatchdogSec"), ["30s"], "{unit}");
+    assert_eq!(settings(unit, "MemoryMax"), ["524288000"], "{unit}");
+    assert!(
+        unit.contains("systemd has no graceful memory restart"),
+        "{unit}"
+    );
+    assert!(unit.contains("systemd has no health probe"), "{unit}");
+    verify(&env, unit, "notify", true);
+}

@@ -304,3 +304,38 @@ fn a_service_that_grows_past_max_memory_is_restarted_with_its_workers() {
     env.keepup(&["stop"]).expect(0);
     eprintln!("restarted {took:?} after it grew past max_memory");
 }
+
+/// status, status --json and list show the last probe's result and when.
+#[test]
+fn status_and_list_show_the_last_probe() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    let config = env.config(
+        "entry = \"svc.py\"\nstart_timeout = \"300ms\"\nhealth = \"cmd:true\"\n\
+         health_interval = \"300ms\"\n",
+    );
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    wait_for("a probe", || status(&env)["health"]["probe"]["ok"] == true);
+    let value = status(&env);
+    assert_eq!(
+        value["health"]["pid"].as_i64(),
+        Some(i64::from(pid)),
+        "{value}"
+    );
+    assert!(value["health"]["probe"]["at"].is_string(), "{value}");
+    env.keepup(&["status"])
+        .expect(0)
+        .stdout_has("health:   ok at ");
+    let list = env.keepup_with(&config, &["list"]);
+    let header = list.stdout.lines().next().unwrap_or_default().to_owned();
+    let row = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("svc.py"))
+        .unwrap_or_default()
+        .to_owned();
+    let column = header.find("HEALTH").expect("no HEALTH column");
+    assert!(row[column..].starts_with("ok "), "{header}\n{row}");
+    env.keepup(&["stop"]).expect(0);
+}

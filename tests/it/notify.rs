@@ -123,6 +123,10 @@ fn a_notify_service_that_stops_pinging_is_revived_within_4s() {
         std::fs::read_to_string(env.path("usec")).unwrap(),
         "2000000"
     );
+    // status shows the pings as they come.
+    wait_for("status to show a ping", || {
+        status(&env)["health"]["watchdog_at"].is_string()
+    });
     let silent = env.path(&format!("silent-{old}"));
     wait_for("the service to fall silent", || silent.exists());
     let since = Instant::now();
