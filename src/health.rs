@@ -60,16 +60,6 @@ impl Above {
     }
 }
 
-/// Whether a config's text may hold keys that make the waiting watcher wake: the waiting
-/// state parses the config only then, so that a service without them keeps it as lean as it
-/// was (no parser run, nothing more resident).
-#[must_use]
-pub fn mentioned(config_text: &str) -> bool {
-    ["health", "notify", "watchdog", "max_memory"]
-        .iter()
-        .any(|key| config_text.contains(key))
-}
-
 /// The probes' results so far, as the policy counts them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tally {

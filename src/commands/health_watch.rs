@@ -24,13 +24,33 @@ use crate::service::Service;
 use crate::signal::Signal;
 use crate::watcher;
 
-/// The config the waiting state probes with: the text it acted with (`last_good`, else the
-/// file as it is now), parsed only if it may have a health check or a notify socket at all.
-pub(super) fn probing_config(file: &Path, last_good: Option<String>) -> Option<Config> {
-    let text = last_good.or_else(|| std::fs::read_to_string(file).ok())?;
-    if !health::mentioned(&text) {
-        return None;
+/// Set in the watcher's environment as it becomes the waiting state, when that state has
+/// something to do besides waiting (probes, memory looks, notifications): only then does it
+/// read its config, so that one without keeps it as lean as it was.
+const VIGIL: &str = "KEEPUP_VIGIL";
+
+/// Before the watcher runs keepup afresh into its waiting state for `config`'s service.
+pub(super) fn before_waiting(config: &Config) {
+    // SAFETY: the watcher is single-threaded, and about to exec.
+    unsafe {
+        if wakes(config) {
+            std::env::set_var(VIGIL, "1");
+        } else {
+            std::env::remove_var(VIGIL);
+        }
     }
+}
+
+/// The config the waiting state keeps watch with: the text it acted with (`last_good`, else
+/// the file as it is now), read and parsed only if [`before_waiting`] said there is a need.
+pub(super) fn probing_config(
+    file: &Path,
+    last_good: impl FnOnce() -> Option<String>,
+) -> Option<Config> {
+    std::env::var_os(VIGIL)?;
+    // SAFETY: the waiting state is single-threaded; nothing it starts may inherit the mark.
+    unsafe { std::env::remove_var(VIGIL) };
+    let text = last_good().or_else(|| std::fs::read_to_string(file).ok())?;
     config::parse(file, &text).ok().filter(wakes)
 }
 

@@ -99,6 +99,7 @@ pub fn run(
     process::watcher::detach_output(&service.timer_log());
     report.answer(&answer);
     drop(locked);
+    super::health_watch::before_waiting(&service.config);
     match (first, recorded) {
         (Ok(instance), Ok(())) if !once => Err(process::watcher::become_waiting(
             &service.config.file,
@@ -121,8 +122,8 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     process::become_subreaper();
     process::notify::take_handed();
     process::watcher::ready_to_act();
-    let last_good = waiting.last_good();
-    let probing = super::health_watch::probing_config(&waiting.config, last_good);
+    let config_file = waiting.config.clone();
+    let probing = super::health_watch::probing_config(&config_file, || waiting.last_good());
     let ended =
         super::health_watch::wait_for_end(probing.as_ref(), &waiting.identity, waiting.waits);
     let ended = (waiting.identity.pid, ended);
@@ -185,6 +186,7 @@ pub fn act(config: Config, text: String, ended: (Pid, Ended), waits: Waits) -> R
                 ended = Some((identity.pid, how));
             }
             Next::Watch(identity) => {
+                super::health_watch::before_waiting(&config);
                 return Err(process::watcher::become_waiting(
                     &config.file,
                     &identity,

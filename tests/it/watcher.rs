@@ -501,3 +501,60 @@ fn root_starts_a_watcher_that_acts_as_the_owner_of_the_config() {
     assert!(!alive(watcher) && !alive(revived));
     assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
 }
+
+/// With `health`, the watcher wakes for its probes, and for little else: the timer's wakeup
+/// and what the probe itself waits for (a connection on loopback: nothing). Five seconds of a
+/// healthy service probed every second: the observation itself.
+#[test]
+fn a_probing_watcher_wakes_about_once_per_probe() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let port = crate::testenv::free_port();
+    env.python_service(
+        "svc.py",
+        &format!("import socket\nlistener = socket.create_server(('127.0.0.1', {port}))"),
+    );
+    env.config(&format!(
+        "entry = \"svc.py\"\nstart_timeout = \"300ms\"\nhealth = \"tcp:127.0.0.1:{port}\"\n\
+         health_interval = \"1s\"\n"
+    ));
+    env.keepup(&["start"]).expect(0);
+    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
+    wait_for("the watcher to wait", || {
+        cmdline(watcher).iter().any(|w| w == "--wait")
+    });
+    let before = switches(watcher);
+    std::thread::sleep(Duration::from_secs(5));
+    let woke = switches(watcher) - before;
+    // Five or six probes in five seconds, at most two wakeups each.
+    assert!((4..=12).contains(&woke), "{woke} wakeups for 5 probes");
+    eprintln!("{woke} wakeups in 5 s of probes every second");
+    env.keepup(&["stop"]).expect(0);
+}
+
+/// A notify service that says nothing (no watchdog): the watcher, waiting on the socket as
+/// well, never wakes.
+#[test]
+fn a_notify_watcher_without_a_watchdog_never_wakes() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service(
+        "svc.py",
+        "import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])",
+    );
+    env.config("entry = \"svc.py\"\nready = \"notify\"\n");
+    env.keepup(&["start"]).expect(0);
+    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
+    wait_for("the watcher to wait", || {
+        cmdline(watcher).iter().any(|w| w == "--wait")
+    });
+    let before = switches(watcher);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(
+        switches(watcher),
+        before,
+        "the watcher woke while all was quiet"
+    );
+    env.keepup(&["stop"]).expect(0);
+}
