@@ -195,7 +195,10 @@ const REAP_WAIT: Duration = Duration::from_secs(1);
 #[must_use]
 pub fn wait_for_end(identity: &Identity, waits: Waits) -> Ended {
     match Watched::begin(identity, waits) {
-        Ok(watched) => watched.until(None).unwrap_or(Ended::Unknown),
+        Ok(watched) => match watched.until_or(None, None) {
+            Wake::Ended(ended) => ended,
+            Wake::Deadline | Wake::Readable => Ended::Unknown,
+        },
         Err(ended) => ended,
     }
 }
@@ -236,16 +239,14 @@ impl Watched {
         })
     }
 
-    /// As [`Watched::until`], also woken when `extra` (the notify socket) turns readable.
+    /// Blocks until the instance has ended, `deadline` has come (never, without one), or
+    /// `extra` (the notify socket, if any) turns readable.
     #[must_use]
     pub fn until_or(
         &self,
         deadline: Option<std::time::Instant>,
         extra: Option<std::os::fd::BorrowedFd<'_>>,
     ) -> Wake {
-        let Some(extra) = extra else {
-            return self.until(deadline).map_or(Wake::Deadline, Wake::Ended);
-        };
         loop {
             let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             let timeout = match (&self.pidfd, left) {
@@ -253,12 +254,11 @@ impl Watched {
                 (None, Some(left)) => Some(left.min(POLL_EVERY)),
                 (None, None) => Some(POLL_EVERY),
             };
-            let (ended, readable) = os::wait_also(
-                self.pidfd.as_ref(),
-                self.children.signals.as_ref(),
-                extra,
-                timeout,
-            );
+            let signals = self.children.signals.as_ref();
+            let (ended, readable) = match extra {
+                Some(extra) => os::wait_also(self.pidfd.as_ref(), signals, extra, timeout),
+                None => (os::wait(self.pidfd.as_ref(), signals, timeout), false),
+            };
             self.children.reap();
             if ended || (self.pidfd.is_none() && !super::is_running(&self.identity)) {
                 return Wake::Ended(self.children.ended());
@@ -268,28 +268,6 @@ impl Watched {
             }
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return Wake::Deadline;
-            }
-        }
-    }
-
-    /// Blocks until the instance has ended (`Some`, how) or `deadline` has come (`None`);
-    /// without one, until it has ended.
-    #[must_use]
-    pub fn until(&self, deadline: Option<std::time::Instant>) -> Option<Ended> {
-        loop {
-            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-            let timeout = match (&self.pidfd, left) {
-                (Some(_), left) => left,
-                (None, Some(left)) => Some(left.min(POLL_EVERY)),
-                (None, None) => Some(POLL_EVERY),
-            };
-            let ended = os::wait(self.pidfd.as_ref(), self.children.signals.as_ref(), timeout);
-            self.children.reap();
-            if ended || (self.pidfd.is_none() && !super::is_running(&self.identity)) {
-                return Some(self.children.ended());
-            }
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                return None;
             }
         }
     }

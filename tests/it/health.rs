@@ -35,18 +35,22 @@ fn freezable_service(env: &TestEnv, port: u16, keys: &str) {
     ));
 }
 
-fn status(env: &TestEnv) -> Value {
-    let run = env.keepup(&["status", "--json"]);
-    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
-}
-
-fn events(env: &TestEnv) -> Vec<Value> {
-    let run = env.keepup(&["events", "--json", "-n", "10000"]);
-    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
-}
-
 fn count(events: &[Value], kind: &str) -> usize {
     events.iter().filter(|e| e["event"] == kind).count()
+}
+
+/// The freezable service on a free port (returned), its page probed every second, three
+/// failures in a row making it unhealthy.
+fn probed_every_second(env: &TestEnv) -> u16 {
+    let port = free_port();
+    freezable_service(
+        env,
+        port,
+        &format!(
+            "health = \"http://127.0.0.1:{port}/\"\nhealth_interval = \"1s\"\nhealth_failures = 3\n"
+        ),
+    );
+    port
 }
 
 /// Sends `GET path` and reads what comes back (the freeze answers before it stops).
@@ -63,7 +67,7 @@ fn get(port: u16, path: &str) {
 
 /// The running pid other than `old`, with its port answering.
 fn revived(env: &TestEnv, old: i32, port: u16) -> Option<i32> {
-    let value = status(env);
+    let value = env.status_json();
     let pid = value["pid"].as_i64().and_then(|p| i32::try_from(p).ok())?;
     (pid != old && value["state"] == "running" && http_get(port).is_some()).then_some(pid)
 }
@@ -72,14 +76,7 @@ fn revived(env: &TestEnv, old: i32, port: u16) -> Option<i32> {
 fn a_frozen_service_is_ended_and_revived_within_5s_with_one_unhealthy_event() {
     require!("python3", "python3");
     let env = TestEnv::new();
-    let port = free_port();
-    freezable_service(
-        &env,
-        port,
-        &format!(
-            "health = \"http://127.0.0.1:{port}/\"\nhealth_interval = \"1s\"\nhealth_failures = 3\n"
-        ),
-    );
+    let port = probed_every_second(&env);
     let old = env.keepup(&["start"]).expect(0).pid();
     get(port, "/freeze");
     let frozen = Instant::now();
@@ -95,7 +92,7 @@ fn a_frozen_service_is_ended_and_revived_within_5s_with_one_unhealthy_event() {
     let took = frozen.elapsed();
     assert!(took < Duration::from_secs(5), "revived after {took:?}");
     assert!(!alive(old), "the frozen instance {old} still runs");
-    let history = events(&env);
+    let history = env.events_json();
     let unhealthy: Vec<&Value> = history
         .iter()
         .filter(|e| e["event"] == "unhealthy")
@@ -109,7 +106,7 @@ fn a_frozen_service_is_ended_and_revived_within_5s_with_one_unhealthy_event() {
         "{detail}"
     );
     wait_for("the revive event", || {
-        events(&env).iter().any(|e| {
+        env.events_json().iter().any(|e| {
             e["event"] == "revive"
                 && e["outcome"] == "ok"
                 && e["pid"].as_i64() == new.map(i64::from)
@@ -124,14 +121,7 @@ fn a_frozen_service_is_ended_and_revived_within_5s_with_one_unhealthy_event() {
 fn a_healthy_service_under_load_is_never_restarted() {
     require!("python3", "python3");
     let env = TestEnv::new();
-    let port = free_port();
-    freezable_service(
-        &env,
-        port,
-        &format!(
-            "health = \"http://127.0.0.1:{port}/\"\nhealth_interval = \"1s\"\nhealth_failures = 3\n"
-        ),
-    );
+    let port = probed_every_second(&env);
     let pid = env.keepup(&["start"]).expect(0).pid();
     let until = Instant::now() + Duration::from_secs(60);
     let loaders: Vec<_> = (0..4)
@@ -149,11 +139,11 @@ fn a_healthy_service_under_load_is_never_restarted() {
         .collect();
     let answered: u32 = loaders.into_iter().map(|l| l.join().unwrap()).sum();
     assert!(answered > 100, "only {answered} requests answered");
-    let history = events(&env);
+    let history = env.events_json();
     assert_eq!(count(&history, "unhealthy"), 0, "{history:#?}");
     assert_eq!(count(&history, "revive"), 0, "{history:#?}");
     assert_eq!(count(&history, "exit"), 0, "{history:#?}");
-    let value = status(&env);
+    let value = env.status_json();
     assert_eq!(value["pid"].as_i64(), Some(i64::from(pid)), "{value}");
     let health = std::fs::read_to_string(env.path("svc.py.health")).unwrap();
     assert!(health.contains("\"ok\":true"), "{health}");
@@ -173,12 +163,12 @@ fn a_hung_probe_fails_at_the_interval() {
     let old = env.keepup(&["start"]).expect(0).pid();
     let began = Instant::now();
     wait_for("the unhealthy event", || {
-        count(&events(&env), "unhealthy") == 1
+        count(&env.events_json(), "unhealthy") == 1
     });
     // Two probes of half a second each, after the first interval: not 600 s.
     let took = began.elapsed();
     assert!(took < Duration::from_secs(5), "unhealthy after {took:?}");
-    let history = events(&env);
+    let history = env.events_json();
     let detail = history
         .iter()
         .find(|e| e["event"] == "unhealthy")
@@ -186,10 +176,7 @@ fn a_hung_probe_fails_at_the_interval() {
         .unwrap_or_default()
         .to_owned();
     assert!(detail.contains("sleep took longer than 500ms"), "{detail}");
-    wait_for("the revival", || {
-        let value = status(&env);
-        value["state"] == "running" && value["pid"].as_i64() != Some(i64::from(old))
-    });
+    wait_for("the revival", || env.runs_other_than(old));
     // No probe is left behind: each hung one was ended at its interval.
     let sleeps = env
         .own_processes()
@@ -216,13 +203,13 @@ fn unhealthy_revivals_trip_the_crash_loop_guard() {
     );
     env.keepup(&["start"]).expect(0);
     wait_for("the guard to trip", || {
-        count(&events(&env), "guard_trip") == 1
+        count(&env.events_json(), "guard_trip") == 1
     });
-    let history = events(&env);
+    let history = env.events_json();
     assert_eq!(count(&history, "revive"), 2, "{history:#?}");
     assert_eq!(count(&history, "unhealthy"), 3, "{history:#?}");
     // Tripped: nothing runs, and nothing is probed.
-    assert_eq!(status(&env)["state"], "dead");
+    assert_eq!(env.status_json()["state"], "dead");
     env.keepup(&["stop"]).expect(0);
 }
 
@@ -266,7 +253,10 @@ fn a_service_that_grows_past_max_memory_is_restarted_with_its_workers() {
     let grown = std::fs::metadata(&marker).unwrap().modified().unwrap();
     let mut event = None;
     wait_for("the memory event", || {
-        event = events(&env).into_iter().find(|e| e["event"] == "memory");
+        event = env
+            .events_json()
+            .into_iter()
+            .find(|e| e["event"] == "memory");
         event.is_some()
     });
     let event = event.unwrap();
@@ -283,24 +273,12 @@ fn a_service_that_grows_past_max_memory_is_restarted_with_its_workers() {
         took < Duration::from_secs(3),
         "restarted {took:?} after it grew past max_memory"
     );
-    wait_for("the revival", || {
-        let value = status(&env);
-        value["state"] == "running" && value["pid"].as_i64() != Some(i64::from(old))
-    });
+    wait_for("the revival", || env.runs_other_than(old));
     assert!(!alive(old), "the old instance {old} still runs");
     assert!(!alive(worker), "its worker {worker} still runs");
     // Gracefully: stop_signal (TERM), not SIGKILL.
-    let exit = events(&env)
-        .into_iter()
-        .find(|e| e["event"] == "exit" && e["pid"].as_i64() == Some(i64::from(old)))
-        .unwrap();
-    assert!(
-        exit["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("SIGTERM"),
-        "{exit}"
-    );
+    let exit = env.exit_of(old);
+    assert!(exit.contains("SIGTERM"), "{exit}");
     env.keepup(&["stop"]).expect(0);
     eprintln!("restarted {took:?} after it grew past max_memory");
 }
@@ -316,8 +294,10 @@ fn status_and_list_show_the_last_probe() {
          health_interval = \"300ms\"\n",
     );
     let pid = env.keepup(&["start"]).expect(0).pid();
-    wait_for("a probe", || status(&env)["health"]["probe"]["ok"] == true);
-    let value = status(&env);
+    wait_for("a probe", || {
+        env.status_json()["health"]["probe"]["ok"] == true
+    });
+    let value = env.status_json();
     assert_eq!(
         value["health"]["pid"].as_i64(),
         Some(i64::from(pid)),

@@ -6,8 +6,6 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::testenv::{TestEnv, wait_for};
 
 /// A Python service with `notify(text)` (`sd_notify` by hand) defined before `body` runs.
@@ -24,16 +22,6 @@ fn notifying_service(env: &TestEnv, body: &str) {
              {body}\nwhile True:\n    time.sleep(1)\n"
         ),
     );
-}
-
-fn status(env: &TestEnv) -> Value {
-    let run = env.keepup(&["status", "--json"]);
-    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
-}
-
-fn events(env: &TestEnv) -> Vec<Value> {
-    let run = env.keepup(&["events", "--json", "-n", "10000"]);
-    serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
 }
 
 #[test]
@@ -69,7 +57,7 @@ fn ready_notify_waits_for_the_services_own_ready_1() {
         "start ended before the service said READY=1 (after {took:?})"
     );
     assert!(took >= Duration::from_secs(2), "started after {took:?}");
-    let value = status(&env);
+    let value = env.status_json();
     assert_eq!(value["state"], "running", "{value}");
     assert_eq!(value["health"]["status"], "serving requests", "{value}");
     env.keepup(&["status"])
@@ -125,21 +113,18 @@ fn a_notify_service_that_stops_pinging_is_revived_within_4s() {
     );
     // status shows the pings as they come.
     wait_for("status to show a ping", || {
-        status(&env)["health"]["watchdog_at"].is_string()
+        env.status_json()["health"]["watchdog_at"].is_string()
     });
     let silent = env.path(&format!("silent-{old}"));
     wait_for("the service to fall silent", || silent.exists());
     let since = Instant::now();
-    wait_for("the revival", || {
-        let value = status(&env);
-        value["state"] == "running" && value["pid"].as_i64() != Some(i64::from(old))
-    });
+    wait_for("the revival", || env.runs_other_than(old));
     let took = since.elapsed();
     assert!(
         took < Duration::from_secs(4),
         "revived {took:?} after its last ping"
     );
-    let history = events(&env);
+    let history = env.events_json();
     let unhealthy = history
         .iter()
         .find(|e| e["event"] == "unhealthy")
@@ -147,17 +132,8 @@ fn a_notify_service_that_stops_pinging_is_revived_within_4s() {
     assert_eq!(unhealthy["pid"].as_i64(), Some(i64::from(old)));
     let detail = unhealthy["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("no WATCHDOG=1 for 2s"), "{detail}");
-    let exit = history
-        .iter()
-        .find(|e| e["event"] == "exit" && e["pid"].as_i64() == Some(i64::from(old)))
-        .unwrap_or_else(|| panic!("{history:#?}"));
-    assert!(
-        exit["detail"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("SIGABRT"),
-        "{exit}"
-    );
+    let exit = env.exit_of(old);
+    assert!(exit.contains("SIGABRT"), "{exit}");
     env.keepup(&["stop"]).expect(0);
     eprintln!("revived {took:?} after its last ping");
 }
@@ -177,11 +153,8 @@ fn watchdog_trigger_ends_it_at_once() {
          stop_timeout = \"2s\"\n\n[restart_limit]\nburst = 1000\nbackoff = \"0s\"\n",
     );
     let old = env.keepup(&["start"]).expect(0).pid();
-    wait_for("the revival", || {
-        let value = status(&env);
-        value["state"] == "running" && value["pid"].as_i64() != Some(i64::from(old))
-    });
-    let history = events(&env);
+    wait_for("the revival", || env.runs_other_than(old));
+    let history = env.events_json();
     let detail = history
         .iter()
         .find(|e| e["event"] == "unhealthy")

@@ -193,6 +193,36 @@ impl TestEnv {
         Run::from_output(&output)
     }
 
+    /// `status --json` of `cfg.toml`, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let run = self.keepup(&["status", "--json"]);
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+    }
+
+    /// Every event of `cfg.toml`'s history, parsed.
+    pub fn events_json(&self) -> Vec<serde_json::Value> {
+        let run = self.keepup(&["events", "--json", "-n", "10000"]);
+        serde_json::from_str(run.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {run:#?}"))
+    }
+
+    /// How the instance `pid` ended, as its `exit` event says.
+    #[track_caller]
+    pub fn exit_of(&self, pid: i32) -> String {
+        let history = self.events_json();
+        history
+            .iter()
+            .find(|e| e["event"] == "exit" && e["pid"].as_i64() == Some(i64::from(pid)))
+            .and_then(|e| e["detail"].as_str())
+            .unwrap_or_else(|| panic!("no exit event of {pid}: {history:#?}"))
+            .to_owned()
+    }
+
+    /// Whether `status` says the service runs, under another pid than `old` (revived).
+    pub fn runs_other_than(&self, old: i32) -> bool {
+        let value = self.status_json();
+        value["state"] == "running" && value["pid"].as_i64().is_some_and(|p| p != i64::from(old))
+    }
+
     /// `keepup -c cfg.toml ARGS` in the background, for races.
     pub fn keepup_spawn(&self, args: &[&str]) -> Child {
         self.command(Path::new(env!("CARGO_BIN_EXE_keepup")))

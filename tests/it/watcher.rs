@@ -324,16 +324,22 @@ fn switches(pid: i32) -> u64 {
         .sum()
 }
 
+/// Starts the service; its watcher's pid, once it waits in its lean state.
+fn started_and_waiting(env: &TestEnv) -> i32 {
+    env.keepup(&["start"]).expect(0);
+    let watcher = pid_of(&status(env)["watcher"]["pid"]).expect("no watcher");
+    wait_for("the watcher to wait", || {
+        cmdline(watcher).iter().any(|w| w == "--wait")
+    });
+    watcher
+}
+
 #[test]
 fn an_idle_watcher_never_wakes() {
     require!("python3", "python3");
     let env = TestEnv::new();
     service(&env);
-    env.keepup(&["start"]).expect(0);
-    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
-    wait_for("the watcher to wait", || {
-        cmdline(watcher).iter().any(|w| w == "--wait")
-    });
+    let watcher = started_and_waiting(&env);
     let before = switches(watcher);
     // Ten seconds of a healthy service: the observation itself, not a wait for something.
     std::thread::sleep(Duration::from_secs(10));
@@ -518,11 +524,7 @@ fn a_probing_watcher_wakes_about_once_per_probe() {
         "entry = \"svc.py\"\nstart_timeout = \"300ms\"\nhealth = \"tcp:127.0.0.1:{port}\"\n\
          health_interval = \"1s\"\n"
     ));
-    env.keepup(&["start"]).expect(0);
-    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
-    wait_for("the watcher to wait", || {
-        cmdline(watcher).iter().any(|w| w == "--wait")
-    });
+    let watcher = started_and_waiting(&env);
     let before = switches(watcher);
     std::thread::sleep(Duration::from_secs(5));
     let woke = switches(watcher) - before;
@@ -544,11 +546,7 @@ fn a_notify_watcher_without_a_watchdog_never_wakes() {
          s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])",
     );
     env.config("entry = \"svc.py\"\nready = \"notify\"\n");
-    env.keepup(&["start"]).expect(0);
-    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
-    wait_for("the watcher to wait", || {
-        cmdline(watcher).iter().any(|w| w == "--wait")
-    });
+    let watcher = started_and_waiting(&env);
     let before = switches(watcher);
     std::thread::sleep(Duration::from_secs(5));
     assert_eq!(
