@@ -208,6 +208,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_abstract_name_is_bound_and_reached_by_its_at_form() {
+        use std::os::linux::net::SocketAddrExt;
+        // Its own thread: the socket a thread holds is its own.
+        std::thread::spawn(|| {
+            let name = format!("keepup-test-{}", std::process::id());
+            open(&Address::Abstract(name.clone())).unwrap();
+            let to = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+            let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
+            sender.send_to_addr(b"STATUS=up", &to).unwrap();
+            assert!(wait(std::time::Duration::from_secs(5)));
+            let me = Pid::new(i64::from(std::process::id())).unwrap();
+            assert_eq!(receive(me), [b"STATUS=up".to_vec()]);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
     fn a_datagram_from_this_process_counts_only_for_its_own_family() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("svc.notify");
