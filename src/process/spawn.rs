@@ -390,10 +390,13 @@ pub fn resume_interrupts() {
 }
 
 /// The service should not inherit keepup's caller's ignored or blocked signals (cron, nohup),
-/// or `stop` could not stop it.
+/// or `stop` could not stop it. Nor what was sent to keepup's process group before this child
+/// left it (a Ctrl-C while `restart --force` holds interrupts back, in the moment between the
+/// fork and the `setsid`): pending behind keepup's mask, it would end the child the moment the
+/// mask is cleared. Ignoring a signal discards it where it is pending; then the default, then
+/// the mask.
 pub(super) fn reset_signals() {
     use nix_signal::{SigHandler, SigSet, SigmaskHow, Signal as S};
-    let _ = nix_signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     for signal in [
         S::SIGHUP,
         S::SIGINT,
@@ -403,7 +406,11 @@ pub(super) fn reset_signals() {
         S::SIGUSR2,
         S::SIGPIPE,
     ] {
-        // SAFETY: restoring the default disposition installs no handler.
-        let _ = unsafe { nix_signal::signal(signal, SigHandler::SigDfl) };
+        // SAFETY: ignoring, then restoring the default disposition, installs no handler.
+        unsafe {
+            let _ = nix_signal::signal(signal, SigHandler::SigIgn);
+            let _ = nix_signal::signal(signal, SigHandler::SigDfl);
+        }
     }
+    let _ = nix_signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
