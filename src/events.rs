@@ -274,9 +274,10 @@ pub fn read_counting(path: &Path) -> Result<History> {
     Ok(history)
 }
 
-/// The events the crash-loop guard looks at: from the last `start` on (it clears the guard),
-/// or all of them if there is none. Only those lines are parsed: a history near its size limit
-/// holds thousands of lines, and a revival should not wait for them.
+/// The events the crash-loop guard looks at, launches (`start`, `revive`) and trips, from the
+/// last `start` on (it clears the guard), or from the first if there is none. Only those lines
+/// are parsed: a history near its size limit holds thousands of lines, half of them `exit`s,
+/// and a revival should not wait for them.
 /// A history that is there but cannot be read (a directory in its place, a symlink) is an
 /// error here, not an empty history: the guard must not judge a loop it cannot see as none.
 pub fn read_since_start(path: &Path) -> Result<Vec<Event>> {
@@ -301,8 +302,18 @@ pub fn read_since_start(path: &Path) -> Result<Vec<Event>> {
                 .rposition(|b| *b == b'\n')
                 .map_or(0, |nl| nl + 1)
         });
+    let judged = [
+        &br#""event":"start""#[..],
+        br#""event":"revive""#,
+        br#""event":"guard_trip""#,
+    ];
     Ok(bytes[from..]
         .split(|b| *b == b'\n')
+        .filter(|line| {
+            judged
+                .iter()
+                .any(|m| memchr::memmem::find(line, m).is_some())
+        })
         .filter_map(|line| serde_json::from_slice(line).ok())
         .collect())
 }
@@ -423,5 +434,31 @@ mod tests {
         assert_eq!(read_since_start(&path).unwrap(), all[1..]);
         let missing = dir.path().join("none");
         assert!(read_since_start(&missing).unwrap().is_empty());
+    }
+
+    /// Only launches and trips are the guard's: the rest (an `exit` per revival) is not parsed.
+    #[test]
+    fn the_guard_reads_launches_and_trips_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svc.events");
+        let said = Event::now(Kind::Exit, Who::Watcher, Outcome::Failed, Pid::new(8))
+            .detail(r#"it printed "event":"revive" and died"#);
+        let events = [
+            Event::now(Kind::Start, Who::User, Outcome::Ok, Pid::new(6)),
+            Event::now(Kind::Exit, Who::Watcher, Outcome::Failed, Pid::new(6)),
+            Event::now(Kind::Revive, Who::Watcher, Outcome::Ok, Pid::new(7)),
+            said,
+            Event::now(Kind::GuardTrip, Who::Watcher, Outcome::Ok, None),
+            Event::now(Kind::Stop, Who::User, Outcome::Ok, Pid::new(7)),
+        ];
+        for event in &events {
+            append(&path, event).unwrap();
+        }
+        let kinds: Vec<Kind> = read_since_start(&path)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(kinds, [Kind::Start, Kind::Revive, Kind::GuardTrip]);
     }
 }
