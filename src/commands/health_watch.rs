@@ -79,6 +79,8 @@ pub(super) fn wait_for_end(config: Option<&Config>, identity: &Identity, waits: 
             .min();
         match process::notify::with_fd(|fd| watched.until_or(deadline, fd)) {
             Wake::Ended(ended) => {
+                // What it said just before it ended may have come with its end, unread.
+                vigil.last_words();
                 if vigil.record.stopping {
                     note(&format!(
                         "{}{} ({}) said STOPPING=1, then {ended}",
@@ -144,6 +146,23 @@ impl<'c> Vigil<'c> {
 
     /// What the service sent: kept for `status`; `WATCHDOG=1` re-arms the watchdog, and
     /// `WATCHDOG=trigger` ends it at once.
+    /// What the service said before it ended, for the record (a `STOPPING=1` sent a moment
+    /// before its exit arrives with it): noted, not acted on.
+    fn last_words(&mut self) {
+        let mut said = false;
+        for datagram in process::notify::receive(self.identity.pid) {
+            for notice in notify::parse(&datagram) {
+                if !matches!(notice, Notice::Watchdog | Notice::WatchdogTrigger) {
+                    self.record.note(notice);
+                    said = true;
+                }
+            }
+        }
+        if said {
+            let _ = health::write(&self.record_file, &self.record);
+        }
+    }
+
     fn read_notifications(&mut self) {
         let mut trigger = false;
         for datagram in process::notify::receive(self.identity.pid) {

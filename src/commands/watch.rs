@@ -277,12 +277,21 @@ fn revive_locked(
         return Next::Leave;
     }
     if let Some((pid, how)) = ended {
-        let outcome = if how.clean() {
+        // A service that said STOPPING=1 (sd_notify) meant to end: its exit is no failure,
+        // whatever its code (it is revived all the same while its pid lock exists).
+        let intended = crate::health::read(&service.state_file(crate::health::SUFFIX))
+            .is_some_and(|r| r.pid == pid && r.stopping);
+        let outcome = if how.clean() || intended {
             Outcome::Ok
         } else {
             Outcome::Failed
         };
-        let what = format!("{} ({pid}) {how}", config.name);
+        let said = if intended {
+            " after it said STOPPING=1"
+        } else {
+            ""
+        };
+        let what = format!("{} ({pid}) {how}{said}", config.name);
         locked.record(Kind::Exit, outcome, Some(pid), Some(&what));
     }
     if !config.watch {

@@ -164,3 +164,46 @@ fn watchdog_trigger_ends_it_at_once() {
     assert!(detail.contains("WATCHDOG=trigger"), "{history:#?}");
     env.keepup(&["stop"]).expect(0);
 }
+
+/// `STOPPING=1` marks the coming exit as intended: the `exit` event is no failure, whatever
+/// the code, and says why; the service is revived all the same (its pid lock is there).
+#[test]
+fn an_exit_after_stopping_1_is_recorded_as_intended() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    // The first instance says STOPPING=1 and exits with code 3 once asked (a file); the next
+    // one stays.
+    notifying_service(
+        &env,
+        "notify('READY=1')\n\
+         if not os.path.exists('stopped-once'):\n    \
+             while not os.path.exists('please-stop'):\n        time.sleep(0.05)\n    \
+             open('stopped-once', 'w').close()\n    \
+             notify('STOPPING=1')\n    os._exit(3)",
+    );
+    env.config("entry = \"svc.py\"\nready = \"notify\"\nstart_timeout = \"10s\"\n");
+    let first = env.keepup(&["start"]).expect(0).pid();
+    env.write("please-stop", "");
+    let mut exit = None;
+    wait_for("the exit event of the first instance", || {
+        exit = env
+            .events_json()
+            .into_iter()
+            .find(|e| e["event"] == "exit" && e["pid"] == first);
+        exit.is_some()
+    });
+    let exit = exit.unwrap();
+    assert_eq!(exit["outcome"], "ok", "{exit}");
+    assert!(
+        exit["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("exited with code 3 after it said STOPPING=1")),
+        "{exit}"
+    );
+    wait_for("the revival", || {
+        env.events_json()
+            .iter()
+            .any(|e| e["event"] == "revive" && e["outcome"] == "ok")
+    });
+    env.keepup(&["stop"]).expect(0);
+}
