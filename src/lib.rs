@@ -15,6 +15,7 @@ pub mod guard;
 pub mod health;
 pub mod interpreter;
 pub mod keeper;
+pub mod listen;
 pub mod logfile;
 pub mod manual;
 pub mod notify;

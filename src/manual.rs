@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use roff::{Roff, bold, italic, roman};
 
 /// Every config key: name, default, meaning (README's table, shortened).
-const KEYS: [(&str, &str, &str); 27] = [
+const KEYS: [(&str, &str, &str); 28] = [
     (
         "entry",
         "required",
@@ -107,6 +107,13 @@ const KEYS: [(&str, &str, &str); 27] = [
         "health_failures",
         "3",
         "failed health checks in a row that make the service unhealthy",
+    ),
+    (
+        "listen",
+        "none",
+        "sockets the watcher binds once and hands to every launch (fds 3…, LISTEN_FDS, \
+         LISTEN_PID, LISTEN_FDNAMES; {fd} or {fd:NAME} in startup): [\"tcp:HOST:PORT\", \
+         \"unix:PATH\"], each optionally NAME= first",
     ),
     (
         "[restart_limit] burst",

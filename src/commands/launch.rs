@@ -45,7 +45,10 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
         )));
     }
     check_runnable(service)?;
-    check_ready_is_not_taken(service)?;
+    // On a socket keepup holds, the check would ask the queue of keepup's own socket.
+    if config.listen.is_empty() {
+        check_ready_is_not_taken(service)?;
+    }
     let log_start = std::fs::metadata(&config.log).map_or(0, |m| m.len());
     let mut env = service
         .launch_env()
@@ -54,7 +57,8 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
         notify_socket(service, &mut env).map_err(|e| not_launched(config, &e))?;
     }
     process::become_subreaper();
-    let mut child = finder.spawn(&env).map_err(|e| match e {
+    let sockets = process::sockets::hold(&config.listen, &config.name)?;
+    let mut child = finder.spawn(&env, &sockets).map_err(|e| match e {
         Error::Io { .. } => not_launched(config, &e),
         e => e,
     })?;

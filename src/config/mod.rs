@@ -69,6 +69,8 @@ pub struct Config {
     /// A watcher waits for the service's exit and revives it at once; the timer alone
     /// revives it otherwise.
     pub watch: bool,
+    /// The sockets the watcher holds and hands to every launch, in descriptor order (3…).
+    pub listen: Vec<crate::listen::Listen>,
 }
 
 impl Config {
@@ -510,6 +512,35 @@ mod tests {
     fn table_key_is_dotted() {
         assert_eq!(key_at("[a]\nb = 1\n", 4).as_deref(), Some("a.b"));
         assert_eq!(key_at("b = 1\n", 0).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn listen_fills_fd_placeholders_and_refuses_what_it_cannot_keep() {
+        let (dir, config) = load_text(
+            "entry = \"bot.py\"\nstartup = \"python3 {entry} --fd {fd:ctl}\"\n\
+             listen = [\"tcp:127.0.0.1:8000\", \"ctl=unix:run/ctl.sock\"]\n",
+        );
+        let config = config.unwrap();
+        assert_eq!(config.startup[2..], ["--fd", "4"]);
+        assert_eq!(
+            config.listen[1].address,
+            crate::listen::Address::Unix(dir.path().join("run/ctl.sock"))
+        );
+        for (text, says) in [
+            ("startup = \"python3 bot.py {fd}\"\n", "there is none"),
+            (
+                "listen = [\"tcp:127.0.0.1:8000\"]\nready = \"tcp:127.0.0.1:8000\"\n",
+                "use an http:// or cmd: check",
+            ),
+            (
+                "listen = [\"tcp:127.0.0.1:8000\"]\nwatch = false\n",
+                "remove watch = false",
+            ),
+            ("listen = [\"8000\"]\n", "key `listen`: \"8000\" is neither"),
+        ] {
+            let message = error(&format!("entry = \"bot.py\"\n{text}"));
+            assert!(message.contains(says), "{text}: {message}");
+        }
     }
 
     #[test]

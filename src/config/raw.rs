@@ -14,6 +14,7 @@ use super::values::{
 };
 use super::{Config, dir_of};
 use crate::health::{self, Health, MemoryLimit};
+use crate::listen::Listen;
 use crate::ready::Ready;
 use crate::signal::Signal;
 use crate::startup::{self, Pattern, clean};
@@ -70,6 +71,9 @@ pub struct RawConfig {
     /// The whole service (its processes' PSS, as `status` counts it) above this size at two
     /// checks in a row (every `health_interval`): restarted gracefully, e.g. "500MB".
     pub max_memory: Option<String>,
+    /// Sockets the watcher binds once and hands to every launch (`LISTEN_FDS`, fds 3…):
+    /// `"tcp:HOST:PORT"` or `"unix:PATH"`, each optionally `NAME=` first.
+    pub listen: Option<Vec<String>>,
 }
 
 /// The values that passed, before the paths that depend on them are settled.
@@ -91,6 +95,7 @@ struct Checked {
     watchdog: Option<Duration>,
     memory: Option<MemoryLimit>,
     log_max_size: Option<u64>,
+    listen: Vec<Listen>,
 }
 
 impl RawConfig {
@@ -116,6 +121,7 @@ impl RawConfig {
         let (stop_timeout, start_timeout) = self.timeouts(problems);
         let env = self.env.take().unwrap_or_default();
         check_env_names(problems, &env);
+        let listen = self.listening(problems, dir);
         let startup_and_pattern = entry.as_ref().and_then(|entry| {
             startup_and_pattern(
                 problems,
@@ -123,6 +129,7 @@ impl RawConfig {
                 entry,
                 resolved.as_deref(),
                 search,
+                &listen,
             )
         });
         let restart_limit = restart_limit(problems, &self.restart_limit.take().unwrap_or_default());
@@ -136,6 +143,7 @@ impl RawConfig {
         let health = self.health(problems, entry.as_deref());
         let watchdog = self.watchdog(problems, ready.as_ref());
         let memory = self.memory(problems);
+        refuse_tcp_ready_on_held_sockets(problems, ready.as_ref(), &listen);
         let log_max_size = check(
             problems,
             parse_size(self.log_max_size.as_deref().unwrap_or("10MB"))
@@ -186,6 +194,7 @@ impl RawConfig {
                 watchdog,
                 memory,
                 log_max_size,
+                listen,
             },
         )
     }
@@ -345,6 +354,27 @@ impl RawConfig {
         (stop_timeout, start_timeout)
     }
 
+    /// `listen`, checked; the watcher that holds the sockets must be there to hold them.
+    fn listening(&self, problems: &mut Vec<String>, dir: &Path) -> Vec<Listen> {
+        let listen = check(
+            problems,
+            crate::listen::parse_all(self.listen.as_deref().unwrap_or_default(), dir)
+                .map_err(|e| format!("key `listen`: {e}")),
+        )
+        .unwrap_or_default();
+        if !listen.is_empty() && self.watch == Some(false) {
+            check(
+                problems,
+                Err::<(), _>(
+                    "key `listen`: the watcher holds the sockets between launches, and watch = \
+                     false has none: remove watch = false, or listen"
+                        .to_owned(),
+                ),
+            );
+        }
+        listen
+    }
+
     /// Where keepup's files and the log go, once every value has passed.
     fn settle(self, file: &Path, dir: &Path, checked: Checked) -> Result<Config, Vec<String>> {
         let Checked {
@@ -403,7 +433,26 @@ impl RawConfig {
             log_keep: self.log_keep.unwrap_or(3),
             env_file: self.env_file.as_deref().map(|f| clean(&dir.join(f))),
             watch: self.watch.unwrap_or(true),
+            listen: checked.listen,
         })
+    }
+}
+
+/// With a held socket (`listen`) the kernel accepts into its queue whether the service runs
+/// or not: a `tcp:` check would pass at once, and prove nothing.
+fn refuse_tcp_ready_on_held_sockets(
+    problems: &mut Vec<String>,
+    ready: Option<&Ready>,
+    listen: &[Listen],
+) {
+    if let (Some(ready @ Ready::Tcp { .. }), false) = (ready, listen.is_empty()) {
+        check(
+            problems,
+            Err::<(), _>(format!(
+                "key `ready`: \"{ready}\" passes at once on a socket keepup holds (`listen`), \
+                 whether the service is up or not: use an http:// or cmd: check"
+            )),
+        );
     }
 }
 
@@ -426,10 +475,12 @@ fn startup_and_pattern(
     entry: &Path,
     resolved: Option<&Path>,
     search: Option<Search>,
+    listen: &[Listen],
 ) -> Option<(Vec<String>, Option<Pattern>)> {
     let startup = check(
         problems,
         startup::split(startup.unwrap_or("{entry}"), entry, dir_of(entry))
+            .and_then(|mut words| crate::listen::substitute(&mut words, listen).map(|()| words))
             .map_err(|e| format!("key `startup`: {e}")),
     )?;
     let pattern = Pattern::derive(&startup, entry, resolved, dir_of(entry), read_shebang);

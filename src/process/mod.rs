@@ -33,6 +33,7 @@ mod linux;
 pub mod lsof;
 pub mod notify;
 pub mod ports;
+pub mod sockets;
 mod spawn;
 mod table;
 pub mod watcher;

@@ -3,7 +3,7 @@
 //! exited, one that forked into the background).
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -29,7 +29,13 @@ impl Finder<'_> {
     /// entry's folder. The process waits at a gate before it runs the service's program, until
     /// [`Spawned::release`]: keepup records it first, so no instance ever runs unrecorded (a
     /// keepup killed before it records one closes the gate, and the process leaves).
-    pub fn spawn(&self, env: &crate::environment::Environment) -> Result<Spawned> {
+    /// `sockets`: what it gets at fds 3… (`listen`), with `LISTEN_FDS`, `LISTEN_FDNAMES` and its
+    /// own pid in `LISTEN_PID`.
+    pub fn spawn(
+        &self,
+        env: &crate::environment::Environment,
+        sockets: &super::sockets::Handed,
+    ) -> Result<Spawned> {
         let config = self.config;
         let log = crate::files::open_append(&config.log, "opening log", true, true)?;
         let null = std::fs::File::open("/dev/null").map_err(Error::io("opening", "/dev/null"))?;
@@ -52,7 +58,7 @@ impl Finder<'_> {
             crate::files::find_on_path(program, &path_env)
                 .ok_or_else(|| cannot_run(std::io::Error::from_raw_os_error(nix::libc::ENOENT)))?
         };
-        let exec = Exec::new(&resolved, &config.startup, env, config.dir())
+        let exec = Exec::new(&resolved, &config.startup, env, config.dir(), sockets)
             .ok_or_else(|| Error::Failed(format!("{}: startup holds a NUL byte", config.name)))?;
         // Out of descriptors or process slots: keepup's own trouble, passing, not the service's.
         let no_launch = |what: &str, e: nix::errno::Errno| {
@@ -238,6 +244,12 @@ impl Spawned {
 /// not allocate).
 struct Exec {
     program: CString,
+    /// The sockets to put at fds 3… (`listen`).
+    sockets: Vec<RawFd>,
+    /// `LISTEN_PID=` and room for the child's pid, which only the child knows: written there
+    /// after the fork, through `listen_pid_digits` (an entry of `envp_ptrs` points at it).
+    _listen_pid: Vec<u8>,
+    listen_pid_digits: *mut u8,
     /// What `argv_ptrs` points into: owned here for as long as the pointers are used.
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const nix::libc::c_char>,
@@ -253,8 +265,22 @@ impl Exec {
         argv: &[String],
         env: &BTreeMap<OsString, OsString>,
         dir: &Path,
+        sockets: &super::sockets::Handed,
     ) -> Option<Exec> {
         use std::os::unix::ffi::OsStrExt;
+        let mut env = env.clone();
+        let mut listen_pid = Vec::new();
+        // What the environment says of sockets describes keepup's own, not what this launch
+        // hands over.
+        if !sockets.fds.is_empty() {
+            for key in LISTEN_KEYS {
+                env.remove(OsStr::new(key));
+            }
+            env.insert("LISTEN_FDS".into(), sockets.fds.len().to_string().into());
+            env.insert("LISTEN_FDNAMES".into(), sockets.names.clone().into());
+            listen_pid = b"LISTEN_PID=".to_vec();
+            listen_pid.resize(listen_pid.len() + PID_DIGITS + 1, 0);
+        }
         let argv: Vec<CString> = argv
             .iter()
             .map(|a| CString::new(a.as_bytes()).ok())
@@ -273,10 +299,23 @@ impl Exec {
             pointers.push(std::ptr::null());
             pointers
         };
+        let mut envp_ptrs = pointers(&envp);
+        // Derived once, and only written through in the child.
+        let listen_pid_digits = if listen_pid.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            let start = listen_pid.as_mut_ptr();
+            envp_ptrs.insert(envp_ptrs.len() - 1, start.cast_const().cast());
+            // SAFETY: within the buffer: "LISTEN_PID=" is followed by the digits' room.
+            unsafe { start.add(b"LISTEN_PID=".len()) }
+        };
         Some(Exec {
             program: CString::new(program.as_os_str().as_bytes()).ok()?,
+            sockets: sockets.fds.clone(),
+            _listen_pid: listen_pid,
+            listen_pid_digits,
             argv_ptrs: pointers(&argv),
-            envp_ptrs: pointers(&envp),
+            envp_ptrs,
             _argv: argv,
             _envp: envp,
             dir: CString::new(dir.as_os_str().as_bytes()).ok()?,
@@ -293,7 +332,8 @@ impl Exec {
         use nix::libc;
         // SAFETY: async-signal-safe system calls only, on memory prepared before the fork.
         unsafe {
-            let fail = |errno: i32| -> ! {
+            let mut errors = errors;
+            let fail = |errors: RawFd, errno: i32| -> ! {
                 let bytes = errno.to_ne_bytes();
                 libc::write(errors, bytes.as_ptr().cast(), bytes.len());
                 libc::_exit(127)
@@ -314,18 +354,96 @@ impl Exec {
                 || libc::dup2(log, 2) < 0
                 || libc::chdir(self.dir.as_ptr()) < 0
             {
-                fail(nix::errno::Errno::last_raw());
+                fail(errors, nix::errno::Errno::last_raw());
+            }
+            if !self.sockets.is_empty() {
+                errors = self
+                    .hand_sockets(errors)
+                    .unwrap_or_else(|errno| fail(errors, errno));
+                write_pid(self.listen_pid_digits, libc::getpid());
             }
             reset_signals();
-            super::descriptors::close_inherited(errors);
+            let first_free = crate::listen::fd_of(self.sockets.len());
+            super::descriptors::close_inherited(first_free, errors);
             libc::execve(
                 self.program.as_ptr(),
                 self.argv_ptrs.as_ptr(),
                 self.envp_ptrs.as_ptr(),
             );
-            fail(nix::errno::Errno::last_raw())
+            fail(errors, nix::errno::Errno::last_raw())
         }
     }
+}
+
+impl Exec {
+    /// In the forked process: puts the sockets at fds 3… (inheritable), moving first out of
+    /// their way `errors` (returned at its new number) and the sockets themselves, which may
+    /// sit where another must go. Says the errno when a step fails.
+    ///
+    /// # Safety
+    /// As [`Exec::run`].
+    unsafe fn hand_sockets(&self, errors: RawFd) -> Result<RawFd, i32> {
+        use nix::libc;
+        let count = self.sockets.len().min(crate::listen::MAX_LISTEN);
+        let above = crate::listen::fd_of(count);
+        let mut moved = [-1; crate::listen::MAX_LISTEN];
+        // SAFETY: fcntl and dup2 on descriptors this process holds; no allocation.
+        unsafe {
+            let errors = libc::fcntl(errors, libc::F_DUPFD_CLOEXEC, above);
+            if errors < 0 {
+                return Err(nix::errno::Errno::last_raw());
+            }
+            for (i, fd) in self.sockets.iter().take(count).enumerate() {
+                moved[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, above);
+                if moved[i] < 0 {
+                    return Err(nix::errno::Errno::last_raw());
+                }
+            }
+            for (i, fd) in moved.iter().take(count).enumerate() {
+                // dup2 leaves the new descriptor inheritable.
+                if libc::dup2(*fd, crate::listen::fd_of(i)) < 0 {
+                    return Err(nix::errno::Errno::last_raw());
+                }
+            }
+            Ok(errors)
+        }
+    }
+}
+
+/// The variables of socket activation, which a launch that hands sockets sets anew.
+const LISTEN_KEYS: [&str; 4] = [
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+    "LISTEN_PID",
+    "LISTEN_PIDFDID",
+];
+
+/// Room for a pid's decimal digits.
+const PID_DIGITS: usize = 20;
+
+/// Writes `pid` in decimal at `at` (room for [`PID_DIGITS`] and a NUL), in the forked child:
+/// no allocation, no formatting machinery.
+///
+/// # Safety
+/// `at` must point at that much writable memory of this process's own.
+unsafe fn write_pid(at: *mut u8, pid: nix::libc::pid_t) {
+    let mut digits = [0u8; PID_DIGITS];
+    let mut n = 0;
+    let mut left = u64::try_from(pid).unwrap_or(0);
+    loop {
+        digits[n] = b'0' + u8::try_from(left % 10).unwrap_or(0);
+        n += 1;
+        left /= 10;
+        if left == 0 || n == PID_DIGITS {
+            break;
+        }
+    }
+    for i in 0..n {
+        // SAFETY: i < n <= PID_DIGITS, within the room the caller promises.
+        unsafe { *at.add(i) = digits[n - 1 - i] };
+    }
+    // SAFETY: as above; n <= PID_DIGITS, and the room holds one more byte for the NUL.
+    unsafe { *at.add(n) = 0 };
 }
 
 /// A process's command line, words joined by spaces, for messages; empty when unreadable.

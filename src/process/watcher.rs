@@ -202,15 +202,23 @@ pub fn become_waiting(
         .as_ref()
         .map_or_else(|| "-".to_owned(), |fd| fd.as_raw_fd().to_string());
     super::notify::hand_over();
-    exec_self(&[
+    let pid = identity.pid.to_string();
+    let mut args = vec![
         config_file.as_os_str(),
         OsStr::new(VERB),
         OsStr::new(WAIT),
-        OsStr::new(&identity.pid.to_string()),
+        OsStr::new(&pid),
         OsStr::new(&identity.start),
         OsStr::new(waits),
         OsStr::new(&copy_fd),
-    ])
+    ];
+    // The sockets it holds (`listen`) stay open across the exec: closing one would refuse the
+    // connections in its queue.
+    let held = super::sockets::inheritable();
+    if !held.is_empty() {
+        args.extend([OsStr::new(HELD), OsStr::new(&held)]);
+    }
+    exec_self(&args)
 }
 
 /// The waiting state, as its command line describes it.
@@ -236,11 +244,19 @@ impl Waiting {
 /// The waiting state's command line, if `args` is one.
 #[must_use]
 pub fn waiting_args(args: &[OsString]) -> Option<Waiting> {
+    let (args, held) = match args {
+        [args @ .., flag, held] if flag == HELD => (args, Some(held)),
+        args => (args, None),
+    };
     let [_, flag, config, verb, wait, pid, start, waits, copy] = args else {
         return None;
     };
     if flag != "--config" || verb != VERB || wait != WAIT {
         return None;
+    }
+    if let Some(held) = held.and_then(|h| h.to_str()) {
+        // SAFETY: handed to this image alone by `become_waiting`, whose command line this is.
+        unsafe { super::sockets::adopt(held) };
     }
     let pid = Pid::new(pid.to_str()?.parse().ok()?)?;
     let waits = match waits.to_str()? {
@@ -269,6 +285,9 @@ pub fn waiting_args(args: &[OsString]) -> Option<Waiting> {
 
 /// The flag of the waiting state.
 const WAIT: &str = "--wait";
+
+/// Before the listening sockets the waiting state holds (`listen`): their descriptors.
+const HELD: &str = "--held";
 
 /// Replaces this process's image with keepup's own program, run with `--config` and `args`.
 fn exec_self(args: &[&OsStr]) -> Error {

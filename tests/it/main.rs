@@ -21,6 +21,7 @@ mod house;
 mod identity;
 mod keeper;
 mod lifecycle;
+mod listen;
 mod memory;
 mod notify;
 mod ownership;

@@ -14,7 +14,7 @@ use std::sync::mpsc;
 use crate::testenv::{PATIENCE, Run, TestEnv, alive, free_port, group_of, sigkill, wait_for};
 
 /// PATH with the recipes' virtualenv first, when there is one.
-fn tool_path() -> String {
+pub fn tool_path() -> String {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/recipes-venv/bin");
     let path = std::env::var("PATH").unwrap_or_default();
     if venv.is_dir() {
@@ -25,7 +25,7 @@ fn tool_path() -> String {
 }
 
 /// Whether `program` is on the recipes' PATH: a skip when not, a failure under CI.
-fn installed(program: &str, install: &str) -> bool {
+pub fn installed(program: &str, install: &str) -> bool {
     let found = std::env::split_paths(&tool_path()).any(|dir| dir.join(program).is_file());
     if !found {
         assert!(
