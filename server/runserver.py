@@ -4,7 +4,9 @@ or on the socket it is handed (LISTEN_FDS, as keepup's `listen` and systemd pass
 
 import json
 import os
+import signal
 import socket
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BODY = json.dumps({"msg": "running"}, separators=(",", ":")).encode()
@@ -50,7 +52,14 @@ def main():
         )
         server.socket = handed
         print("listening on the socket it was handed, %s" % (handed.getsockname(),), flush=True)
+    # TERM (keepup's stop_signal, and how `keepup reload` retires a generation): stop
+    # accepting, finish the requests in progress, then exit. Connections not yet accepted stay
+    # in the socket's queue for the next generation.
+    server.daemon_threads = False
+    server.block_on_close = True
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     server.serve_forever()
+    server.server_close()
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ pub enum Verb {
         #[arg(long, conflicts_with = "force")]
         timer: bool,
     },
+    /// Start a new generation on the held sockets (`listen`), then stop the old one once the
+    /// new one is ready; if it fails, the old one serves on (exit 1).
+    Reload,
     /// Show whether the service runs (exit 0 running, 1 dead, 3 stopped, 4 unknown).
     Status {
         /// One JSON object instead of text.
@@ -207,6 +210,7 @@ impl Verb {
             Verb::Start => Command::Start,
             Verb::Stop => Command::Stop,
             Verb::Kill => Command::Kill,
+            Verb::Reload => Command::Reload,
             Verb::Restart { force, timer } => Command::Restart { force, timer },
             Verb::Status { json } => Command::Status { json },
             Verb::InstallTimer => Command::InstallTimer,

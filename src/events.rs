@@ -49,6 +49,9 @@ pub enum Kind {
     /// The watcher restarted the service because its processes used more than `max_memory`
     /// at two checks in a row; the detail names the figure.
     Memory,
+    /// `keepup reload`: a new generation started on the held sockets (its pid), then the old
+    /// one stopped; or the new one failed and the old one serves on.
+    Reload,
 }
 
 impl Kind {
@@ -68,6 +71,7 @@ impl Kind {
             Kind::Watcher => "watcher",
             Kind::Unhealthy => "unhealthy",
             Kind::Memory => "memory",
+            Kind::Reload => "reload",
         }
     }
 }

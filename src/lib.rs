@@ -28,6 +28,7 @@ pub mod process;
 pub mod ready;
 pub mod record;
 pub mod registry;
+pub mod reloading;
 pub mod service;
 pub mod signal;
 pub mod startup;

@@ -87,6 +87,8 @@ pub struct Status {
     pub watch: bool,
     /// The running watcher, if one runs.
     pub watcher: Option<Watcher>,
+    /// A reload under way: two generations at once.
+    pub reloading: Option<Reloading>,
     pub guard: Guard,
     pub revivals_24h: usize,
     /// The running instance's health, as the watcher (and a notify launch) last recorded it:
@@ -159,6 +161,29 @@ pub struct Watcher {
     pub waits: crate::process::exit::Waits,
     /// `stopped (SIGSTOP)` when it is stopped: it revives nothing until SIGCONT; else `null`.
     pub suspended: Option<&'static str>,
+}
+
+/// A reload under way, as `status` tells it: the new generation is `pid`.
+#[derive(Debug, Serialize)]
+pub struct Reloading {
+    /// `starting` (the old generation serves until the new one is ready) or `stopping` (the
+    /// old one got `stop_signal` and finishes its requests).
+    pub phase: crate::reloading::Phase,
+    pub old_pid: Option<i32>,
+}
+
+impl Reloading {
+    fn text(&self) -> String {
+        let old = self.old_pid.map_or_else(
+            || "the old generation".to_owned(),
+            |p| format!("the old generation ({p})"),
+        );
+        if self.phase == crate::reloading::Phase::Starting {
+            format!("the new generation is starting; {old} serves until it is ready")
+        } else {
+            format!("{old} got its stop signal and finishes its requests")
+        }
+    }
 }
 
 /// The crash-loop guard, as `status` tells it.
@@ -311,6 +336,9 @@ impl Status {
         if let Some(watcher) = watcher {
             line("watcher:", &watcher);
         }
+        if let Some(reloading) = &self.reloading {
+            line("reloading:", &reloading.text());
+        }
         line(
             "guard:",
             &format!(
@@ -432,6 +460,7 @@ mod tests {
                 waits: crate::process::exit::Waits::Pidfd,
                 suspended: None,
             }),
+            reloading: None,
             guard: Guard {
                 state: "ok",
                 until: None,

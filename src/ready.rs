@@ -2,7 +2,7 @@
 //! its health page says 2xx, a command exits 0), not only running.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -70,10 +70,20 @@ impl Ready {
     /// Runs the check once, within `budget` (the time left until the start deadline, so a
     /// slow `cmd:` check may take all of it): `Ok` if it passes, else what it saw.
     pub fn probe(&self, dir: &Path, budget: Duration) -> Result<(), String> {
+        self.probe_taken_by(dir, budget, &|_, _| Ok(()))
+    }
+
+    /// As [`Ready::probe`], but a network check's answer counts only if `taker`, told the
+    /// server's and the check's own address once connected, says the right process took the
+    /// connection (during a reload two generations accept on one socket). A `cmd:` check
+    /// runs as it is.
+    pub fn probe_taken_by(&self, dir: &Path, budget: Duration, taker: Taker) -> Result<(), String> {
         let budget = budget.max(MIN_BUDGET);
         match self {
-            Ready::Tcp { host, port } => connect(host, *port, budget).map(drop),
-            Ready::Http { host, port, path } => http_get(host, *port, path, budget),
+            Ready::Tcp { host, port } => {
+                connect(host, *port, budget).and_then(|stream| taken(&stream, taker))
+            }
+            Ready::Http { host, port, path } => http_get(host, *port, path, budget, taker),
             Ready::Cmd(words) => run(words, dir, budget),
             Ready::Notify => Err("notify is not probed: the service sends READY=1".to_owned()),
         }
@@ -127,8 +137,28 @@ fn connect(host: &str, port: u16, budget: Duration) -> Result<TcpStream, String>
     Err(last)
 }
 
-fn http_get(host: &str, port: u16, path: &str, budget: Duration) -> Result<(), String> {
+/// Says whether the process that took a check's connection may answer it: told the server's
+/// address and the check's own.
+pub type Taker<'a> = &'a dyn Fn(SocketAddr, SocketAddr) -> Result<(), String>;
+
+fn taken(stream: &TcpStream, taker: Taker) -> Result<(), String> {
+    match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(server), Ok(client)) => taker(server, client),
+        (Err(e), _) | (_, Err(e)) => Err(format!("the check's connection: {e}")),
+    }
+}
+
+fn http_get(
+    host: &str,
+    port: u16,
+    path: &str,
+    budget: Duration,
+    taker: Taker,
+) -> Result<(), String> {
     let mut stream = connect(host, port, budget)?;
+    // Before the request: the server waits for it, so the connection it accepted is there to
+    // be found.
+    taken(&stream, taker)?;
     let _ = stream.set_read_timeout(Some(budget));
     let _ = stream.set_write_timeout(Some(budget));
     let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");

@@ -166,6 +166,12 @@ impl Service {
         )
     }
 
+    /// `<name>.reload`: a reload asked of the watcher, and how far it got.
+    #[must_use]
+    pub fn reload_file(&self) -> PathBuf {
+        self.state_file(".reload")
+    }
+
     /// `<name>.watcher`: who the watcher is.
     #[must_use]
     pub fn watcher_file(&self) -> PathBuf {

@@ -62,14 +62,19 @@ fn wakes(config: &Config) -> bool {
 /// Blocks until the instance `identity` has ended, and says how; with a health check in
 /// `config`, probes it meanwhile, with `max_memory` looks at its memory, and with `ready =
 /// "notify"` reads what it sends; ends it when it is unhealthy, too big, or its watchdog runs
-/// out.
-pub(super) fn wait_for_end(config: Option<&Config>, identity: &Identity, waits: Waits) -> Ended {
+/// out. `None` as soon as `asked` says so (a reload asked of the watcher).
+pub(super) fn wait_for_end_or(
+    config: Option<&Config>,
+    identity: &Identity,
+    waits: Waits,
+    asked: &mut dyn FnMut() -> bool,
+) -> Option<Ended> {
     let Some(config) = config.filter(|c| wakes(c)) else {
-        return process::exit::wait_for_end(identity, waits);
+        return process::exit::wait_for_end_or(identity, waits, asked);
     };
     let watched = match Watched::begin(identity, waits) {
         Ok(watched) => watched,
-        Err(ended) => return ended,
+        Err(ended) => return Some(ended),
     };
     let mut vigil = Vigil::new(config, identity);
     loop {
@@ -77,7 +82,8 @@ pub(super) fn wait_for_end(config: Option<&Config>, identity: &Identity, waits: 
             .into_iter()
             .flatten()
             .min();
-        match process::notify::with_fd(|fd| watched.until_or(deadline, fd)) {
+        match process::notify::with_fd(|fd| watched.until_asked(deadline, fd, &mut *asked)) {
+            Wake::Asked => return None,
             Wake::Ended(ended) => {
                 // What it said just before it ended may have come with its end, unread.
                 vigil.last_words();
@@ -89,7 +95,7 @@ pub(super) fn wait_for_end(config: Option<&Config>, identity: &Identity, waits: 
                         identity.pid
                     ));
                 }
-                return ended;
+                return Some(ended);
             }
             Wake::Readable => vigil.read_notifications(),
             Wake::Deadline => {

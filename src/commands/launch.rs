@@ -1,5 +1,6 @@
 //! Starting a new instance, shared by `start` and `restart`'s revival.
 
+use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
@@ -28,6 +29,10 @@ const PROBE_PAUSE: Duration = Duration::from_millis(50);
 /// The probe before launching, which should find nothing: refused at once on loopback.
 const PRECHECK_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// At least how long a check waits for some process to accept its connection, to learn which
+/// generation did (the old one takes it within a moment).
+const ACCEPT_WAIT: Duration = Duration::from_millis(250);
+
 /// How long a service that forked into the background may take to leave its daemon.
 const DAEMON_GRACE: Duration = Duration::from_secs(1);
 
@@ -37,6 +42,21 @@ const DAEMON_GRACE: Duration = Duration::from_secs(1);
 /// into the background unrecognised, the message says how to stop what it left); the pid
 /// lock is left as it was, for the caller to decide.
 pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<Instance> {
+    launch_generation(service, finder, lock, false)
+}
+
+/// As [`launch`], for a new generation beside one that serves on the same held sockets
+/// (`reload`): its ready check counts only an answer from the new generation's own processes.
+pub fn launch_beside(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<Instance> {
+    launch_generation(service, finder, lock, true)
+}
+
+fn launch_generation(
+    service: &Service,
+    finder: &Finder<'_>,
+    lock: &PidLock,
+    beside: bool,
+) -> Result<Instance> {
     let config = &service.config;
     if service.pid_file().is_dir() {
         return Err(Error::Failed(format!(
@@ -77,7 +97,9 @@ pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<
                 Err(Failure::Own(e))
             } else {
                 let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
-                match confirm(service, instance.pid(), &mut exited, deadline) {
+                // It leads its own group (a new session): its workers answer for it too.
+                let group = beside.then(|| instance.pid().get());
+                match confirm(service, instance.pid(), &mut exited, deadline, group) {
                     Ok(()) => service.settled().map(|()| instance).map_err(Failure::Own),
                     Err(why) => match child.try_wait() {
                         Ok(Some(status)) if status.success() => {
@@ -236,7 +258,7 @@ fn adopt_daemon(
                 .is_none()
                 .then(|| "its background process exited at once".to_owned())
         };
-        match confirm(service, instance.pid(), &mut exited, deadline) {
+        match confirm(service, instance.pid(), &mut exited, deadline, None) {
             Ok(()) => break instance,
             Err(_) if Instant::now() < look_until => {}
             Err(why) => return Err(why),
@@ -279,12 +301,14 @@ fn unrecognised_daemon(
 
 /// Confirms a recognised service: its `ready` check passes before `deadline` and it is still
 /// alive then, or without a check, it stays up for [`SETTLE`]. `exited` says why it is gone,
-/// if it is. Says why not.
+/// if it is. `group`: only an answer from a process of this group counts, on the sockets keepup
+/// holds. Says why not.
 fn confirm(
     service: &Service,
     main: Pid,
     exited: &mut dyn FnMut() -> Option<String>,
     deadline: Instant,
+    group: Option<i32>,
 ) -> Result<(), String> {
     let config = &service.config;
     if config.ready == Some(Ready::Notify) {
@@ -304,7 +328,14 @@ fn confirm(
             return Err(why);
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let last = match ready.probe(config.dir(), left) {
+        let taker = |server: SocketAddr, client: SocketAddr| match group {
+            Some(group) if holds(&config.listen, server) => {
+                let wait = left.max(ACCEPT_WAIT);
+                process::ports::accepted_in_group(server, client, group, Instant::now() + wait)
+            }
+            _ => Ok(()),
+        };
+        let last = match ready.probe_taken_by(config.dir(), left, &taker) {
             // Whatever answered, a service that died meanwhile has not started.
             Ok(()) => return exited().map_or(Ok(()), Err),
             Err(why) => why,
@@ -388,6 +419,17 @@ fn notified(
             return exited().map_or(Ok(()), Err);
         }
     }
+}
+
+/// Whether `server` is the address of a TCP socket of `listen` (one bound to every address
+/// takes connections to each).
+fn holds(listen: &[crate::listen::Listen], server: SocketAddr) -> bool {
+    listen.iter().any(|l| match &l.address {
+        crate::listen::Address::Tcp(held) => {
+            held.port() == server.port() && (held.ip() == server.ip() || held.ip().is_unspecified())
+        }
+        crate::listen::Address::Unix(_) => false,
+    })
 }
 
 /// A `start_timeout` to suggest to a service that was not ready in `time`: twice as long, in

@@ -19,6 +19,7 @@ mod launch;
 mod list;
 mod locked;
 mod logs;
+mod reload;
 mod restart;
 mod start;
 mod status;
@@ -40,6 +41,7 @@ pub enum Command {
         force: bool,
         timer: bool,
     },
+    Reload,
     Status {
         json: bool,
     },
@@ -108,6 +110,7 @@ pub fn run(command: Command, config_path: &Path) -> Result<u8> {
         Command::Start => start::run(&service),
         Command::Stop => stop::run(&service),
         Command::Kill => kill::run(&service),
+        Command::Reload => reload::run(&service),
         Command::Restart { force, timer } => restart::run(&service, force, timer),
         Command::InstallTimer => timer::install(&service),
         Command::UninstallTimer => timer::uninstall(&service),

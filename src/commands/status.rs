@@ -99,6 +99,13 @@ pub fn of_in(service: &Service, shared: &Shared<'_>) -> Result<Status> {
             waits: w.waits,
             suspended: reaper.as_ref().and_then(crate::process::stopped),
         }),
+        // Only while a watcher runs: one that died mid-reload left its record behind.
+        reloading: crate::reloading::read(&service.reload_file())
+            .filter(|r| r.overlapping() && reaper.is_some())
+            .map(|r| crate::output::Reloading {
+                phase: r.phase,
+                old_pid: r.old,
+            }),
         guard: guard_state(
             &history,
             now,

@@ -124,9 +124,12 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     process::watcher::ready_to_act();
     let config_file = waiting.config.clone();
     let probing = super::health_watch::probing_config(&config_file, || waiting.last_good());
-    let ended =
-        super::health_watch::wait_for_end(probing.as_ref(), &waiting.identity, waiting.waits);
-    let ended = (waiting.identity.pid, ended);
+    let ended = super::reload::watch(
+        &config_file,
+        probing.as_ref(),
+        &waiting.identity,
+        waiting.waits,
+    );
     let loaded = match config::load_with_text(&waiting.config) {
         Err(e) => match waiting.last_good() {
             Some(text) => {
@@ -182,8 +185,12 @@ pub fn act(config: Config, text: String, ended: (Pid, Ended), waits: Waits) -> R
                 // and retried from the first pause, as in a fresh image.
                 failures = 0;
                 last_failure.clear();
-                let how = super::health_watch::wait_for_end(Some(&config), &identity, waits);
-                ended = Some((identity.pid, how));
+                ended = Some(super::reload::watch(
+                    &config.file,
+                    Some(&config),
+                    &identity,
+                    waits,
+                ));
             }
             Next::Watch(identity) => {
                 super::health_watch::before_waiting(&config);

@@ -197,9 +197,25 @@ pub fn wait_for_end(identity: &Identity, waits: Waits) -> Ended {
     match Watched::begin(identity, waits) {
         Ok(watched) => match watched.until_or(None, None) {
             Wake::Ended(ended) => ended,
-            Wake::Deadline | Wake::Readable => Ended::Unknown,
+            Wake::Deadline | Wake::Readable | Wake::Asked => Ended::Unknown,
         },
         Err(ended) => ended,
+    }
+}
+
+/// As [`wait_for_end`], but `None` as soon as `asked` says so (see [`Watched::until_asked`]).
+pub fn wait_for_end_or(
+    identity: &Identity,
+    waits: Waits,
+    asked: &mut dyn FnMut() -> bool,
+) -> Option<Ended> {
+    match Watched::begin(identity, waits) {
+        Ok(watched) => match watched.until_asked(None, None, asked) {
+            Wake::Asked => None,
+            Wake::Ended(ended) => Some(ended),
+            Wake::Deadline | Wake::Readable => Some(Ended::Unknown),
+        },
+        Err(ended) => Some(ended),
     }
 }
 
@@ -210,6 +226,8 @@ pub enum Wake {
     Deadline,
     /// The extra descriptor has something to read.
     Readable,
+    /// Something was asked of the watcher (a reload): see [`Watched::until_asked`].
+    Asked,
 }
 
 /// An instance being waited for, when the waiting stops now and then (to probe its health).
@@ -247,7 +265,24 @@ impl Watched {
         deadline: Option<std::time::Instant>,
         extra: Option<std::os::fd::BorrowedFd<'_>>,
     ) -> Wake {
+        self.until_asked(deadline, extra, &mut || false)
+    }
+
+    /// As [`Watched::until_or`], and also [`Wake::Asked`] as soon as `asked` says so: it is
+    /// asked before the wait and at every other wake-up (a SIGCHLD, which `keepup reload`
+    /// sends to ask; the signal is blocked since [`Watched::begin`], so one sent after a look
+    /// wakes the wait).
+    #[must_use]
+    pub fn until_asked(
+        &self,
+        deadline: Option<std::time::Instant>,
+        extra: Option<std::os::fd::BorrowedFd<'_>>,
+        asked: &mut dyn FnMut() -> bool,
+    ) -> Wake {
         loop {
+            if asked() {
+                return Wake::Asked;
+            }
             let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             let timeout = match (&self.pidfd, left) {
                 (Some(_), left) => left,

@@ -65,6 +65,99 @@ pub fn listeners(_port: u16) -> Listening {
     Listening::default()
 }
 
+/// Whether the connection from `client` to `server` (a socket keepup holds, shared by two
+/// generations of the service during a reload) was accepted by a process of `group`: the
+/// connection's row in `/proc/net/tcp` (or `tcp6`) gets the accepted socket's inode once a
+/// process accepts it, and that process holds `socket:[INODE]`. Waits until `deadline` for an
+/// accept; says who took it otherwise.
+#[cfg(target_os = "linux")]
+pub fn accepted_in_group(
+    server: std::net::SocketAddr,
+    client: std::net::SocketAddr,
+    group: i32,
+    deadline: std::time::Instant,
+) -> Result<(), String> {
+    let table = if server.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let mut inode = None;
+    super::poll_until(deadline, || {
+        inode = std::fs::read_to_string(table)
+            .ok()
+            .and_then(|text| connection_inode(&text, server, client));
+        inode.is_some()
+    });
+    let Some(inode) = inode else {
+        return Err(format!("no process accepted the connection to {server}"));
+    };
+    let link = format!("socket:[{inode}]");
+    let holds = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+            fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .any(|l| l.as_os_str() == link.as_str())
+        })
+    };
+    let pids = super::os::pids().unwrap_or_default();
+    if pids
+        .iter()
+        .any(|p| super::os::live_in_group(*p, group) && holds(*p))
+    {
+        return Ok(());
+    }
+    let taker = pids.into_iter().find(|p| holds(*p));
+    Err(match taker {
+        Some(pid) => {
+            format!("the old generation answered (pid {pid} accepted the check's connection)")
+        }
+        None => "another process answered".to_owned(),
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn accepted_in_group(
+    _server: std::net::SocketAddr,
+    _client: std::net::SocketAddr,
+    _group: i32,
+    _deadline: std::time::Instant,
+) -> Result<(), String> {
+    Ok(())
+}
+
+/// The inode of the accepted socket of the connection `server` ⇐ `client` in a `/proc/net/tcp`
+/// table; `None` until a process has accepted it (the kernel shows inode 0 while it waits in
+/// the queue).
+fn connection_inode(
+    table: &str,
+    server: std::net::SocketAddr,
+    client: std::net::SocketAddr,
+) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local = proc_address(fields.get(1)?)?;
+        let remote = proc_address(fields.get(2)?)?;
+        let inode: u64 = fields.get(9)?.parse().ok()?;
+        (local == server && remote == client && inode != 0).then_some(inode)
+    })
+}
+
+/// `HEXIP:HEXPORT` as the kernel writes it: the address in 32-bit words of host byte order.
+fn proc_address(text: &str) -> Option<std::net::SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let words: Vec<u32> = (0..ip.len() / 8)
+        .map(|i| u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let ip = match bytes.len() {
+        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
 /// One line for a message: who holds `port`.
 #[must_use]
 pub fn describe(port: u16) -> String {
@@ -148,6 +241,21 @@ mod tests {
         assert!(listening_inodes("garbage\nmore garbage", 8000).is_empty());
         assert_eq!(socket_inode("socket:[77]"), Some(77));
         assert_eq!(socket_inode("pipe:[77]"), None);
+    }
+
+    #[test]
+    fn finds_an_accepted_connection_by_both_ends() {
+        let server = "127.0.0.1:8000".parse().unwrap();
+        let client = "127.0.0.1:54321".parse().unwrap();
+        assert_eq!(connection_inode(TABLE, server, client), Some(4343));
+        let queued = TABLE.replace(" 4343 ", " 0 ");
+        assert_eq!(connection_inode(&queued, server, client), None);
+        let other = "127.0.0.1:54322".parse().unwrap();
+        assert_eq!(connection_inode(TABLE, server, other), None);
+        assert_eq!(
+            proc_address("00000000000000000000000001000000:1F40"),
+            Some("[::1]:8000".parse().unwrap())
+        );
     }
 
     #[cfg(target_os = "linux")]

@@ -431,6 +431,19 @@ impl Finder<'_> {
         Some(os::cmdline(identity.pid.get()).unwrap_or_default())
     }
 
+    /// Wakes the watcher `identity`, if it is one, to look for what is asked of it (a reload):
+    /// with SIGCHLD, which it waits for anyway (it reaps its children) and which does nothing
+    /// else to it.
+    #[must_use]
+    pub fn wake_watcher(&self, identity: &Identity) -> bool {
+        self.is_watcher(identity)
+            && nix_signal::kill(
+                NixPid::from_raw(identity.pid.get()),
+                nix_signal::Signal::SIGCHLD,
+            )
+            .is_ok()
+    }
+
     /// Ends the watcher `identity`, and first what it was left with as subreaper: the live
     /// processes it is the parent of, other than `keep` (the service, when it is to run on).
     /// Those get `signal`, then SIGKILL after `timeout`. Returns their pids.

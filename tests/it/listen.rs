@@ -16,15 +16,15 @@ use crate::testenv::{PATIENCE, Run, TestEnv, alive, free_port, locked_pid, sigki
 /// What a stream of requests met: each on a new connection, as a browser or a load balancer's
 /// health check opens them.
 #[derive(Debug, Default)]
-struct Tally {
-    answered: AtomicUsize,
-    refused: AtomicUsize,
+pub struct Tally {
+    pub answered: AtomicUsize,
+    pub refused: AtomicUsize,
     /// Connected, but no whole answer (the process that accepted it was killed).
-    failed: AtomicUsize,
+    pub failed: AtomicUsize,
 }
 
 /// Requests `GET /` on `port` one after the other until `stop`, counting what each met.
-fn stream(port: u16, stop: Arc<AtomicBool>) -> (Arc<Tally>, std::thread::JoinHandle<()>) {
+pub fn stream(port: u16, stop: Arc<AtomicBool>) -> (Arc<Tally>, std::thread::JoinHandle<()>) {
     let tally = Arc::new(Tally::default());
     let counts = Arc::clone(&tally);
     let client = std::thread::spawn(move || {
@@ -55,7 +55,7 @@ fn stream(port: u16, stop: Arc<AtomicBool>) -> (Arc<Tally>, std::thread::JoinHan
 }
 
 /// The service's pid as keepup knows it, once it runs and answers on `port`.
-fn serving(entry: &Path, port: u16, not: Option<i32>) -> i32 {
+pub fn serving(entry: &Path, port: u16, not: Option<i32>) -> i32 {
     let mut pid = 0;
     wait_for("the service to run and answer", || {
         pid = locked_pid(entry).unwrap_or(0);
@@ -64,7 +64,7 @@ fn serving(entry: &Path, port: u16, not: Option<i32>) -> i32 {
     pid
 }
 
-fn get(port: u16) -> Option<String> {
+pub fn get(port: u16) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(PATIENCE)).ok()?;
     stream
@@ -76,7 +76,7 @@ fn get(port: u16) -> Option<String> {
 }
 
 /// keepup with the recipes' PATH (gunicorn and uvicorn from their virtualenv).
-fn keepup(env: &TestEnv, args: &[&str]) -> Run {
+pub fn keepup(env: &TestEnv, args: &[&str]) -> Run {
     let output = env
         .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
         .env("PATH", tool_path())
@@ -124,7 +124,7 @@ fn no_refusal_through_kills(env: &TestEnv, entry: &Path, port: u16) {
     );
 }
 
-fn example_server(env: &TestEnv) -> std::path::PathBuf {
+pub fn example_server(env: &TestEnv) -> std::path::PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("server/runserver.py");
     env.script(
         "server/runserver.py",

@@ -28,6 +28,7 @@ mod ownership;
 mod patience;
 mod readme;
 mod recipes;
+mod reload;
 mod search;
 mod servers;
 mod timer;

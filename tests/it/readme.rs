@@ -90,6 +90,7 @@ fn every_table_in_the_readme_renders_with_every_row() {
             "stop",
             "kill",
             "restart",
+            "reload",
             "status",
             "install-timer",
             "uninstall-timer",
@@ -145,6 +146,15 @@ fn cases() -> Vec<(&'static str, i32, Case)> {
         ("kill", 78, Here(|env| broken(env, &["kill"]))),
         ("restart", 0, Here(|env| sleeper(env, &["restart"]))),
         ("restart", 1, Here(dead_and_failing_restart)),
+        ("reload", 0, Here(reloaded)),
+        (
+            "reload",
+            1,
+            Elsewhere(
+                "reload::a_new_generation_that_fails_its_check_is_ended_and_the_old_one_serves_on",
+            ),
+        ),
+        ("reload", 78, Here(|env| sleeper(env, &["reload"]))),
         ("status", 0, Here(|env| running(env, "status"))),
         ("status", 1, Here(dead_status)),
         ("status", 3, Here(|env| sleeper(env, &["status"]))),
@@ -249,6 +259,18 @@ fn every_exit_code_in_the_commands_table_is_what_a_real_run_gives() {
             }
         }
     }
+}
+
+/// The example server on a held socket, started, then reloaded.
+fn reloaded(env: &TestEnv) -> Run {
+    crate::listen::example_server(env);
+    let port = crate::testenv::free_port();
+    env.config(&format!(
+        "entry = \"server/runserver.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
+         ready = \"http://127.0.0.1:{port}/\"\n"
+    ));
+    env.keepup(&["start"]).expect(0);
+    env.keepup(&["reload"])
 }
 
 /// A service that sleeps, not started: `keepup ARGS` on it.

@@ -1,0 +1,245 @@
+//! `reload`: a new generation on the sockets the watcher holds, ready before the old one gets
+//! its stop signal; with the real servers, under a stream of requests: none refused or failed,
+//! and the new code answers afterwards.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::listen::{example_server, get, keepup, serving, stream};
+use crate::recipes::installed;
+use crate::testenv::{TestEnv, alive, free_port, locked_pid, sigkill, wait_for};
+
+/// While a client asks without pause, reloads twice, changing the app's answer between the
+/// generations with `edit(from, to)`: no request refused or failed, and once each reload
+/// returns, only the new code answers.
+fn reload_through_stream(env: &TestEnv, entry: &Path, port: u16, edit: &dyn Fn(&str, &str)) {
+    keepup(env, &["start"]).expect(0).stdout_has("started");
+    let mut pid = serving(entry, port, None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tally, client) = stream(port, Arc::clone(&stop));
+    for (from, to) in [("running", "second"), ("second", "third")] {
+        let before = tally.answered.load(Ordering::SeqCst);
+        wait_for("requests answered before the reload", || {
+            tally.answered.load(Ordering::SeqCst) >= before + 5
+        });
+        edit(from, to);
+        let reloaded = keepup(env, &["reload"]);
+        reloaded.expect(0).stdout_has("reloaded");
+        let answer = get(port).unwrap_or_default();
+        assert!(answer.contains(to), "the old code answered: {answer}");
+        assert!(!alive(pid), "the old generation {pid} outlived the reload");
+        let new = locked_pid(entry).unwrap_or(pid);
+        assert_ne!(new, pid, "{reloaded:#?}");
+        pid = new;
+    }
+    let before = tally.answered.load(Ordering::SeqCst);
+    wait_for("requests answered after the reloads", || {
+        tally.answered.load(Ordering::SeqCst) >= before + 5
+    });
+    stop.store(true, Ordering::SeqCst);
+    client.join().unwrap();
+    assert_eq!(
+        (
+            tally.refused.load(Ordering::SeqCst),
+            tally.failed.load(Ordering::SeqCst)
+        ),
+        (0, 0),
+        "requests refused or failed during the reloads: {tally:?}"
+    );
+    keepup(env, &["stop"]).expect(0);
+}
+
+/// Rewrites `file`, replacing `from` by `to`.
+fn replace_in(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{from} not in {}", file.display());
+    std::fs::write(file, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn reload_of_the_example_server_fails_no_request_and_the_new_code_answers() {
+    let env = TestEnv::new();
+    let entry = example_server(&env);
+    let port = free_port();
+    env.config(&format!(
+        "entry = \"server/runserver.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
+         ready = \"http://127.0.0.1:{port}/\"\n"
+    ));
+    reload_through_stream(&env, &entry, port, &|from, to| {
+        replace_in(
+            &entry,
+            &format!("\"msg\": \"{from}\""),
+            &format!("\"msg\": \"{to}\""),
+        );
+    });
+}
+
+#[test]
+fn reload_of_gunicorn_fails_no_request_and_the_new_code_answers() {
+    if !installed("gunicorn", "pip install gunicorn") {
+        return;
+    }
+    let env = TestEnv::new();
+    let entry = env.write(
+        "app.py",
+        "def app(environ, start_response):\n    \
+         start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'running']\n",
+    );
+    let port = free_port();
+    env.config(&format!(
+        "entry = \"app.py\"\nstartup = \"gunicorn -w 2 app:app\"\n\
+         listen = [\"tcp:127.0.0.1:{port}\"]\nready = \"http://127.0.0.1:{port}/\"\n\
+         stop_timeout = \"10s\"\n"
+    ));
+    reload_through_stream(&env, &entry, port, &|from, to| {
+        replace_in(&entry, &format!("b'{from}'"), &format!("b'{to}'"));
+    });
+}
+
+#[test]
+fn reload_of_uvicorn_fails_no_request_and_the_new_code_answers() {
+    if !installed("uvicorn", "pip install uvicorn") {
+        return;
+    }
+    let env = TestEnv::new();
+    let entry = env.write(
+        "app.py",
+        "async def app(scope, receive, send):\n    if scope['type'] != 'http':\n        return\n    \
+         await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n    \
+         await send({'type': 'http.response.body', 'body': b'running'})\n",
+    );
+    let port = free_port();
+    env.config(&format!(
+        "entry = \"app.py\"\nstartup = \"uvicorn --fd {{fd}} app:app\"\n\
+         listen = [\"tcp:127.0.0.1:{port}\"]\nready = \"http://127.0.0.1:{port}/\"\n\
+         stop_timeout = \"10s\"\n"
+    ));
+    reload_through_stream(&env, &entry, port, &|from, to| {
+        replace_in(&entry, &format!("b'{from}'"), &format!("b'{to}'"));
+    });
+}
+
+#[test]
+fn reload_of_node_fails_no_request_and_the_new_code_answers() {
+    require!("node", "nodejs");
+    let env = TestEnv::new();
+    let entry = env.script(
+        "server.js",
+        "#!/usr/bin/env node\nconst http = require('http');\n\
+         const server = http.createServer((req, res) => res.end('running')).listen({ fd: 3 });\n\
+         process.on('SIGTERM', () => server.close(() => process.exit(0)));\n",
+    );
+    let port = free_port();
+    env.config(&format!(
+        "entry = \"server.js\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
+         ready = \"http://127.0.0.1:{port}/\"\n"
+    ));
+    reload_through_stream(&env, &entry, port, &|from, to| {
+        replace_in(&entry, &format!("end('{from}')"), &format!("end('{to}')"));
+    });
+}
+
+/// The new generation never answers (it sleeps before serving): its ready check must not take
+/// the old generation's answer on the shared socket for its own.
+#[test]
+fn a_new_generation_that_fails_its_check_is_ended_and_the_old_one_serves_on() {
+    let env = TestEnv::new();
+    let entry = example_server(&env);
+    let good = std::fs::read_to_string(&entry).unwrap();
+    let port = free_port();
+    env.config(&format!(
+        "entry = \"server/runserver.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
+         ready = \"http://127.0.0.1:{port}/\"\nstart_timeout = \"2s\"\n"
+    ));
+    env.keepup(&["start"]).expect(0);
+    let old = serving(&entry, port, None);
+    std::fs::write(
+        &entry,
+        good.replace(
+            "def main():\n",
+            "def main():\n    import time\n    time.sleep(600)\n",
+        ),
+    )
+    .unwrap();
+    env.keepup(&["reload"])
+        .expect(1)
+        .stderr_has("reload failed")
+        .stderr_has("the old generation answered")
+        .stderr_has(&format!("({old}) serves on"));
+    assert_eq!(locked_pid(&entry), Some(old));
+    assert!(get(port).is_some_and(|a| a.contains("running")));
+    // Only the old generation is left, and its watcher still watches it.
+    let services: Vec<i32> = env
+        .own_processes()
+        .into_iter()
+        .filter(|p| {
+            crate::testenv::cmdline(*p)
+                .iter()
+                .any(|w| w.ends_with("runserver.py"))
+        })
+        .collect();
+    assert_eq!(services, [old]);
+    std::fs::write(&entry, good).unwrap();
+    sigkill(old);
+    serving(&entry, port, Some(old));
+    env.keepup(&["events"])
+        .stdout_has("reload")
+        .stdout_has("failed");
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn status_shows_both_generations_while_they_overlap() {
+    let env = TestEnv::new();
+    // Serves on fd 3; on TERM it keeps serving 2 s more (requests it still has), then leaves.
+    let entry = env.script(
+        "slow.py",
+        "#!/usr/bin/env python3\nimport os, signal, socket, threading\n\
+         from http.server import BaseHTTPRequestHandler, HTTPServer\n\
+         class H(BaseHTTPRequestHandler):\n    def do_GET(self):\n        \
+         self.send_response(200)\n        self.end_headers()\n        self.wfile.write(b'ok')\n\
+         server = HTTPServer(('127.0.0.1', 0), H, bind_and_activate=False)\n\
+         server.socket = socket.socket(fileno=3)\n\
+         signal.signal(signal.SIGTERM, lambda *_: threading.Timer(2, lambda: os._exit(0)).start())\n\
+         server.serve_forever()\n",
+    );
+    let port = free_port();
+    env.config(&format!(
+        "entry = \"slow.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
+         ready = \"http://127.0.0.1:{port}/\"\n"
+    ));
+    env.keepup(&["start"]).expect(0);
+    let old = serving(&entry, port, None);
+    let reload = env.keepup_spawn(&["reload"]);
+    let mut json = serde_json::Value::Null;
+    wait_for("status to show the old generation finishing", || {
+        let status = env.keepup(&["status", "--json"]);
+        json = serde_json::from_str(status.stdout.trim()).unwrap_or_default();
+        json["reloading"]["phase"] == "stopping"
+    });
+    assert_eq!(json["reloading"]["old_pid"], old);
+    let new = json["pid"].as_i64().unwrap();
+    assert_ne!(new, i64::from(old));
+    assert!(alive(old));
+    env.keepup(&["status"]).stdout_has(&format!(
+        "reloading: the old generation ({old}) got its stop signal"
+    ));
+    let done = reload.wait_with_output().unwrap();
+    assert!(done.status.success(), "{done:?}");
+    let status = env.keepup(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(status.stdout.trim()).unwrap();
+    assert!(json["reloading"].is_null(), "{json}");
+    assert!(!alive(old));
+    env.keepup(&["stop"]).expect(0);
+}
+
+#[test]
+fn reload_without_listen_says_it_needs_it() {
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    env.config("entry = \"svc.py\"\n");
+    env.keepup(&["reload"])
+        .expect(78)
+        .stderr_has("reload needs `listen`");
+}
