@@ -160,6 +160,10 @@ pub enum ExportTo {
         /// systemd-escape escapes it, but for a `-`, which stays.
         #[arg(long)]
         name: Option<String>,
+        /// Print the matching socket unit (`NAME.socket`, a `ListenStream=` for each socket of
+        /// `listen`) instead of the service unit.
+        #[arg(long)]
+        socket: bool,
     },
     /// A launchd agent property list.
     Launchd {
@@ -227,10 +231,14 @@ impl Verb {
             }
             Verb::Export { ref to } => Command::Export(match *to {
                 ExportTo::Systemd {
-                    system, ref name, ..
+                    system,
+                    ref name,
+                    socket,
+                    ..
                 } => ExportTarget::Systemd {
                     scope: if system { Scope::System } else { Scope::User },
                     name: name.clone(),
+                    socket,
                 },
                 ExportTo::Launchd { ref label } => ExportTarget::Launchd {
                     label: label.clone(),

@@ -11,8 +11,15 @@ use crate::text::{shell_path, shell_word};
 /// What to export to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
-    Systemd { scope: Scope, name: Option<String> },
-    Launchd { label: Option<String> },
+    /// `socket`: the socket unit of `listen` instead of the service unit.
+    Systemd {
+        scope: Scope,
+        name: Option<String>,
+        socket: bool,
+    },
+    Launchd {
+        label: Option<String>,
+    },
 }
 
 pub fn run(service: &Service, target: &Target) -> Result<u8> {
@@ -21,10 +28,29 @@ pub fn run(service: &Service, target: &Target) -> Result<u8> {
     // What keepup's own launch would find the program with, and give the service.
     let path_env = crate::environment::path_of(&service.launch_env()?);
     let advice = match target {
-        Target::Systemd { scope, name } => {
+        Target::Systemd {
+            scope,
+            name,
+            socket,
+        } => {
             let name =
                 export::unit_name(&name.clone().unwrap_or_else(|| export::entry_stem(config)))?;
+            if *socket {
+                print!("{}", export::socket_unit(config)?);
+                return Ok(socket_advice(&file, *scope, &name));
+            }
             print!("{}", export::unit(config, *scope, &path_env)?);
+            if !config.listen.is_empty() {
+                note(&format!(
+                    "its sockets (listen) go in a socket unit of the same name: keepup -c {file} \
+                     export systemd --socket{}",
+                    if *scope == Scope::System {
+                        " --system"
+                    } else {
+                        ""
+                    }
+                ));
+            }
             match scope {
                 Scope::User => format!(
                     "save it as ~/.config/systemd/user/{}, then: systemctl --user \
@@ -70,4 +96,25 @@ pub fn run(service: &Service, target: &Target) -> Result<u8> {
         ));
     }
     Ok(exit_code::OK)
+}
+
+/// Where the socket unit goes: beside its service, enabled instead of it (systemd starts the
+/// service with the sockets).
+fn socket_advice(file: &str, scope: Scope, name: &str) -> u8 {
+    let unit = shell_word(&format!("{name}.socket"));
+    note(&match scope {
+        Scope::User => format!(
+            "save it as ~/.config/systemd/user/{unit}, beside {service} (keepup -c {file} export \
+             systemd), then: systemctl --user daemon-reload && systemctl --user enable --now \
+             {unit}",
+            service = shell_word(&format!("{name}.service"))
+        ),
+        Scope::System => format!(
+            "save it (as root) as /etc/systemd/system/{unit}, beside {service} (keepup -c \
+             {file} export systemd --system), then: systemctl daemon-reload && systemctl enable \
+             --now {unit}",
+            service = shell_word(&format!("{name}.service"))
+        ),
+    });
+    exit_code::OK
 }

@@ -54,6 +54,7 @@ pub fn plist(config: &Config, label: &str, path_env: &std::ffi::OsStr) -> Result
         }
         out.push_str("  </dict>\n");
     }
+    sockets(&mut out, config)?;
     out.push_str("  <key>RunAtLoad</key>\n  <true/>\n");
     out.push_str("  <!-- keepup revives the service whatever its exit code. -->\n");
     out.push_str("  <key>KeepAlive</key>\n  <true/>\n");
@@ -89,6 +90,44 @@ pub fn plist(config: &Config, label: &str, path_env: &std::ffi::OsStr) -> Result
     );
     out.push_str("</dict>\n</plist>\n");
     Ok(out)
+}
+
+/// `listen` as launchd's `Sockets` dictionary, one entry by each socket's name.
+fn sockets(out: &mut String, config: &Config) -> Result<()> {
+    if config.listen.is_empty() {
+        return Ok(());
+    }
+    out.push_str(
+        "  <!-- keepup's listen. launchd hands these over through launch_activate_socket(NAME), \
+         not LISTEN_FDS: the server must ask for them by name. -->\n  <key>Sockets</key>\n  \
+         <dict>\n",
+    );
+    for listen in &config.listen {
+        let _ = writeln!(out, "    <key>{}</key>\n    <dict>", text(&listen.name)?);
+        let mut entry = |key: &str, value: &str| -> Result<()> {
+            let _ = writeln!(
+                out,
+                "      <key>{key}</key>\n      <string>{}</string>",
+                text(value)?
+            );
+            Ok(())
+        };
+        match &listen.address {
+            crate::listen::Address::Tcp(addr) => {
+                entry("SockType", "stream")?;
+                entry("SockFamily", if addr.is_ipv4() { "IPv4" } else { "IPv6" })?;
+                entry("SockNodeName", &addr.ip().to_string())?;
+                entry("SockServiceName", &addr.port().to_string())?;
+            }
+            crate::listen::Address::Unix(path) => {
+                entry("SockType", "stream")?;
+                entry("SockPathName", &path.to_string_lossy())?;
+            }
+        }
+        out.push_str("    </dict>\n");
+    }
+    out.push_str("  </dict>\n");
+    Ok(())
 }
 
 fn key_string(out: &mut String, key: &str, value: &str) -> Result<()> {

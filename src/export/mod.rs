@@ -14,7 +14,7 @@ mod launchd;
 mod systemd;
 
 pub use launchd::plist;
-pub use systemd::{Scope, unit, unit_name};
+pub use systemd::{Scope, socket_unit, unit, unit_name};
 
 /// The argv keepup would run for this config: the startup words, the program made absolute
 /// (found on `path_env`, the PATH keepup would launch it with, as its launch would find it).

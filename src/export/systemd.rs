@@ -143,6 +143,13 @@ pub fn unit(config: &Config, scope: Scope, path_env: &OsStr) -> Result<String> {
             ready.to_string().replace('\n', " ")
         ));
     }
+    if !config.listen.is_empty() {
+        line(
+            "# keepup's listen: the sockets come from the socket unit of the same name (keepup \
+             export systemd --socket), at fds 3… with LISTEN_FDS and LISTEN_PID, as keepup hands \
+             them over; enable the socket unit.",
+        );
+    }
     if scope == Scope::System {
         let (user, group) = owner(config)?;
         line(&format!("User={user}"));
@@ -190,6 +197,56 @@ fn keeping_healthy(config: &Config) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// The socket unit for `listen`: systemd holds the sockets as keepup's watcher does, with the
+/// same backlog (`SOMAXCONN`) and no `SO_REUSEPORT`.
+pub fn socket_unit(config: &Config) -> Result<String> {
+    if config.listen.is_empty() {
+        return Err(Error::Failed(format!(
+            "{} has no `listen`: there are no sockets for a socket unit",
+            config.file.display()
+        )));
+    }
+    let mut out = String::new();
+    let mut line = |text: &str| {
+        out.push_str(text);
+        out.push('\n');
+    };
+    line(&format!(
+        "# Made by `keepup export systemd --socket` from {}.",
+        config.file.display()
+    ));
+    line("[Unit]");
+    line(&format!(
+        "Description={}",
+        specifiers(&format!(
+            "{}'s sockets (kept by keepup's listen)",
+            config.name
+        ))
+    ));
+    line("");
+    line("[Socket]");
+    for listen in &config.listen {
+        let address = match &listen.address {
+            crate::listen::Address::Tcp(addr) => addr.to_string(),
+            crate::listen::Address::Unix(path) => path.to_string_lossy().into_owned(),
+        };
+        line(&format!("ListenStream={}", specifiers(&address)));
+    }
+    // systemd names every socket of a unit alike: one name only says one socket's.
+    match config.listen.as_slice() {
+        [one] => line(&format!("FileDescriptorName={}", one.name)),
+        _ => line(&format!(
+            "# keepup names them {} in LISTEN_FDNAMES; systemd gives every socket of one unit \
+             the same FileDescriptorName=, so a server that asks by name needs a unit each.",
+            crate::listen::names(&config.listen)
+        )),
+    }
+    line("");
+    line("[Install]");
+    line("WantedBy=sockets.target");
+    Ok(out)
 }
 
 /// How systemd is to stop it, as keepup's `stop` does.

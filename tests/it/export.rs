@@ -471,3 +471,82 @@ fn systemd_units_map_notify_watchdog_and_max_memory() {
     assert!(unit.contains("systemd has no health probe"), "{unit}");
     verify(&env, unit, "notify", true);
 }
+
+#[test]
+fn listen_exports_as_a_socket_unit_and_a_sockets_dictionary() {
+    require!("systemd-analyze", "systemd");
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    env.config(
+        "entry = \"svc.py\"\nstartup = \"python3 {entry} --fd {fd}\"\n\
+         listen = [\"tcp:127.0.0.1:8000\", \"ctl=unix:run/ctl.sock\"]\n",
+    );
+    let sock = env.path("run/ctl.sock");
+    let service = env.keepup(&["export", "systemd"]);
+    service.expect(0).stderr_has("export systemd --socket");
+    assert_eq!(
+        systemd_words(settings(&service.stdout, "ExecStart")[0])[2..],
+        ["--fd", "3"]
+    );
+    let socket = env.keepup(&["export", "systemd", "--socket"]);
+    socket.expect(0).stderr_has("svc.socket");
+    assert_eq!(
+        settings(&socket.stdout, "ListenStream"),
+        ["127.0.0.1:8000", sock.to_str().unwrap()]
+    );
+    // Both units, side by side as the advice says, verify as one service.
+    let dir = env.path("units");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("svc.service"), &service.stdout).unwrap();
+    std::fs::write(dir.join("svc.socket"), &socket.stdout).unwrap();
+    let runtime = env.path("runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let verified = Command::new("systemd-analyze")
+        .args(["--user", "verify"])
+        .arg(dir.join("svc.socket"))
+        .arg(dir.join("svc.service"))
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap();
+    let verified = Run::from_output(&verified);
+    assert!(
+        verified.code == 0 && verified.stderr.is_empty(),
+        "systemd-analyze verify had something to say:\n{verified:#?}\n{}",
+        socket.stdout
+    );
+
+    let plist = env.keepup(&["export", "launchd"]);
+    plist.expect(0);
+    let file = env.write("svc.plist", &plist.stdout);
+    let parsed = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json, plistlib, sys\n\
+             print(json.dumps(plistlib.load(open(sys.argv[1], 'rb'))['Sockets']))",
+        )
+        .arg(&file)
+        .output()
+        .unwrap();
+    let parsed = Run::from_output(&parsed);
+    parsed.expect(0);
+    let sockets: serde_json::Value = serde_json::from_str(&parsed.stdout).unwrap();
+    assert_eq!(
+        sockets,
+        serde_json::json!({
+            "8000": {"SockType": "stream", "SockFamily": "IPv4",
+                     "SockNodeName": "127.0.0.1", "SockServiceName": "8000"},
+            "ctl": {"SockType": "stream", "SockPathName": sock},
+        })
+    );
+
+    env.config("entry = \"svc.py\"\n");
+    env.keepup(&["export", "systemd", "--socket"])
+        .expect(1)
+        .stderr_has("has no `listen`");
+}
