@@ -307,6 +307,14 @@ fn reloadable(locked: &Locked<'_>, watched: &Identity) -> Result<Instance, Strin
     if let Err(e) = check_reloadable(&service.config) {
         return Err(e.to_string());
     }
+    // The running generation holds them, and a new one could not bind beside it.
+    if !process::sockets::holds_all(&service.config.listen) {
+        return Err(format!(
+            "this watcher does not hold {name}'s sockets (it was started while {name} ran, after \
+             the watcher that held them had died; or listen changed since): `keepup restart \
+             --force` starts {name} anew with its sockets bound, and reload works from then on"
+        ));
+    }
     match locked.locate() {
         Ok(lookup) => match lookup.instance {
             Some(instance) if instance.identity == *watched => Ok(instance),

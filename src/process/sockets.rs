@@ -65,6 +65,18 @@ pub fn hold(listen: &[Listen], name: &str) -> Result<Handed> {
     })
 }
 
+/// Whether this process holds every socket of `listen` already (a watcher started while the
+/// service ran, after the one that bound them died, holds none until the next launch binds them).
+#[must_use]
+pub fn holds_all(listen: &[Listen]) -> bool {
+    let held = HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    listen
+        .iter()
+        .all(|l| held.iter().any(|h| h.address == l.address))
+}
+
 /// The sockets held, made inheritable across an exec of keepup itself (into the watcher's
 /// waiting state): their numbers, for its command line ("" when none).
 #[must_use]

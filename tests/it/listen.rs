@@ -340,3 +340,59 @@ fn another_users_socket_is_never_replaced() {
     );
     assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
 }
+
+/// The watcher holds the sockets: killed, it takes them along. The running service keeps its
+/// copies; the timer's next `restart` starts a watcher, and the next launch binds them again.
+#[test]
+fn when_the_watcher_dies_the_next_launch_binds_the_sockets_again() {
+    let env = TestEnv::new();
+    let entry = example_server(&env);
+    let port = free_port();
+    env.config(&format!(
+        "entry = \"server/runserver.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
+         ready = \"http://127.0.0.1:{port}/\"\n\
+         [restart_limit]\nbackoff = \"0s\"\n"
+    ));
+    let watcher = |env: &TestEnv| {
+        let status = env.keepup(&["status", "--json"]);
+        let json: serde_json::Value = serde_json::from_str(status.stdout.trim()).unwrap();
+        i32::try_from(json["watcher"]["pid"].as_i64().unwrap()).unwrap()
+    };
+    env.keepup(&["start"]).expect(0);
+    let first = serving(&entry, port, None);
+    sigkill(watcher(&env));
+    assert!(
+        get(port).is_some(),
+        "the service's own copy stopped serving"
+    );
+    env.keepup(&["restart", "--timer"])
+        .expect(0)
+        .stdout_has("started a watcher");
+    // The new watcher holds nothing while the old generation holds the socket.
+    env.keepup(&["reload"])
+        .expect(1)
+        .stderr_has("does not hold")
+        .stderr_has("restart --force");
+    // Its revival binds them; from then on they are held again.
+    sigkill(first);
+    let second = serving(&entry, port, Some(first));
+    env.keepup(&["reload"]).expect(0);
+    assert!(!alive(second));
+
+    // Watcher and service both gone: refused until the timer's check revives it.
+    sigkill(watcher(&env));
+    let third = locked_pid(&entry).unwrap();
+    sigkill(third);
+    assert_eq!(
+        TcpStream::connect(("127.0.0.1", port))
+            .map_err(|e| e.kind())
+            .err(),
+        Some(ErrorKind::ConnectionRefused)
+    );
+    env.keepup(&["restart", "--timer"])
+        .expect(0)
+        .stdout_has("revived");
+    serving(&entry, port, Some(third));
+    env.keepup(&["reload"]).expect(0);
+    env.keepup(&["stop"]).expect(0);
+}
