@@ -77,6 +77,23 @@ fn distrust(file: &File, path: &Path) -> Result<Option<String>> {
     Ok(None)
 }
 
+/// A JSON record of keepup's (the watcher's, a reload's), if there is a trustworthy,
+/// well-formed one of at most `limit` bytes.
+#[must_use]
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, limit: u64) -> Option<T> {
+    match read_trusted(path, limit) {
+        Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok(),
+        _ => None,
+    }
+}
+
+/// Writes `value` as JSON to `path`, atomically; `what` names the record in an error.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T, what: &str) -> Result<()> {
+    let json =
+        serde_json::to_vec(value).map_err(|e| Error::Failed(format!("encoding {what}: {e}")))?;
+    write_atomic(path, &json)
+}
+
 /// Replaces `path` with `content` atomically: a temp file in the same folder, synced, then
 /// renamed over it. A crash leaves the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, content: &[u8]) -> Result<()> {

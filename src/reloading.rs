@@ -7,8 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::files::{self, Trusted};
+use crate::error::Result;
+use crate::files;
 
 /// How far a reload got.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,16 +63,11 @@ pub fn now_ms() -> u128 {
 /// The record, if there is a trustworthy, well-formed one.
 #[must_use]
 pub fn read(path: &Path) -> Option<ReloadRecord> {
-    match files::read_trusted(path, 4096) {
-        Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok(),
-        _ => None,
-    }
+    files::read_json(path, 4096)
 }
 
 pub fn write(path: &Path, record: &ReloadRecord) -> Result<()> {
-    let json = serde_json::to_vec(record)
-        .map_err(|e| Error::Failed(format!("encoding the reload record: {e}")))?;
-    files::write_atomic(path, &json)
+    files::write_json(path, record, "the reload record")
 }
 
 pub fn remove(path: &Path) -> Result<()> {

@@ -9,8 +9,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::files::{self, Trusted};
+use crate::error::Result;
+use crate::files;
 use crate::pid::Pid;
 use crate::process::Identity;
 use crate::process::exit::Waits;
@@ -47,16 +47,11 @@ impl WatcherRecord {
 /// The record, if there is a trustworthy, well-formed one.
 #[must_use]
 pub fn read(path: &Path) -> Option<WatcherRecord> {
-    match files::read_trusted(path, 4096) {
-        Ok(Trusted::Content(json)) => serde_json::from_slice(&json).ok(),
-        _ => None,
-    }
+    files::read_json(path, 4096)
 }
 
 pub fn write(path: &Path, record: &WatcherRecord) -> Result<()> {
-    let json = serde_json::to_vec(record)
-        .map_err(|e| Error::Failed(format!("encoding the watcher's record: {e}")))?;
-    files::write_atomic(path, &json)
+    files::write_json(path, record, "the watcher's record")
 }
 
 pub fn remove(path: &Path) -> Result<()> {

@@ -212,6 +212,15 @@ fn verify(env: &TestEnv, unit: &str, name: &str, user: bool) {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("{name}.service"));
     std::fs::write(&file, unit).unwrap();
+    let run = analyze(env, &[file], user);
+    assert!(
+        run.code == 0 && run.stderr.is_empty() && run.stdout.is_empty(),
+        "systemd-analyze verify had something to say:\n{run:#?}\n{unit}"
+    );
+}
+
+/// `systemd-analyze verify FILES`, for the user's manager (`user`) or the system's.
+fn analyze(env: &TestEnv, files: &[PathBuf], user: bool) -> Run {
     let runtime = env.path("runtime");
     std::fs::create_dir_all(&runtime).unwrap();
     std::fs::set_permissions(
@@ -223,12 +232,7 @@ fn verify(env: &TestEnv, unit: &str, name: &str, user: bool) {
     if user {
         command.arg("--user").env("XDG_RUNTIME_DIR", &runtime);
     }
-    let out = command.arg("verify").arg(&file).output().unwrap();
-    let run = Run::from_output(&out);
-    assert!(
-        run.code == 0 && run.stderr.is_empty() && run.stdout.is_empty(),
-        "systemd-analyze verify had something to say:\n{run:#?}\n{unit}"
-    );
+    Run::from_output(&command.arg("verify").args(files).output().unwrap())
 }
 
 #[test]
@@ -500,21 +504,11 @@ fn listen_exports_as_a_socket_unit_and_a_sockets_dictionary() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("svc.service"), &service.stdout).unwrap();
     std::fs::write(dir.join("svc.socket"), &socket.stdout).unwrap();
-    let runtime = env.path("runtime");
-    std::fs::create_dir_all(&runtime).unwrap();
-    std::fs::set_permissions(
-        &runtime,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-    let verified = Command::new("systemd-analyze")
-        .args(["--user", "verify"])
-        .arg(dir.join("svc.socket"))
-        .arg(dir.join("svc.service"))
-        .env("XDG_RUNTIME_DIR", &runtime)
-        .output()
-        .unwrap();
-    let verified = Run::from_output(&verified);
+    let verified = analyze(
+        &env,
+        &[dir.join("svc.socket"), dir.join("svc.service")],
+        true,
+    );
     assert!(
         verified.code == 0 && verified.stderr.is_empty(),
         "systemd-analyze verify had something to say:\n{verified:#?}\n{}",

@@ -132,75 +132,116 @@ pub fn example_server(env: &TestEnv) -> std::path::PathBuf {
     )
 }
 
+/// The servers, each on a held socket (`listen` on `port`) answering `running`, the way its
+/// README example takes it; each finishes its requests on TERM. Returns the entry, or `None`
+/// (said as a skip) when the server is not installed.
+pub enum Server {
+    /// `server/runserver.py`: reads `LISTEN_FDS`.
+    Example,
+    /// gunicorn reads `LISTEN_FDS` itself (no --bind), only when `LISTEN_PID` is its own pid.
+    Gunicorn,
+    /// uvicorn takes the descriptor as a flag, `--fd {fd}`.
+    Uvicorn,
+    /// node takes it in code, `listen({ fd: 3 })`.
+    Node,
+}
+
+impl Server {
+    pub fn set_up(&self, env: &TestEnv, port: u16) -> Option<std::path::PathBuf> {
+        // Time to start on a loaded machine (the tests run in parallel): a reload fails a
+        // generation that is not ready within start_timeout.
+        let held = format!(
+            "listen = [\"tcp:127.0.0.1:{port}\"]\nready = \"http://127.0.0.1:{port}/\"\n\
+             stop_timeout = \"10s\"\nstart_timeout = \"20s\"\n"
+        );
+        let (entry, config) = match self {
+            Server::Example => (
+                example_server(env),
+                "entry = \"server/runserver.py\"\n".to_owned(),
+            ),
+            Server::Gunicorn => {
+                if !installed("gunicorn", "pip install gunicorn") {
+                    return None;
+                }
+                let app = env.write(
+                    "app.py",
+                    "def app(environ, start_response):\n    \
+                     start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+                     return [b'running']\n",
+                );
+                let config = "entry = \"app.py\"\nstartup = \"gunicorn -w 2 app:app\"\n";
+                (app, config.to_owned())
+            }
+            Server::Uvicorn => {
+                if !installed("uvicorn", "pip install uvicorn") {
+                    return None;
+                }
+                let app = env.write(
+                    "app.py",
+                    "async def app(scope, receive, send):\n    if scope['type'] != 'http':\n        \
+                     return\n    await send({'type': 'http.response.start', 'status': 200, \
+                     'headers': []})\n    \
+                     await send({'type': 'http.response.body', 'body': b'running'})\n",
+                );
+                let config = "entry = \"app.py\"\nstartup = \"uvicorn --fd {fd} app:app\"\n";
+                (app, config.to_owned())
+            }
+            Server::Node => {
+                if !crate::testenv::have("node", "nodejs") {
+                    return None;
+                }
+                let server = env.script(
+                    "server.js",
+                    "#!/usr/bin/env node\nconst http = require('http');\nconst server = \
+                     http.createServer((req, res) => res.end('running')).listen({ fd: 3 });\n\
+                     process.on('SIGTERM', () => server.close(() => process.exit(0)));\n",
+                );
+                (server, "entry = \"server.js\"\n".to_owned())
+            }
+        };
+        env.config(&format!("{config}{held}"));
+        Some(entry)
+    }
+
+    /// Rewrites the app so that it answers `to` instead of `from`.
+    pub fn answer(&self, entry: &Path, from: &str, to: &str) {
+        let (from, to) = match self {
+            Server::Example => (format!("\"msg\": \"{from}\""), format!("\"msg\": \"{to}\"")),
+            Server::Gunicorn | Server::Uvicorn => (format!("b'{from}'"), format!("b'{to}'")),
+            Server::Node => (format!("end('{from}')"), format!("end('{to}')")),
+        };
+        let text = std::fs::read_to_string(entry).unwrap();
+        assert!(text.contains(&from), "{from} not in {}", entry.display());
+        std::fs::write(entry, text.replace(&from, &to)).unwrap();
+    }
+}
+
+fn sigkilled_without_refusal(server: &Server) {
+    let env = TestEnv::new();
+    let port = free_port();
+    if let Some(entry) = server.set_up(&env, port) {
+        no_refusal_through_kills(&env, &entry, port);
+    }
+}
+
 #[test]
 fn the_example_server_refuses_no_connection_while_it_is_sigkilled() {
-    let env = TestEnv::new();
-    let entry = example_server(&env);
-    let port = free_port();
-    env.config(&format!(
-        "entry = \"server/runserver.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
-         ready = \"http://127.0.0.1:{port}/\"\n"
-    ));
-    no_refusal_through_kills(&env, &entry, port);
+    sigkilled_without_refusal(&Server::Example);
 }
 
 #[test]
 fn gunicorn_takes_listen_fds_without_a_flag_and_refuses_no_connection() {
-    if !installed("gunicorn", "pip install gunicorn") {
-        return;
-    }
-    let env = TestEnv::new();
-    let entry = env.write(
-        "app.py",
-        "def app(environ, start_response):\n    \
-         start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'gunicorn']\n",
-    );
-    let port = free_port();
-    // No --bind: gunicorn takes the sockets only when LISTEN_PID is its own pid.
-    env.config(&format!(
-        "entry = \"app.py\"\nstartup = \"gunicorn -w 2 app:app\"\n\
-         listen = [\"tcp:127.0.0.1:{port}\"]\nready = \"http://127.0.0.1:{port}/\"\n\
-         stop_timeout = \"5s\"\n"
-    ));
-    no_refusal_through_kills(&env, &entry, port);
+    sigkilled_without_refusal(&Server::Gunicorn);
 }
 
 #[test]
 fn uvicorn_takes_the_socket_by_its_fd_flag_and_refuses_no_connection() {
-    if !installed("uvicorn", "pip install uvicorn") {
-        return;
-    }
-    let env = TestEnv::new();
-    let entry = env.write(
-        "app.py",
-        "async def app(scope, receive, send):\n    if scope['type'] != 'http':\n        return\n    \
-         await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n    \
-         await send({'type': 'http.response.body', 'body': b'uvicorn'})\n",
-    );
-    let port = free_port();
-    env.config(&format!(
-        "entry = \"app.py\"\nstartup = \"uvicorn --fd {{fd}} app:app\"\n\
-         listen = [\"tcp:127.0.0.1:{port}\"]\nready = \"http://127.0.0.1:{port}/\"\n\
-         stop_timeout = \"5s\"\n"
-    ));
-    no_refusal_through_kills(&env, &entry, port);
+    sigkilled_without_refusal(&Server::Uvicorn);
 }
 
 #[test]
 fn node_takes_fd_3_in_code_and_refuses_no_connection() {
-    require!("node", "nodejs");
-    let env = TestEnv::new();
-    let entry = env.script(
-        "server.js",
-        "#!/usr/bin/env node\nconst http = require('http');\n\
-         http.createServer((req, res) => res.end('node')).listen({ fd: 3 });\n",
-    );
-    let port = free_port();
-    env.config(&format!(
-        "entry = \"server.js\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
-         ready = \"http://127.0.0.1:{port}/\"\n"
-    ));
-    no_refusal_through_kills(&env, &entry, port);
+    sigkilled_without_refusal(&Server::Node);
 }
 
 /// What the test service saw of itself, one `KEY=VALUE` a line.

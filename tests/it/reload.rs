@@ -6,8 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::listen::{example_server, get, keepup, serving, stream};
-use crate::recipes::installed;
+use crate::listen::{Server, example_server, get, keepup, serving, stream};
 use crate::testenv::{TestEnv, alive, free_port, locked_pid, sigkill, wait_for};
 
 /// While a client asks without pause, reloads twice, changing the app's answer between the
@@ -50,94 +49,34 @@ fn reload_through_stream(env: &TestEnv, entry: &Path, port: u16, edit: &dyn Fn(&
     keepup(env, &["stop"]).expect(0);
 }
 
-/// Rewrites `file`, replacing `from` by `to`.
-fn replace_in(file: &Path, from: &str, to: &str) {
-    let text = std::fs::read_to_string(file).unwrap();
-    assert!(text.contains(from), "{from} not in {}", file.display());
-    std::fs::write(file, text.replace(from, to)).unwrap();
+fn reloaded_without_failure(server: &Server) {
+    let env = TestEnv::new();
+    let port = free_port();
+    if let Some(entry) = server.set_up(&env, port) {
+        reload_through_stream(&env, &entry, port, &|from, to| {
+            server.answer(&entry, from, to);
+        });
+    }
 }
 
 #[test]
 fn reload_of_the_example_server_fails_no_request_and_the_new_code_answers() {
-    let env = TestEnv::new();
-    let entry = example_server(&env);
-    let port = free_port();
-    env.config(&format!(
-        "entry = \"server/runserver.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
-         ready = \"http://127.0.0.1:{port}/\"\n"
-    ));
-    reload_through_stream(&env, &entry, port, &|from, to| {
-        replace_in(
-            &entry,
-            &format!("\"msg\": \"{from}\""),
-            &format!("\"msg\": \"{to}\""),
-        );
-    });
+    reloaded_without_failure(&Server::Example);
 }
 
 #[test]
 fn reload_of_gunicorn_fails_no_request_and_the_new_code_answers() {
-    if !installed("gunicorn", "pip install gunicorn") {
-        return;
-    }
-    let env = TestEnv::new();
-    let entry = env.write(
-        "app.py",
-        "def app(environ, start_response):\n    \
-         start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'running']\n",
-    );
-    let port = free_port();
-    env.config(&format!(
-        "entry = \"app.py\"\nstartup = \"gunicorn -w 2 app:app\"\n\
-         listen = [\"tcp:127.0.0.1:{port}\"]\nready = \"http://127.0.0.1:{port}/\"\n\
-         stop_timeout = \"10s\"\n"
-    ));
-    reload_through_stream(&env, &entry, port, &|from, to| {
-        replace_in(&entry, &format!("b'{from}'"), &format!("b'{to}'"));
-    });
+    reloaded_without_failure(&Server::Gunicorn);
 }
 
 #[test]
 fn reload_of_uvicorn_fails_no_request_and_the_new_code_answers() {
-    if !installed("uvicorn", "pip install uvicorn") {
-        return;
-    }
-    let env = TestEnv::new();
-    let entry = env.write(
-        "app.py",
-        "async def app(scope, receive, send):\n    if scope['type'] != 'http':\n        return\n    \
-         await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n    \
-         await send({'type': 'http.response.body', 'body': b'running'})\n",
-    );
-    let port = free_port();
-    env.config(&format!(
-        "entry = \"app.py\"\nstartup = \"uvicorn --fd {{fd}} app:app\"\n\
-         listen = [\"tcp:127.0.0.1:{port}\"]\nready = \"http://127.0.0.1:{port}/\"\n\
-         stop_timeout = \"10s\"\n"
-    ));
-    reload_through_stream(&env, &entry, port, &|from, to| {
-        replace_in(&entry, &format!("b'{from}'"), &format!("b'{to}'"));
-    });
+    reloaded_without_failure(&Server::Uvicorn);
 }
 
 #[test]
 fn reload_of_node_fails_no_request_and_the_new_code_answers() {
-    require!("node", "nodejs");
-    let env = TestEnv::new();
-    let entry = env.script(
-        "server.js",
-        "#!/usr/bin/env node\nconst http = require('http');\n\
-         const server = http.createServer((req, res) => res.end('running')).listen({ fd: 3 });\n\
-         process.on('SIGTERM', () => server.close(() => process.exit(0)));\n",
-    );
-    let port = free_port();
-    env.config(&format!(
-        "entry = \"server.js\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
-         ready = \"http://127.0.0.1:{port}/\"\n"
-    ));
-    reload_through_stream(&env, &entry, port, &|from, to| {
-        replace_in(&entry, &format!("end('{from}')"), &format!("end('{to}')"));
-    });
+    reloaded_without_failure(&Server::Node);
 }
 
 /// The new generation never answers (it sleeps before serving): its ready check must not take
