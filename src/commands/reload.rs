@@ -101,7 +101,10 @@ pub fn run(service: &Service) -> Result<u8> {
     }
 }
 
-/// A reload needs the held sockets, and a check that tells when the new generation is ready.
+/// A reload needs the held sockets, and a check that tells when the new generation is ready:
+/// `http://` (an answer counts only from the new generation, see `launch_beside`) or `cmd:`;
+/// a `notify` check (issue 22) would fit as it is, its `READY=1` coming from the new
+/// generation's own pid. `tcp:` never gets here: the config refuses it beside `listen`.
 fn check_reloadable(config: &Config) -> Result<()> {
     let refuse = |message: &str| {
         Err(Error::Config {
