@@ -522,6 +522,11 @@ mod tests {
         );
         let config = config.unwrap();
         assert_eq!(config.startup[2..], ["--fd", "4"]);
+        // A tcp: check of a port keepup does not hold still tells.
+        let (_, other) = load_text(
+            "entry = \"bot.py\"\nlisten = [\"tcp:127.0.0.1:8000\"]\nready = \"tcp:127.0.0.1:9000\"\n",
+        );
+        assert!(other.is_ok(), "{other:?}");
         assert_eq!(
             config.listen[1].address,
             crate::listen::Address::Unix(dir.path().join("run/ctl.sock"))
@@ -530,7 +535,11 @@ mod tests {
             ("startup = \"python3 bot.py {fd}\"\n", "there is none"),
             (
                 "listen = [\"tcp:127.0.0.1:8000\"]\nready = \"tcp:127.0.0.1:8000\"\n",
-                "use an http:// or cmd: check",
+                "key `ready`: \"tcp:127.0.0.1:8000\" passes at once",
+            ),
+            (
+                "listen = [\"tcp:127.0.0.1:8000\"]\nhealth = \"tcp:localhost:8000\"\n",
+                "key `health`: \"tcp:localhost:8000\" passes at once",
             ),
             (
                 "listen = [\"tcp:127.0.0.1:8000\"]\nwatch = false\n",

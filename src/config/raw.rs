@@ -143,7 +143,14 @@ impl RawConfig {
         let health = self.health(problems, entry.as_deref());
         let watchdog = self.watchdog(problems, ready.as_ref());
         let memory = self.memory(problems);
-        refuse_tcp_ready_on_held_sockets(problems, ready.as_ref(), &listen);
+        refuse_tcp_checks_on_held_sockets(
+            problems,
+            &[
+                ("ready", ready.as_ref()),
+                ("health", health.as_ref().map(|h| &h.check)),
+            ],
+            &listen,
+        );
         let log_max_size = check(
             problems,
             parse_size(self.log_max_size.as_deref().unwrap_or("10MB"))
@@ -439,20 +446,29 @@ impl RawConfig {
 }
 
 /// With a held socket (`listen`) the kernel accepts into its queue whether the service runs
-/// or not: a `tcp:` check would pass at once, and prove nothing.
-fn refuse_tcp_ready_on_held_sockets(
+/// or not: a `tcp:` check (`ready`, `health`) on its port would pass at once, and prove nothing.
+fn refuse_tcp_checks_on_held_sockets(
     problems: &mut Vec<String>,
-    ready: Option<&Ready>,
+    checks: &[(&str, Option<&Ready>)],
     listen: &[Listen],
 ) {
-    if let (Some(ready @ Ready::Tcp { .. }), false) = (ready, listen.is_empty()) {
-        check(
-            problems,
-            Err::<(), _>(format!(
-                "key `ready`: \"{ready}\" passes at once on a socket keepup holds (`listen`), \
-                 whether the service is up or not: use an http:// or cmd: check"
-            )),
-        );
+    let held = |port: u16| {
+        listen
+            .iter()
+            .any(|l| matches!(&l.address, crate::listen::Address::Tcp(addr) if addr.port() == port))
+    };
+    for (key, check_of) in checks {
+        if let Some(tcp @ Ready::Tcp { port, .. }) = check_of
+            && held(*port)
+        {
+            check(
+                problems,
+                Err::<(), _>(format!(
+                    "key `{key}`: \"{tcp}\" passes at once on a socket keepup holds (`listen`), \
+                     whether the service is up or not: use an http:// or cmd: check"
+                )),
+            );
+        }
     }
 }
 
