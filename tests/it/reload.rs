@@ -182,3 +182,34 @@ fn reload_without_listen_says_it_needs_it() {
         .expect(78)
         .stderr_has("reload needs `listen`");
 }
+
+/// A watcher that probes its service's health waits in another loop (with deadlines): a reload
+/// asked of it is served all the same, and the health checks go on with the new generation.
+#[test]
+fn reload_is_served_by_a_watcher_that_probes_health() {
+    let env = TestEnv::new();
+    let entry = example_server(&env);
+    let port = free_port();
+    env.config(&format!(
+        "entry = \"server/runserver.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
+         ready = \"http://127.0.0.1:{port}/\"\nhealth = \"http://127.0.0.1:{port}/\"\n\
+         health_interval = \"1s\"\n"
+    ));
+    env.keepup(&["start"]).expect(0);
+    let old = serving(&entry, port, None);
+    Server::Example.answer(&entry, "running", "second");
+    env.keepup(&["reload"]).expect(0).stdout_has("reloaded");
+    assert!(!alive(old));
+    assert!(get(port).is_some_and(|a| a.contains("second")));
+    let new = locked_pid(&entry).unwrap();
+    // Its probes now reach the new generation, which stays healthy: no unhealthy event.
+    let history = || env.keepup(&["events"]).stdout;
+    wait_for("a health probe of the new generation", || {
+        let status = env.keepup(&["status", "--json"]);
+        let json: serde_json::Value =
+            serde_json::from_str(status.stdout.trim()).unwrap_or_default();
+        json["pid"] == new && json["health"]["pid"] == new && !json["health"]["probe"].is_null()
+    });
+    assert!(!history().contains("unhealthy"), "{}", history());
+    env.keepup(&["stop"]).expect(0);
+}
