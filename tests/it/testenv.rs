@@ -266,7 +266,8 @@ impl TestEnv {
     /// the process table, not by what keepup says).
     pub fn instances(&self, entry: &Path) -> Vec<i32> {
         let name = entry.file_name().unwrap().to_str().unwrap();
-        self.own_processes()
+        let named: Vec<i32> = self
+            .own_processes()
             .into_iter()
             .filter(|p| {
                 let argv = cmdline(*p);
@@ -277,6 +278,13 @@ impl TestEnv {
                         .any(|t| argv[0].ends_with(t))
                     && argv.iter().any(|w| w.ends_with(name))
             })
+            .collect();
+        // A child of an instance is part of it, as keepup counts it: a shell script's fork,
+        // before it execs `sleep`, still has the script's command line.
+        named
+            .iter()
+            .copied()
+            .filter(|p| parent_of(*p).is_none_or(|parent| !named.contains(&parent)))
             .collect()
     }
 
@@ -376,6 +384,17 @@ pub fn state(pid: i32) -> Option<char> {
 }
 
 /// The process group of `pid`.
+/// The parent of `pid`, from `/proc/<pid>/stat`.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 pub fn group_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit(')')

@@ -447,11 +447,21 @@ fn each_revival_reads_the_config_afresh_or_keeps_the_last_good_one() {
              [restart_limit]\nburst = 1000\nbackoff = \"0s\"\n"
         ));
     };
+    // Read once the launch has gone through its execs (`env`, pyenv's shim, python): in the
+    // middle of an exec the new image's environment reads empty for a moment.
     let flavour = |pid: i32| {
-        std::fs::read(format!("/proc/{pid}/environ"))
-            .unwrap_or_default()
-            .split(|b| *b == 0)
-            .find_map(|v| v.strip_prefix(b"FLAVOUR=").map(<[u8]>::to_vec))
+        let read = || {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .find_map(|v| v.strip_prefix(b"FLAVOUR=").map(<[u8]>::to_vec))
+        };
+        let mut found = None;
+        wait_for("the revived service's environment", || {
+            found = read();
+            found.is_some() || !alive(pid)
+        });
+        found
     };
     good("one");
     let pid = env.keepup(&["start"]).expect(0).pid();
