@@ -73,6 +73,11 @@ fn launch_generation(
     let mut env = service
         .launch_env()
         .map_err(|e| Error::Failed(format!("{} not started: {e}", config.name)))?;
+    // A notify socket or watchdog keepup's own caller was given (keepup run from a systemd
+    // unit) is not the service's: it gets keepup's, or none.
+    for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        env.remove(std::ffi::OsStr::new(key));
+    }
     if config.ready == Some(Ready::Notify) {
         notify_socket(service, &mut env).map_err(|e| not_launched(config, &e))?;
     }

@@ -246,10 +246,11 @@ struct Exec {
     program: CString,
     /// The sockets to put at fds 3… (`listen`).
     sockets: Vec<RawFd>,
-    /// `LISTEN_PID=` and room for the child's pid, which only the child knows: written there
-    /// after the fork, through `listen_pid_digits` (an entry of `envp_ptrs` points at it).
-    _listen_pid: Vec<u8>,
-    listen_pid_digits: *mut u8,
+    /// `LISTEN_PID=` (with `listen`) and `WATCHDOG_PID=` (with a watchdog), each with room for
+    /// the child's pid, which only the child knows: written there after the fork, through
+    /// `pid_digits` (entries of `envp_ptrs` point at them).
+    _pid_vars: Vec<Vec<u8>>,
+    pid_digits: Vec<*mut u8>,
     /// What `argv_ptrs` points into: owned here for as long as the pointers are used.
     _argv: Vec<CString>,
     argv_ptrs: Vec<*const nix::libc::c_char>,
@@ -269,7 +270,7 @@ impl Exec {
     ) -> Option<Exec> {
         use std::os::unix::ffi::OsStrExt;
         let mut env = env.clone();
-        let mut listen_pid = Vec::new();
+        let mut pid_keys = Vec::new();
         // What the environment says of sockets describes keepup's own, not what this launch
         // hands over.
         if !sockets.fds.is_empty() {
@@ -278,8 +279,12 @@ impl Exec {
             }
             env.insert("LISTEN_FDS".into(), sockets.fds.len().to_string().into());
             env.insert("LISTEN_FDNAMES".into(), sockets.names.clone().into());
-            listen_pid = b"LISTEN_PID=".to_vec();
-            listen_pid.resize(listen_pid.len() + PID_DIGITS + 1, 0);
+            pid_keys.push("LISTEN_PID");
+        }
+        // A watchdog is the service's own: sd_watchdog_enabled() checks the pid.
+        env.remove(OsStr::new("WATCHDOG_PID"));
+        if env.contains_key(OsStr::new("WATCHDOG_USEC")) {
+            pid_keys.push("WATCHDOG_PID");
         }
         let argv: Vec<CString> = argv
             .iter()
@@ -300,20 +305,31 @@ impl Exec {
             pointers
         };
         let mut envp_ptrs = pointers(&envp);
-        // Derived once, and only written through in the child.
-        let listen_pid_digits = if listen_pid.is_empty() {
-            std::ptr::null_mut()
-        } else {
-            let start = listen_pid.as_mut_ptr();
-            envp_ptrs.insert(envp_ptrs.len() - 1, start.cast_const().cast());
-            // SAFETY: within the buffer: "LISTEN_PID=" is followed by the digits' room.
-            unsafe { start.add(b"LISTEN_PID=".len()) }
-        };
+        let mut pid_vars: Vec<Vec<u8>> = pid_keys
+            .iter()
+            .map(|key| {
+                let mut var = format!("{key}=").into_bytes();
+                var.resize(var.len() + PID_DIGITS + 1, 0);
+                var
+            })
+            .collect();
+        // Derived once, and only written through in the child (each buffer stays where it is
+        // when the list of them moves).
+        let pid_digits = pid_vars
+            .iter_mut()
+            .zip(&pid_keys)
+            .map(|(var, key)| {
+                let start = var.as_mut_ptr();
+                envp_ptrs.insert(envp_ptrs.len() - 1, start.cast_const().cast());
+                // SAFETY: within the buffer: "KEY=" is followed by the digits' room.
+                unsafe { start.add(key.len() + 1) }
+            })
+            .collect();
         Some(Exec {
             program: CString::new(program.as_os_str().as_bytes()).ok()?,
             sockets: sockets.fds.clone(),
-            _listen_pid: listen_pid,
-            listen_pid_digits,
+            _pid_vars: pid_vars,
+            pid_digits,
             argv_ptrs: pointers(&argv),
             envp_ptrs,
             _argv: argv,
@@ -360,7 +376,9 @@ impl Exec {
                 errors = self
                     .hand_sockets(errors)
                     .unwrap_or_else(|errno| fail(errors, errno));
-                write_pid(self.listen_pid_digits, libc::getpid());
+            }
+            for digits in &self.pid_digits {
+                write_pid(*digits, libc::getpid());
             }
             reset_signals();
             let first_free = crate::listen::fd_of(self.sockets.len());

@@ -98,7 +98,9 @@ fn a_notify_service_that_stops_pinging_is_revived_within_4s() {
     let env = TestEnv::new();
     notifying_service(
         &env,
-        "open('usec', 'w').write(os.environ.get('WATCHDOG_USEC', ''))\nnotify('READY=1')\n\
+        "open('usec', 'w').write(os.environ.get('WATCHDOG_USEC', ''))\n\
+         open('watchdog-pid', 'w').write(os.environ.get('WATCHDOG_PID', '') + ' ' + str(os.getpid()))\n\
+         notify('READY=1')\n\
          for _ in range(5):\n    notify('WATCHDOG=1')\n    time.sleep(0.3)\n\
          open('silent-%d' % os.getpid(), 'w').close()",
     );
@@ -111,6 +113,14 @@ fn a_notify_service_that_stops_pinging_is_revived_within_4s() {
         std::fs::read_to_string(env.path("usec")).unwrap(),
         "2000000"
     );
+    // WATCHDOG_PID is its own pid (sd_watchdog_enabled() checks it).
+    let (said, own) = std::fs::read_to_string(env.path("watchdog-pid"))
+        .unwrap()
+        .split_once(' ')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .unwrap();
+    assert_eq!(said, own);
+    assert_eq!(own, old.to_string());
     // status shows the pings as they come.
     wait_for("status to show a ping", || {
         env.status_json()["health"]["watchdog_at"].is_string()
