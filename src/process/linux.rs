@@ -324,12 +324,13 @@ pub unsafe fn close_range(low: RawFd, high: RawFd) -> bool {
 /// `/proc/self/exe` is then closed to the process itself).
 static KEPT_PROGRAM: OnceLock<File> = OnceLock::new();
 
-/// Maps every page of the programs this process runs (keepup's own code and data, libc's,
-/// the loader's) from the page cache now, so that a revival from a freshly exec'd image does
-/// not stop at a page fault wherever it goes (a third of its time, measured). These pages
-/// are shared with every other process that maps them, and none is written: what the machine
-/// holds for each more watcher stays its private pages. Linux 5.14 and later; on an older
-/// kernel it does nothing.
+/// Maps every page of the code this process runs (keepup's own, libc's, the loader's) from
+/// the page cache now, so that a revival from a freshly exec'd image does not stop at a page
+/// fault wherever it goes (a third of its time, measured). These pages are shared with every
+/// other process that maps them, and none is written: what the machine holds for each more
+/// watcher stays its private pages, and its share of the code (its data is left to be mapped
+/// as it is used: with it, 100 watchers took 33 KiB more each). Linux 5.14 and later; on an
+/// older kernel it does nothing.
 pub fn map_programs() {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return;
@@ -339,8 +340,8 @@ pub fn map_programs() {
         let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
             continue;
         };
-        // A file's pages (the sixth field is its path), never anonymous memory.
-        if !perms.starts_with('r') || !fields.nth(3).is_some_and(|p| p.starts_with('/')) {
+        // A file's code (the sixth field is its path), never anonymous memory.
+        if perms != "r-xp" || !fields.nth(3).is_some_and(|p| p.starts_with('/')) {
             continue;
         }
         let Some((Ok(start), Ok(end))) = range
