@@ -383,7 +383,6 @@ pub fn state(pid: i32) -> Option<char> {
         .next()
 }
 
-/// The process group of `pid`.
 /// The parent of `pid`, from `/proc/<pid>/stat`.
 pub fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -395,6 +394,7 @@ pub fn parent_of(pid: i32) -> Option<i32> {
         .ok()
 }
 
+/// The process group of `pid`.
 pub fn group_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit(')')
