@@ -308,8 +308,7 @@ fn doctor_names_a_timer_whose_keepup_was_moved() {
     let env = TestEnv::new();
     let config = service(&env, "app", "");
     let old = env.path("old/keepup");
-    std::fs::create_dir_all(old.parent().unwrap()).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_keepup"), &old).unwrap();
+    crate::testenv::install_program(Path::new(env!("CARGO_BIN_EXE_keepup")), &old);
     let out = env
         .command(&old)
         .args(["-c"])

@@ -75,8 +75,7 @@ fn native(search: &str) {
     let env = TestEnv::new();
     // A real compiled program under a name of its own.
     let entry = env.path("bin/worker");
-    std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
-    std::fs::copy("/bin/sleep", &entry).unwrap();
+    crate::testenv::install_program(Path::new("/bin/sleep"), &entry);
     env.config(&format!(
         "entry = \"bin/worker\"\nstartup = \"{{entry}} 1000\"\nsearch = \"{search}\"\n"
     ));
@@ -100,8 +99,7 @@ fn auto_recognises_a_native_binary() {
 fn a_native_service_that_renames_itself_is_found_by_its_executable() {
     let mut env = TestEnv::new();
     let entry = env.path("bin/worker");
-    std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
-    std::fs::copy("/bin/sleep", &entry).unwrap();
+    crate::testenv::install_program(Path::new("/bin/sleep"), &entry);
     env.config("entry = \"bin/worker\"\nstartup = \"{entry} 1000\"\n");
     // Started by hand under another name: only its executable tells it.
     let pid = env.spawn(

@@ -383,6 +383,25 @@ pub fn state(pid: i32) -> Option<char> {
         .next()
 }
 
+/// Copies the program `from` to `to` (folders made), executable, by another process: a copy
+/// written by this one could be open for writing in a child another test forks meanwhile, and
+/// running it would then fail with ETXTBSY ("Text file busy").
+pub fn install_program(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    let copied = Command::new("install")
+        .args(["-m", "755"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(
+        copied.success(),
+        "install {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
 /// The parent of `pid`, from `/proc/<pid>/stat`.
 pub fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
