@@ -160,10 +160,9 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
 /// The acting state: records how the instance `ended` (its pid, and how), revives the service
 /// (or waits out the guard) until something runs, then becomes the waiting state for it;
 /// leaves when the service is no longer kept up.
-pub fn act(config: Config, text: String, ended: (Pid, Ended), waits: Waits) -> Result<u8> {
+pub fn act(mut config: Config, text: String, ended: (Pid, Ended), waits: Waits) -> Result<u8> {
     let me = process::own_identity()
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
-    let mut config = config;
     let mut text = text;
     // Just loaded: the first check needs no second read.
     let mut fresh = true;
@@ -286,8 +285,10 @@ fn revive_locked(
     if let Some((pid, how)) = ended {
         // A service that said STOPPING=1 (sd_notify) meant to end: its exit is no failure,
         // whatever its code (it is revived all the same while its pid lock exists).
-        let intended = crate::health::read(&service.state_file(crate::health::SUFFIX))
-            .is_some_and(|r| r.pid == pid && r.stopping);
+        // Read only where the service can say it: the revival's path stays as it was otherwise.
+        let intended = config.ready == Some(crate::ready::Ready::Notify)
+            && crate::health::read(&service.state_file(crate::health::SUFFIX))
+                .is_some_and(|r| r.pid == pid && r.stopping);
         let outcome = if how.clean() || intended {
             Outcome::Ok
         } else {
