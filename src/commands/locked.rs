@@ -348,14 +348,23 @@ impl<'a> Locked<'a> {
     }
 
     /// In the watcher: ends what the dead instance left to it as subreaper (its workers, in its
-    /// process group or not), before a new instance starts.
+    /// process group or not), before a new instance starts. The recorded instance, if it runs,
+    /// is spared: a process the service named its main one (`MAINPID=`) is left to the watcher
+    /// too once the process keepup started has exited, and it is the service.
     pub(super) fn end_orphans_of_me(&self) -> Result<()> {
         let config = &self.service.config;
         let me = Pid::new(std::process::id().into())
             .ok_or_else(|| Error::Failed("keepup runs as an impossible pid".to_owned()))?;
-        let ended =
-            self.finder
-                .end_orphans(me.get(), None, config.stop_signal, config.stop_timeout);
+        let recorded = self
+            .service
+            .record()
+            .and_then(|r| self.finder.by_identity(&r.identity()));
+        let ended = self.finder.end_orphans(
+            me.get(),
+            recorded.as_ref(),
+            config.stop_signal,
+            config.stop_timeout,
+        );
         self.record_orphans(ended, self.recorded_main())
     }
 
