@@ -35,7 +35,8 @@ pub enum Kind {
     Leftovers,
     /// The service's log (or the timer's) was rotated, or could not be (a full disk).
     Rotate,
-    /// The service was found at another pid than the pid lock's (its pid: the new one).
+    /// The service was found at another pid than the pid lock's, or named another process its
+    /// main one (`MAINPID=`) (its pid: the new one).
     PidChange,
     /// The service ended while its watcher watched it: how (exit code or signal), read by the
     /// watcher, its parent; "ended" alone for an adopted instance, whose parent is another.

@@ -119,7 +119,8 @@ pub struct HealthRecord {
     /// The service's last `STATUS=`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// The main process it named (`MAINPID=`).
+    /// The main process it named (`MAINPID=`), once keepup took it as the service: then also
+    /// [`HealthRecord::pid`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main_pid: Option<i32>,
     /// When its last `WATCHDOG=1` came: RFC 3339, UTC.
@@ -157,17 +158,26 @@ impl HealthRecord {
         }
     }
 
-    /// Keeps what a notification other than the watchdog's says.
+    /// Keeps what a notification other than the watchdog's says. `MAINPID=` is kept only
+    /// once it is taken ([`HealthRecord::moved_to`]): a refused one names no process of the
+    /// service.
     pub fn note(&mut self, notice: Notice) {
         match notice {
             Notice::Status(text) => self.status = Some(text),
-            Notice::MainPid(pid) => self.main_pid = Some(pid),
             Notice::Stopping => self.stopping = true,
-            Notice::Ready
+            Notice::MainPid(_)
+            | Notice::Ready
             | Notice::ExtendTimeout(_)
             | Notice::Watchdog
             | Notice::WatchdogTrigger => {}
         }
+    }
+
+    /// The service's main process is now `pid`, which it named (`MAINPID=`): the record is
+    /// that instance's.
+    pub fn moved_to(&mut self, pid: Pid) {
+        self.pid = pid;
+        self.main_pid = Some(pid.get());
     }
 
     /// Notes a probe's result, as `tally` now counts it.

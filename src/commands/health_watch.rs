@@ -18,7 +18,7 @@ use crate::events::{Kind, Outcome, Who};
 use crate::health::{self, Above, HealthRecord, Tally, Verdict};
 use crate::notify::{self, Notice};
 use crate::process::exit::{Ended, Waits, Wake, Watched};
-use crate::process::{self, Identity};
+use crate::process::{self, Identity, Instance};
 use crate::ready::Ready;
 use crate::service::Service;
 use crate::signal::Signal;
@@ -62,56 +62,75 @@ fn wakes(config: &Config) -> bool {
 /// Blocks until the instance `identity` has ended, and says how; with a health check in
 /// `config`, probes it meanwhile, with `max_memory` looks at its memory, and with `ready =
 /// "notify"` reads what it sends; ends it when it is unhealthy, too big, or its watchdog runs
-/// out. `None` as soon as `asked` says so (a reload asked of the watcher).
+/// out. A `MAINPID=` it sends that keepup takes makes `identity` the process it named, and the
+/// wait goes on for that one. `None` as soon as `asked` says so (a reload asked of the
+/// watcher).
 pub(super) fn wait_for_end_or(
     config: Option<&Config>,
-    identity: &Identity,
+    identity: &mut Identity,
     waits: Waits,
     asked: &mut dyn FnMut() -> bool,
 ) -> Option<Ended> {
     let Some(config) = config.filter(|c| wakes(c)) else {
         return process::exit::wait_for_end_or(identity, waits, asked);
     };
-    let watched = match Watched::begin(identity, waits) {
+    let mut watched = match Watched::begin(identity, waits) {
         Ok(watched) => watched,
         Err(ended) => return Some(ended),
     };
-    let mut vigil = Vigil::new(config, identity);
+    let mut vigil = Vigil::new(config, identity.clone());
     loop {
         let deadline = [vigil.next_probe, vigil.watchdog_end(), vigil.next_look]
             .into_iter()
             .flatten()
             .min();
-        match process::notify::with_fd(|fd| watched.until_asked(deadline, fd, &mut *asked)) {
-            Wake::Asked => return None,
-            Wake::Ended(ended) => {
-                // What it said just before it ended may have come with its end, unread.
-                vigil.last_words();
-                if vigil.record.stopping {
-                    note(&format!(
-                        "{}{} ({}) said STOPPING=1, then {ended}",
-                        stamp(Who::Watcher),
-                        config.name,
-                        identity.pid
-                    ));
+        let successor =
+            match process::notify::with_fd(|fd| watched.until_asked(deadline, fd, &mut *asked)) {
+                Wake::Asked => return None,
+                Wake::Ended(ended) => {
+                    // What it said just before it ended may have come with its end, unread: a
+                    // successor it named (a daemon's first process, leaving) is the service now.
+                    if let Some(successor) = vigil.last_words() {
+                        successor
+                    } else {
+                        if vigil.record.stopping {
+                            note(&format!(
+                                "{}{} ({}) said STOPPING=1, then {ended}",
+                                stamp(Who::Watcher),
+                                config.name,
+                                vigil.identity.pid
+                            ));
+                        }
+                        return Some(ended);
+                    }
                 }
-                return Some(ended);
-            }
-            Wake::Readable => vigil.read_notifications(),
-            Wake::Deadline => {
-                let now = Instant::now();
-                vigil.watchdog(now);
-                vigil.memory(now);
-                vigil.probe(now);
-            }
-        }
+                Wake::Readable => match vigil.read_notifications() {
+                    Some(successor) => successor,
+                    None => continue,
+                },
+                Wake::Deadline => {
+                    let now = Instant::now();
+                    vigil.watchdog(now);
+                    vigil.memory(now);
+                    vigil.probe(now);
+                    continue;
+                }
+            };
+        *identity = successor;
+        // One wait at a time: the old one's hold on SIGCHLD goes before the new one's.
+        drop(watched);
+        watched = match Watched::begin(identity, waits) {
+            Ok(watched) => watched,
+            Err(ended) => return Some(ended),
+        };
     }
 }
 
 /// What the watcher keeps while it watches one instance.
 struct Vigil<'c> {
     config: &'c Config,
-    identity: &'c Identity,
+    /// The instance: the one the wait began with, or the process it named since (`MAINPID=`).
+    identity: Identity,
     service: Service,
     record_file: std::path::PathBuf,
     record: HealthRecord,
@@ -123,7 +142,7 @@ struct Vigil<'c> {
 }
 
 impl<'c> Vigil<'c> {
-    fn new(config: &'c Config, identity: &'c Identity) -> Vigil<'c> {
+    fn new(config: &'c Config, identity: Identity) -> Vigil<'c> {
         let service = Service::open(config.clone());
         let record_file = service.state_file(health::SUFFIX);
         // What the launch wrote (its STATUS=) is kept.
@@ -150,28 +169,37 @@ impl<'c> Vigil<'c> {
         self.config.watchdog.map(|w| self.last_ping + w)
     }
 
-    /// What the service sent: kept for `status`; `WATCHDOG=1` re-arms the watchdog, and
-    /// `WATCHDOG=trigger` ends it at once.
     /// What the service said before it ended, for the record (a `STOPPING=1` sent a moment
-    /// before its exit arrives with it): noted, not acted on.
-    fn last_words(&mut self) {
+    /// before its exit arrives with it): noted, not acted on; but a successor it named
+    /// (`MAINPID=`) and keepup took, which runs, is returned: the service did not end.
+    fn last_words(&mut self) -> Option<Identity> {
         let mut said = false;
-        for datagram in process::notify::receive(self.identity.pid) {
+        let mut successor = None;
+        for datagram in process::notify::receive(&self.identity) {
             for notice in notify::parse(&datagram) {
-                if !matches!(notice, Notice::Watchdog | Notice::WatchdogTrigger) {
-                    self.record.note(notice);
-                    said = true;
+                match notice {
+                    Notice::Watchdog | Notice::WatchdogTrigger => {}
+                    Notice::MainPid(named) => successor = self.named(named).or(successor),
+                    notice => {
+                        self.record.note(notice);
+                        said = true;
+                    }
                 }
             }
         }
-        if said {
+        if said || successor.is_some() {
             let _ = health::write(&self.record_file, &self.record);
         }
+        successor.filter(process::is_running)
     }
 
-    fn read_notifications(&mut self) {
+    /// What the service sent: kept for `status`; `WATCHDOG=1` re-arms the watchdog, and
+    /// `WATCHDOG=trigger` ends it at once. A successor it named (`MAINPID=`) and keepup took
+    /// is returned, for the wait to watch from now on.
+    fn read_notifications(&mut self) -> Option<Identity> {
         let mut trigger = false;
-        for datagram in process::notify::receive(self.identity.pid) {
+        let mut successor = None;
+        for datagram in process::notify::receive(&self.identity) {
             for notice in notify::parse(&datagram) {
                 match notice {
                     Notice::Watchdog => {
@@ -179,6 +207,7 @@ impl<'c> Vigil<'c> {
                         self.record.watchdog_at = Some(now_text());
                     }
                     Notice::WatchdogTrigger => trigger = true,
+                    Notice::MainPid(named) => successor = self.named(named).or(successor),
                     notice => self.record.note(notice),
                 }
             }
@@ -191,6 +220,24 @@ impl<'c> Vigil<'c> {
                 Some(Signal::ABRT),
             );
             self.last_ping = Instant::now();
+        }
+        successor
+    }
+
+    /// `MAINPID=named`: taken (see [`hand_over`]), the process it names is the instance from
+    /// now on, for every later look and end, and is returned; refused, said in the timer's log.
+    fn named(&mut self, named: i32) -> Option<Identity> {
+        match hand_over(&self.service, &self.identity, named) {
+            Ok(Some(successor)) => {
+                self.identity = successor.identity;
+                self.record.moved_to(self.identity.pid);
+                Some(self.identity.clone())
+            }
+            Ok(None) => None,
+            Err(e) => {
+                note(&format!("{}{e}", stamp(Who::Watcher)));
+                None
+            }
         }
     }
 
@@ -219,7 +266,7 @@ impl<'c> Vigil<'c> {
             return;
         }
         self.next_look = Some(now + limit.interval);
-        let Some((used, what)) = used_memory(&self.service, self.identity) else {
+        let Some((used, what)) = used_memory(&self.service, &self.identity) else {
             return;
         };
         if self.above.count(used, limit.max) {
@@ -246,7 +293,7 @@ impl<'c> Vigil<'c> {
         self.next_probe = Some(health::next_probe(began, Instant::now(), health.interval));
         // A probe that failed because the instance has just ended says nothing of its
         // health: the wait says how it ended.
-        if result.is_err() && !process::is_running(self.identity) {
+        if result.is_err() && !process::is_running(&self.identity) {
             return;
         }
         let verdict = self.tally.count(result, health.failures);
@@ -266,7 +313,7 @@ impl<'c> Vigil<'c> {
 
     /// Ends the instance for `why`; a failure to is said in the timer's log.
     fn end(&self, kind: Kind, why: &str, first: Option<Signal>) {
-        if let Err(e) = end(&self.service, self.identity, kind, why, first) {
+        if let Err(e) = end(&self.service, &self.identity, kind, why, first) {
             note(&format!("{}{e}", stamp(Who::Watcher)));
         }
     }
@@ -287,6 +334,39 @@ fn used_memory(service: &Service, identity: &Identity) -> Option<(u64, &'static 
         (None, Some(rss)) => Some((rss, "RSS")),
         (None, None) => None,
     }
+}
+
+/// The service whose instance is `identity` named `named` its main process (`MAINPID=`):
+/// under the operation lock, if this watcher is still the service's and `named` is a process
+/// of the service (see `Finder::named_main`), it becomes the recorded instance, the pid lock
+/// names it, and the history says so (`pid_change`). `None` when there is nothing to move
+/// (it named itself); an error says why it was refused.
+fn hand_over(service: &Service, identity: &Identity, named: i32) -> Result<Option<Instance>> {
+    let me = process::own_identity()
+        .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
+    let locked = Locked::acquire(service, Who::Watcher, false)?;
+    if watcher::read(&service.watcher_file()).map(|w| w.identity()) != Some(me) {
+        return Ok(None);
+    }
+    let name = &service.config.name;
+    let old = identity.pid;
+    let successor = locked
+        .finder
+        .named_main(identity, named)
+        .map_err(|why| Error::Failed(format!("{name} ({old}): ignored MAINPID={named}: {why}")))?;
+    if successor.pid() == old {
+        return Ok(None);
+    }
+    service.remember(&successor, &locked.pid_lock)?;
+    let what = format!("{name} ({old}) named {named} its main process (MAINPID={named})");
+    note(&format!("{}{what}", stamp(Who::Watcher)));
+    locked.record(
+        Kind::PidChange,
+        Outcome::Ok,
+        Some(successor.pid()),
+        Some(&what),
+    );
+    Ok(Some(successor))
 }
 
 /// Ends the instance `identity` as `stop` does (after `first`, if given: SIGABRT for a

@@ -104,8 +104,13 @@ fn launch_generation(
                 let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
                 // It leads its own group (a new session): its workers answer for it too.
                 let group = beside.then(|| instance.pid().get());
-                match confirm(service, instance.pid(), &mut exited, deadline, group) {
-                    Ok(()) => service.settled().map(|()| instance).map_err(Failure::Own),
+                match confirm(service, finder, &instance, &mut exited, deadline, group) {
+                    Ok(named) => named
+                        .map_or(Ok(instance), |named| {
+                            service.remember(&named, lock).map(|()| named)
+                        })
+                        .and_then(|main| service.settled().map(|()| main))
+                        .map_err(Failure::Own),
                     Err(why) => match child.try_wait() {
                         Ok(Some(status)) if status.success() => {
                             adopt_daemon(service, finder, &child, lock, deadline)
@@ -263,8 +268,8 @@ fn adopt_daemon(
                 .is_none()
                 .then(|| "its background process exited at once".to_owned())
         };
-        match confirm(service, instance.pid(), &mut exited, deadline, None) {
-            Ok(()) => break instance,
+        match confirm(service, finder, &instance, &mut exited, deadline, None) {
+            Ok(named) => break named.unwrap_or(instance),
             Err(_) if Instant::now() < look_until => {}
             Err(why) => return Err(why),
         }
@@ -304,20 +309,22 @@ fn unrecognised_daemon(
     )
 }
 
-/// Confirms a recognised service: its `ready` check passes before `deadline` and it is still
-/// alive then, or without a check, it stays up for [`SETTLE`]. `exited` says why it is gone,
-/// if it is. `group`: only an answer from a process of this group counts, on the sockets keepup
-/// holds. Says why not.
+/// Confirms a recognised service, `main`: its `ready` check passes before `deadline` and it
+/// is still alive then, or without a check, it stays up for [`SETTLE`]. `exited` says why it
+/// is gone, if it is. `group`: only an answer from a process of this group counts, on the
+/// sockets keepup holds. Says why not; on success, the process it named its main one
+/// (`MAINPID=`), if it named another.
 fn confirm(
     service: &Service,
-    main: Pid,
+    finder: &Finder<'_>,
+    main: &Instance,
     exited: &mut dyn FnMut() -> Option<String>,
     deadline: Instant,
     group: Option<i32>,
-) -> Result<(), String> {
+) -> Result<Option<Instance>, String> {
     let config = &service.config;
     if config.ready == Some(Ready::Notify) {
-        return notified(service, main, exited, deadline);
+        return notified(service, finder, main, exited, deadline);
     }
     let Some(ready) = &config.ready else {
         let settle = Instant::now() + SETTLE.min(config.start_timeout);
@@ -326,7 +333,7 @@ fn confirm(
             why = exited();
             why.is_some()
         });
-        return why.map_or(Ok(()), Err);
+        return why.map_or(Ok(None), Err);
     };
     loop {
         if let Some(why) = exited() {
@@ -342,7 +349,7 @@ fn confirm(
         };
         let last = match ready.probe_taken_by(config.dir(), left, &taker) {
             // Whatever answered, a service that died meanwhile has not started.
-            Ok(()) => return exited().map_or(Ok(()), Err),
+            Ok(()) => return exited().map_or(Ok(None), Err),
             Err(why) => why,
         };
         let now = Instant::now();
@@ -377,21 +384,68 @@ fn notify_socket(service: &Service, env: &mut crate::environment::Environment) -
     Ok(())
 }
 
-/// Confirms a service with `ready = "notify"`: `READY=1` from it (its main process `main` or
-/// a descendant) before `deadline`, which `EXTEND_TIMEOUT_USEC=` moves; `STATUS=` and the like
-/// are kept for `status`.
+/// Confirms a service with `ready = "notify"`: `READY=1` from it (its main process `main`, its
+/// family, see `process::notify`) before `deadline`, which `EXTEND_TIMEOUT_USEC=` moves;
+/// `STATUS=` and the like are kept for `status`. `MAINPID=` naming another process of the
+/// service makes that one the main process (the one returned), whose end is the service's from
+/// then on: a daemon's first process may leave once its child has said so.
 fn notified(
     service: &Service,
-    main: Pid,
+    finder: &Finder<'_>,
+    main: &Instance,
     exited: &mut dyn FnMut() -> Option<String>,
     mut deadline: Instant,
-) -> Result<(), String> {
+) -> Result<Option<Instance>, String> {
     let config = &service.config;
     let record_file = service.state_file(health::SUFFIX);
-    let mut record = HealthRecord::new(main);
+    let mut record = HealthRecord::new(main.pid());
+    let mut named: Option<Instance> = None;
     loop {
-        if let Some(why) = exited() {
+        // Read before the exit is looked at: what it said may name the process that runs on.
+        let mut ready = false;
+        let mut said = false;
+        let mut identity = named.as_ref().unwrap_or(main).identity.clone();
+        for datagram in process::notify::receive(&identity) {
+            said = true;
+            for notice in notify::parse(&datagram) {
+                match notice {
+                    Notice::Ready => ready = true,
+                    Notice::ExtendTimeout(more) => {
+                        deadline = deadline.max(Instant::now() + more);
+                    }
+                    Notice::MainPid(pid) => match finder.named_main(&identity, pid) {
+                        Ok(new) if new.pid() != identity.pid => {
+                            record.moved_to(new.pid());
+                            identity = new.identity.clone();
+                            named = Some(new);
+                        }
+                        Ok(_) => {}
+                        Err(why) => super::note(&format!(
+                            "{} ({}): ignored MAINPID={pid}: {why}",
+                            config.name, identity.pid
+                        )),
+                    },
+                    notice => record.note(notice),
+                }
+            }
+        }
+        if said {
+            let _ = health::write(&record_file, &record);
+        }
+        let gone = match &named {
+            Some(named) => finder.by_identity(&named.identity).is_none().then(|| {
+                format!(
+                    "the process it named its main one ({}, MAINPID=) exited",
+                    named.pid()
+                )
+            }),
+            None => exited(),
+        };
+        if let Some(why) = gone {
             return Err(why);
+        }
+        if ready {
+            return Ok(named);
         }
         let now = Instant::now();
         if now >= deadline {
@@ -404,25 +458,7 @@ fn notified(
                 longer(config.start_timeout)
             ));
         }
-        if !process::notify::wait(PROBE_PAUSE.min(deadline - now)) {
-            continue;
-        }
-        let mut ready = false;
-        for datagram in process::notify::receive(main) {
-            for notice in notify::parse(&datagram) {
-                match notice {
-                    Notice::Ready => ready = true,
-                    Notice::ExtendTimeout(more) => {
-                        deadline = deadline.max(Instant::now() + more);
-                    }
-                    notice => record.note(notice),
-                }
-            }
-        }
-        let _ = health::write(&record_file, &record);
-        if ready {
-            return exited().map_or(Ok(()), Err);
-        }
+        let _ = process::notify::wait(PROBE_PAUSE.min(deadline - now));
     }
 }
 

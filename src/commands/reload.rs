@@ -206,7 +206,7 @@ pub fn watch(
                     f.exists() && reloading::read(f).is_some_and(|r| r.phase == Phase::Asked)
                 })
         };
-        let ended = super::health_watch::wait_for_end_or(probing, &identity, waits, &mut asked);
+        let ended = super::health_watch::wait_for_end_or(probing, &mut identity, waits, &mut asked);
         if let Some(ended) = ended {
             return (identity.pid, ended);
         }

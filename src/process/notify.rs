@@ -1,15 +1,16 @@
 //! The `sd_notify` socket as this process holds it: bound once by the keepup that launches (the
 //! watcher, which keeps it across revivals and across its re-exec into the waiting state, so
 //! the address a service was given stays good), and read with the sender checked: a datagram
-//! counts only if its sender is the service's main process or one of its descendants (Linux:
-//! `SO_PASSCRED`; macOS attaches no credentials, see `macos.rs`).
+//! counts only if its sender is the service's main process or one of its descendants, or a
+//! process the service left to this one, its subreaper (Linux: `SO_PASSCRED`; macOS attaches
+//! no credentials, see `macos.rs`). The same rule says which process `MAINPID=` may name.
 
 use std::cell::RefCell;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr};
 
-use super::os;
+use super::{Finder, Identity, Instance, os};
 use crate::error::{Error, Result};
 use crate::notify::Address;
 use crate::pid::Pid;
@@ -91,14 +92,14 @@ pub fn drain() {
 }
 
 /// The datagrams waiting on the socket from the service whose main process is `main`, or
-/// from its descendants; others are dropped unread.
+/// from its family (see [`of_service`]); others are dropped unread.
 #[must_use]
-pub fn receive(main: Pid) -> Vec<Vec<u8>> {
+pub fn receive(main: &Identity) -> Vec<Vec<u8>> {
     HELD.with_borrow(|held| {
         let mut datagrams = Vec::new();
         if let Some(held) = held {
             while let Some((sender, datagram)) = os::receive_with_sender(&held.fd) {
-                if sender.is_none_or(|pid| descends_from(pid, main.get())) {
+                if sender.is_none_or(|pid| of_service(pid, main)) {
                     datagrams.push(datagram);
                 }
             }
@@ -107,19 +108,61 @@ pub fn receive(main: Pid) -> Vec<Vec<u8>> {
     })
 }
 
-/// Whether `pid` is `main` or one of its descendants, by the chain of parents.
-fn descends_from(pid: i32, main: i32) -> bool {
+/// Whether `pid` is the service's whose main process is `main`: `main` itself, one of its
+/// descendants, or one of theirs that this process (the service's subreaper) inherited when
+/// its parent ended, as a daemon's child is when the daemon's first process exits: the kernel
+/// no longer tells it from the descendants of its parent, so it must be a child of this
+/// process that started no earlier than `main` (an older generation, beside a `reload`, did).
+fn of_service(pid: i32, main: &Identity) -> bool {
+    let me = i32::try_from(std::process::id()).unwrap_or(i32::MAX);
     let mut at = pid;
     for _ in 0..64 {
-        if at == main {
+        if at == main.pid.get() {
             return true;
         }
         match os::ppid(at) {
+            Some(parent) if parent == me => return started_since(at, main),
             Some(parent) if parent > 1 && parent != at => at = parent,
             _ => return false,
         }
     }
     false
+}
+
+/// Whether `pid` started no earlier than `main` did (in the platform's unit, the last part of
+/// an identity's start).
+fn started_since(pid: i32, main: &Identity) -> bool {
+    let main_start = main
+        .start
+        .rsplit(':')
+        .next()
+        .and_then(|t| t.parse::<u64>().ok());
+    match (os::facts(pid), main_start) {
+        (Some(facts), Some(since)) => !facts.zombie && facts.start_ticks >= since,
+        _ => false,
+    }
+}
+
+impl Finder<'_> {
+    /// The process `named` (by `MAINPID=`) as the service's new main process, if it may be:
+    /// alive, ours, not keepup, and the service's (see [`of_service`]) whose main process is
+    /// `main`. Says why not.
+    pub fn named_main(&self, main: &Identity, named: i32) -> std::result::Result<Instance, String> {
+        let pid = Pid::new(named.into()).ok_or_else(|| "not a process id".to_owned())?;
+        if !self.exists(pid) {
+            return Err("no process runs as that pid".to_owned());
+        }
+        // Another user's, keepup or its callers: not the service's either.
+        let facts = self.eligible(pid).filter(|_| of_service(named, main));
+        let Some(facts) = facts else {
+            return Err(format!(
+                "not a process of {} (only its main process, {}, one of its descendants, or \
+                 one they left to keepup may be named)",
+                self.config.name, main.pid
+            ));
+        };
+        Ok(super::instance(pid, facts))
+    }
 }
 
 /// Runs `f` with the socket's descriptor, if this process holds one.
@@ -207,6 +250,10 @@ pub fn take_handed() {
 mod tests {
     use super::*;
 
+    fn own() -> Identity {
+        super::super::own_identity().unwrap()
+    }
+
     #[test]
     fn an_abstract_name_is_bound_and_reached_by_its_at_form() {
         use std::os::linux::net::SocketAddrExt;
@@ -218,8 +265,7 @@ mod tests {
             let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
             sender.send_to_addr(b"STATUS=up", &to).unwrap();
             assert!(wait(std::time::Duration::from_secs(5)));
-            let me = Pid::new(i64::from(std::process::id())).unwrap();
-            assert_eq!(receive(me), [b"STATUS=up".to_vec()]);
+            assert_eq!(receive(&own()), [b"STATUS=up".to_vec()]);
         })
         .join()
         .unwrap();
@@ -232,19 +278,21 @@ mod tests {
         let address = Address::Path(path.clone());
         open(&address).unwrap();
         let sender = std::os::unix::net::UnixDatagram::unbound().unwrap();
-        let me = Pid::new(i64::from(std::process::id())).unwrap();
         sender.send_to(b"READY=1", &path).unwrap();
         assert!(wait(std::time::Duration::from_secs(5)));
-        assert_eq!(receive(me), [b"READY=1".to_vec()]);
+        assert_eq!(receive(&own()), [b"READY=1".to_vec()]);
         // Sent by this process, which does not descend from a child of its own: dropped.
         let mut child = std::process::Command::new("sleep")
             .arg("60")
             .spawn()
             .unwrap();
-        let other = Pid::new(i64::from(child.id())).unwrap();
+        let other = Identity {
+            pid: Pid::new(i64::from(child.id())).unwrap(),
+            start: os::facts(i32::try_from(child.id()).unwrap()).unwrap().start,
+        };
         sender.send_to(b"READY=1", &path).unwrap();
         assert!(wait(std::time::Duration::from_secs(5)));
-        let got = receive(other);
+        let got = receive(&other);
         let _ = child.kill();
         let _ = child.wait();
         assert!(got.is_empty());
