@@ -6,7 +6,7 @@
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use crate::testenv::{TestEnv, wait_for};
+use crate::testenv::{TestEnv, alive, locked_pid, wait_for};
 
 /// A Python service with `notify(text)` (`sd_notify` by hand) defined before `body` runs.
 fn notifying_service(env: &TestEnv, body: &str) {
@@ -216,4 +216,154 @@ fn an_exit_after_stopping_1_is_recorded_as_intended() {
             .any(|e| e["event"] == "revive" && e["outcome"] == "ok")
     });
     env.keepup(&["stop"]).expect(0);
+}
+
+/// The pid a service wrote to `file` (in the test's folder), once it has.
+fn written_pid(env: &TestEnv, file: &str) -> i32 {
+    let path = env.path(file);
+    let mut pid = None;
+    wait_for(file, || {
+        pid = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
+/// Events of `kind` in the history.
+fn events_of(env: &TestEnv, kind: &str) -> Vec<serde_json::Value> {
+    env.events_json()
+        .into_iter()
+        .filter(|e| e["event"] == kind)
+        .collect()
+}
+
+/// `stop` ends the process `pid` that runs as the service, and nothing of it is left.
+fn stop_ends(env: &TestEnv, pid: i32) {
+    env.keepup(&["stop"])
+        .expect(0)
+        .stdout_has(&format!("({pid}) stopped"));
+    wait_for("the main process to end", || !alive(pid));
+    wait_for("nothing of it left", || env.own_processes().is_empty());
+}
+
+/// A service that hands over during its start (the classic daemon: the first process forks,
+/// its child says `MAINPID=<own pid>` and `READY=1`, the first exits 0): the child is the
+/// service. Before, keepup took the first process's exit for the service's end.
+#[test]
+fn mainpid_from_a_forked_child_makes_it_the_service() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    // The first process leaves only once its child has said both, as a daemon's parent does.
+    notifying_service(
+        &env,
+        "open('first-pid', 'w').write(str(os.getpid()))\n\
+         r, w = os.pipe()\n\
+         if os.fork() == 0:\n    \
+             notify('MAINPID=%d' % os.getpid())\n    \
+             notify('READY=1\\nSTATUS=the child serves')\n    \
+             open('child-pid', 'w').write(str(os.getpid()))\n    \
+             os.write(w, b'x')\n\
+         else:\n    \
+             os.read(r, 1)\n    os._exit(0)",
+    );
+    let entry = env.path("svc.py");
+    env.config(
+        "entry = \"svc.py\"\nready = \"notify\"\nstart_timeout = \"5s\"\nstop_timeout = \"2s\"\n",
+    );
+    let started = env.keepup(&["start"]).expect(0).pid();
+    let first = written_pid(&env, "first-pid");
+    let child = written_pid(&env, "child-pid");
+    assert_ne!(first, child);
+    assert_eq!(started, child, "start names the process that said MAINPID=");
+    wait_for("the first process to be gone", || !alive(first));
+    let value = env.status_json();
+    assert_eq!(value["state"], "running", "{value}");
+    assert_eq!(value["pid"].as_i64(), Some(i64::from(child)), "{value}");
+    assert_eq!(value["health"]["status"], "the child serves", "{value}");
+    assert_eq!(locked_pid(&entry), Some(child));
+    assert_eq!(env.instances(&entry), [child]);
+    let history = env.events_json();
+    assert_eq!(events_of(&env, "start").len(), 1, "{history:#?}");
+    assert!(events_of(&env, "revive").is_empty(), "{history:#?}");
+    stop_ends(&env, child);
+}
+
+/// A service that hands over once it runs (its main process forks a successor, which says
+/// `MAINPID=`, and leaves): the watcher follows the successor, as the pid lock does, and the
+/// history says so; the first one's exit is no crash.
+#[test]
+fn mainpid_after_the_start_moves_the_service_to_its_successor() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    notifying_service(
+        &env,
+        "notify('READY=1')\n\
+         open('first-pid', 'w').write(str(os.getpid()))\n\
+         while not os.path.exists('hand-over'):\n    time.sleep(0.05)\n\
+         r, w = os.pipe()\n\
+         if os.fork() == 0:\n    \
+             notify('MAINPID=%d' % os.getpid())\n    \
+             open('child-pid', 'w').write(str(os.getpid()))\n    \
+             os.write(w, b'x')\n\
+         else:\n    \
+             os.read(r, 1)\n    os._exit(0)",
+    );
+    let entry = env.path("svc.py");
+    env.config(
+        "entry = \"svc.py\"\nready = \"notify\"\nstart_timeout = \"5s\"\nstop_timeout = \"2s\"\n",
+    );
+    let first = env.keepup(&["start"]).expect(0).pid();
+    assert_eq!(written_pid(&env, "first-pid"), first);
+    env.write("hand-over", "");
+    let child = written_pid(&env, "child-pid");
+    wait_for("the pid lock to name the successor", || {
+        locked_pid(&entry) == Some(child)
+    });
+    wait_for("the first process to be gone", || !alive(first));
+    wait_for("status to show the successor", || {
+        env.status_json()["pid"].as_i64() == Some(i64::from(child))
+    });
+    assert_eq!(env.status_json()["state"], "running");
+    let history = env.events_json();
+    let moved = events_of(&env, "pid_change");
+    assert_eq!(moved.len(), 1, "{history:#?}");
+    assert_eq!(
+        moved[0]["pid"].as_i64(),
+        Some(i64::from(child)),
+        "{history:#?}"
+    );
+    let detail = moved[0]["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(&format!("MAINPID={child}")), "{detail}");
+    assert!(events_of(&env, "revive").is_empty(), "{history:#?}");
+    assert_eq!(events_of(&env, "start").len(), 1, "{history:#?}");
+    assert_eq!(env.instances(&entry), [child]);
+    stop_ends(&env, child);
+}
+
+/// `MAINPID=` naming a process that is not the service's (here: the test itself) is refused,
+/// and said: keepup would otherwise stop, and revive on the end of, a stranger.
+#[test]
+fn mainpid_naming_a_process_outside_the_service_is_ignored() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.write("outsider", &std::process::id().to_string());
+    notifying_service(
+        &env,
+        "notify('MAINPID=%s\\nREADY=1' % open('outsider').read())",
+    );
+    let entry = env.path("svc.py");
+    env.config("entry = \"svc.py\"\nready = \"notify\"\nstart_timeout = \"5s\"\n");
+    let run = env.keepup(&["start"]);
+    run.expect(0).stderr_has(&format!(
+        "ignored MAINPID={}: not a process of svc.py",
+        std::process::id()
+    ));
+    let started = run.pid();
+    assert_eq!(locked_pid(&entry), Some(started));
+    let value = env.status_json();
+    assert_eq!(value["pid"].as_i64(), Some(i64::from(started)), "{value}");
+    assert!(events_of(&env, "pid_change").is_empty());
+    stop_ends(&env, started);
 }
