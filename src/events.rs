@@ -296,31 +296,56 @@ pub fn read_since_start(path: &Path) -> Result<Vec<Event>> {
             )));
         }
     };
-    // As serde_json writes it; a detail that quotes it is escaped, so never matches.
-    let marker = br#""event":"start""#;
-    let from = bytes
-        .windows(marker.len())
-        .rposition(|w| w == marker)
-        .map_or(0, |at| {
-            bytes[..at]
+    // As serde_json writes it: a detail that quotes it is escaped, so never matches.
+    let from = memchr::memmem::rfind(&bytes, br#""event":"start""#).map_or(0, |at| {
+        memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |nl| nl + 1)
+    });
+    let bytes = &bytes[from..];
+    // The kind is the first field after the time, so its first match is the field itself.
+    let kind = memchr::memmem::Finder::new(br#""event":""#);
+    let judged = |line: &[u8]| {
+        kind.find(line).is_some_and(|at| {
+            let rest = &line[at + kind.needle().len()..];
+            [&b"start\""[..], b"revive\"", b"guard_trip\""]
                 .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(0, |nl| nl + 1)
-        });
-    let judged = [
-        &br#""event":"start""#[..],
-        br#""event":"revive""#,
-        br#""event":"guard_trip""#,
-    ];
-    Ok(bytes[from..]
-        .split(|b| *b == b'\n')
-        .filter(|line| {
-            judged
-                .iter()
-                .any(|m| memchr::memmem::find(line, m).is_some())
+                .any(|k| rest.starts_with(k))
         })
-        .filter_map(|line| serde_json::from_slice(line).ok())
-        .collect())
+    };
+    let mut events = Vec::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
+        let line = &bytes[start..end];
+        start = end + 1;
+        if judged(line)
+            && let Ok(event) = serde_json::from_slice::<Judged<'_>>(line)
+        {
+            events.push(event.into());
+        }
+    }
+    Ok(events)
+}
+
+/// What the guard reads of an event: its detail (most of a line) is passed over unread.
+#[derive(Deserialize)]
+struct Judged<'a> {
+    time: &'a str,
+    event: Kind,
+    pid: Option<Pid>,
+    by: Who,
+    outcome: Outcome,
+}
+
+impl From<Judged<'_>> for Event {
+    fn from(judged: Judged<'_>) -> Event {
+        Event {
+            time: judged.time.to_owned(),
+            event: judged.event,
+            pid: judged.pid,
+            by: judged.by,
+            outcome: judged.outcome,
+            detail: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -435,7 +460,12 @@ mod tests {
         ] {
             append(&path, &event).unwrap();
         }
-        let all = read(&path).unwrap();
+        // As the guard reads them: whole but for their details.
+        let all: Vec<Event> = read(&path)
+            .unwrap()
+            .into_iter()
+            .map(|e| Event { detail: None, ..e })
+            .collect();
         assert_eq!(read_since_start(&path).unwrap(), all[1..]);
         let missing = dir.path().join("none");
         assert!(read_since_start(&missing).unwrap().is_empty());
