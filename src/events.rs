@@ -296,33 +296,33 @@ pub fn read_since_start(path: &Path) -> Result<Vec<Event>> {
             )));
         }
     };
-    // As serde_json writes it: a detail that quotes it is escaped, so never matches.
-    let from = memchr::memmem::rfind(&bytes, br#""event":"start""#).map_or(0, |at| {
-        memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |nl| nl + 1)
-    });
-    let bytes = &bytes[from..];
-    // The kind is the first field after the time, so its first match is the field itself.
+    // As serde_json writes it, the kind is the first field after the time, so its first match
+    // in a line is the field itself (a detail that quotes it is escaped, so never matches).
+    // One pass forward: memchr's searches backwards have no fast path, and were most of it.
     let kind = memchr::memmem::Finder::new(br#""event":""#);
-    let judged = |line: &[u8]| {
-        kind.find(line).is_some_and(|at| {
-            let rest = &line[at + kind.needle().len()..];
-            [&b"start\""[..], b"revive\"", b"guard_trip\""]
-                .iter()
-                .any(|k| rest.starts_with(k))
-        })
+    let kind_of = |line: &[u8]| {
+        let at = kind.find(line)? + kind.needle().len();
+        [&b"start\""[..], b"revive\"", b"guard_trip\""]
+            .into_iter()
+            .position(|k| line[at..].starts_with(k))
     };
-    let mut events = Vec::new();
+    let mut judged = Vec::new();
     let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
-        let line = &bytes[start..end];
+    for end in memchr::memchr_iter(b'\n', &bytes).chain(std::iter::once(bytes.len())) {
+        let line = start..end;
         start = end + 1;
-        if judged(line)
-            && let Ok(event) = serde_json::from_slice::<Judged<'_>>(line)
-        {
-            events.push(event.into());
+        match kind_of(&bytes[line.clone()]) {
+            // A start clears the guard: nothing before it counts.
+            Some(0) => judged = vec![line],
+            Some(_) => judged.push(line),
+            None => {}
         }
     }
-    Ok(events)
+    Ok(judged
+        .into_iter()
+        .filter_map(|line| serde_json::from_slice::<Judged<'_>>(&bytes[line]).ok())
+        .map(Event::from)
+        .collect())
 }
 
 /// What the guard reads of an event: its detail (most of a line) is passed over unread.

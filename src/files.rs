@@ -40,10 +40,12 @@ pub fn read_trusted(path: &Path, limit: u64) -> Result<Trusted> {
         }
         Err(e) => return Err(ownership::io_error("reading", path, e)),
     };
-    if let Some(why) = distrust(&file, path)? {
+    let meta = file.metadata().map_err(Error::io("reading", path))?;
+    if let Some(why) = distrust(&meta, path) {
         return Ok(Trusted::Refused(why));
     }
-    let mut content = Vec::new();
+    // Room for it all at once: grown from nothing, a history took a dozen reads and copies.
+    let mut content = Vec::with_capacity(usize::try_from(meta.len().min(limit)).unwrap_or(0) + 1);
     match file.take(limit).read_to_end(&mut content) {
         Ok(_) => Ok(Trusted::Content(content)),
         Err(e) => Ok(Trusted::Refused(format!("cannot be read: {e}"))),
@@ -51,30 +53,29 @@ pub fn read_trusted(path: &Path, limit: u64) -> Result<Trusted> {
 }
 
 /// Why an opened file must not be trusted, if it must not.
-fn distrust(file: &File, path: &Path) -> Result<Option<String>> {
-    let meta = file.metadata().map_err(Error::io("reading", path))?;
+fn distrust(meta: &std::fs::Metadata, path: &Path) -> Option<String> {
     if !meta.is_file() {
-        return Ok(Some(format!(
+        return Some(format!(
             "is {}, not a regular file: refused as unsafe; remove it ({} {})",
             kind_name(meta.file_type()),
             if meta.is_dir() { "rmdir" } else { "rm" },
             path.display()
-        )));
+        ));
     }
     if ownership::euid() == 0 {
         if meta.uid() != 0 {
-            return Ok(Some(format!(
+            return Some(format!(
                 "is owned by uid {}, and keepup runs as root: refused as unsafe",
                 meta.uid()
-            )));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Ok(Some(
-                "is writable by group or others, and keepup runs as root: refused as unsafe".into(),
             ));
         }
+        if meta.mode() & 0o022 != 0 {
+            return Some(
+                "is writable by group or others, and keepup runs as root: refused as unsafe".into(),
+            );
+        }
     }
-    Ok(None)
+    None
 }
 
 /// A JSON record of keepup's (the watcher's, a reload's), if there is a trustworthy,
