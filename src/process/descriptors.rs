@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 
 use super::os;
 
-/// In a process just forked, before exec: closes every descriptor from `first` (3, or past the
+/// In a service process just started, before exec: closes every descriptor from `first` (3, or past the
 /// sockets it is handed) on but `keep`, so the program runs with what keepup means it to have
 /// and nothing of its caller's (a deploy's `flock`, a shell's strays). System calls only
 /// (async-signal-safe).

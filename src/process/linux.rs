@@ -320,6 +320,39 @@ pub unsafe fn close_range(low: RawFd, high: RawFd) -> bool {
     unsafe { nix::libc::syscall(nix::libc::SYS_close_range, low, high, 0) == 0 }
 }
 
+/// Starts a process that runs `child(arg)` on `stack`, in this process's memory rather than a
+/// copy of it, until it execs or exits (as `posix_spawn` does): a fork copied the page tables
+/// of the whole acting watcher and then paid a copy-on-write fault for every page it wrote
+/// after, the largest part of a revival's own time. Its descriptors and signal dispositions
+/// are its own copies. Returns its pid; its end is reported as a fork's is (SIGCHLD).
+///
+/// # Safety
+/// `child` must never return, make only system calls, and use only `stack` and memory this
+/// process neither frees nor changes until it has exec'd or exited; both processes share
+/// `errno`, so the child may read it only while this one is blocked in a system call. All
+/// signals must be blocked in this thread across the call, so no handler of this process runs
+/// in the child.
+pub unsafe fn start_sharing(
+    child: extern "C" fn(*mut nix::libc::c_void) -> nix::libc::c_int,
+    arg: *mut nix::libc::c_void,
+    stack: &mut [u8],
+) -> nix::Result<i32> {
+    // The stack grows down from its 16-byte aligned end.
+    let top = stack.as_mut_ptr_range().end;
+    let top = top.wrapping_sub(top as usize % 16);
+    // SAFETY: the caller's word on `child`, `arg` and `stack`; no CLONE_VFORK, so this process
+    // goes on at once (the child waits at its gate for what this one writes next).
+    let pid = unsafe {
+        nix::libc::clone(
+            child,
+            top.cast(),
+            nix::libc::CLONE_VM | nix::libc::SIGCHLD,
+            arg,
+        )
+    };
+    nix::errno::Errno::result(pid)
+}
+
 /// keepup's program, opened while it could still be reached (before root became another user:
 /// `/proc/self/exe` is then closed to the process itself).
 static KEPT_PROGRAM: OnceLock<File> = OnceLock::new();

@@ -151,6 +151,26 @@ pub unsafe fn close_range(_low: RawFd, _high: RawFd) -> bool {
     false
 }
 
+/// A plain fork here: the child runs `child(arg)` in its own copy of this process's memory.
+///
+/// # Safety
+/// As Linux's: `child` makes only system calls and never returns.
+pub unsafe fn start_sharing(
+    child: extern "C" fn(*mut nix::libc::c_void) -> nix::libc::c_int,
+    arg: *mut nix::libc::c_void,
+    _stack: &mut [u8],
+) -> nix::Result<i32> {
+    // SAFETY: the caller's word: only system calls in the child, then exec or exit.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            child(arg);
+            // SAFETY: leaving the child without running anything of the parent's.
+            unsafe { nix::libc::_exit(127) }
+        }
+        nix::unistd::ForkResult::Parent { child } => Ok(child.as_raw()),
+    }
+}
+
 /// Nothing to keep here: keepup is run by its path.
 pub fn keep_program() {}
 

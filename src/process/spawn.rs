@@ -72,35 +72,47 @@ impl Finder<'_> {
             .map_err(|e| no_launch("making a pipe", e))?;
         let (errors_out, errors_in) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| no_launch("making a pipe", e))?;
+        let mut lent = Box::new(Lent {
+            exec,
+            gate: gate_out.as_raw_fd(),
+            gate_in: gate_in.as_raw_fd(),
+            errors: errors_in.as_raw_fd(),
+            errors_out: errors_out.as_raw_fd(),
+            null: null.as_raw_fd(),
+            log: log.as_raw_fd(),
+        });
+        let mut stack = vec![0u8; CHILD_STACK].into_boxed_slice();
+        // No handler of keepup's may run in the child while it shares keepup's memory: it
+        // starts with every signal blocked, and sets them to their defaults before unblocking.
+        let mut before = nix_signal::SigSet::empty();
+        let _ = nix_signal::pthread_sigmask(
+            nix_signal::SigmaskHow::SIG_SETMASK,
+            Some(&nix_signal::SigSet::all()),
+            Some(&mut before),
+        );
         // SAFETY: keepup is single-threaded where it launches (a command's main thread, or the
-        // watcher), and the child makes only async-signal-safe system calls on memory prepared
-        // before the fork, then execs or exits.
-        match unsafe { nix::unistd::fork() }.map_err(|e| no_launch("fork", e))? {
-            nix::unistd::ForkResult::Child => {
-                drop(gate_in);
-                drop(errors_out);
-                // SAFETY: as above; the descriptors are open and this process's own.
-                unsafe {
-                    exec.run(
-                        gate_out.as_raw_fd(),
-                        errors_in.as_raw_fd(),
-                        null.as_raw_fd(),
-                        log.as_raw_fd(),
-                    )
-                }
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                drop(gate_out);
-                drop(errors_in);
-                Ok(Spawned {
-                    pid: child,
-                    gate: Some(gate_in),
-                    errors: Some(errors_out),
-                    status: None,
-                    program: resolved,
-                })
-            }
-        }
+        // watcher); `start_child` makes only system calls, on `lent` and `stack`, which
+        // `Spawned` keeps unchanged until the child has exec'd or exited, and reads `errno`
+        // only past its gate, while this process waits in `release`.
+        let started =
+            unsafe { os::start_sharing(start_child, (&raw mut *lent).cast(), &mut stack) };
+        let _ =
+            nix_signal::pthread_sigmask(nix_signal::SigmaskHow::SIG_SETMASK, Some(&before), None);
+        let child = started.map_err(|e| no_launch("fork", e))?;
+        // The child's ends are its own now (it has its own table of descriptors).
+        drop(gate_out);
+        drop(errors_in);
+        Ok(Spawned {
+            pid: NixPid::from_raw(child),
+            gate: Some(gate_in),
+            errors: Some(errors_out),
+            status: None,
+            program: resolved,
+            lent: Some(Lending {
+                _lent: lent,
+                _stack: stack,
+            }),
+        })
     }
 
     /// Live processes whose parent is keepup, other than `child`: what a service that forked
@@ -161,7 +173,7 @@ impl Finder<'_> {
     }
 }
 
-/// A service process just forked, held at its gate until released.
+/// A service process just started, held at its gate until released.
 #[derive(Debug)]
 pub struct Spawned {
     pid: NixPid,
@@ -171,6 +183,61 @@ pub struct Spawned {
     errors: Option<OwnedFd>,
     status: Option<ExitStatus>,
     program: PathBuf,
+    /// What the child reads in keepup's memory until it has exec'd or exited.
+    lent: Option<Lending>,
+}
+
+/// The child's memory, held for it (see [`os::start_sharing`]).
+struct Lending {
+    _lent: Box<Lent>,
+    _stack: Box<[u8]>,
+}
+
+impl std::fmt::Debug for Lending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lending")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // A child not known to have exec'd or exited may still read it: leaked, never freed
+        // under it (a launch ends by `release` or `abandon`, which settle it; this is the
+        // fallback).
+        if self.status.is_none()
+            && let Some(lending) = self.lent.take()
+        {
+            std::mem::forget(lending);
+        }
+    }
+}
+
+/// How much stack the child gets: it runs a few system calls on memory prepared for it.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// What the child needs, in keepup's memory: the program and its setting, and the
+/// descriptors it uses (`gate`, `errors`, `null`, `log`) or closes (keepup's ends).
+struct Lent {
+    exec: Exec,
+    gate: RawFd,
+    gate_in: RawFd,
+    errors: RawFd,
+    errors_out: RawFd,
+    null: RawFd,
+    log: RawFd,
+}
+
+/// The child's first instruction: it closes its copies of keepup's ends of the pipes (so
+/// keepup's death closes the gate), then waits at the gate and runs the program.
+extern "C" fn start_child(arg: *mut nix::libc::c_void) -> nix::libc::c_int {
+    // SAFETY: `arg` is the `Lent` that `Spawned` keeps for this process, unchanged.
+    let lent = unsafe { &*arg.cast::<Lent>() };
+    // SAFETY: descriptors of this process's own table; system calls only.
+    unsafe {
+        nix::libc::close(lent.gate_in);
+        nix::libc::close(lent.errors_out);
+        lent.exec.run(lent.gate, lent.errors, lent.null, lent.log)
+    }
 }
 
 impl Spawned {
@@ -186,13 +253,22 @@ impl Spawned {
         };
         let mut errno = [0u8; 4];
         let mut got = 0;
+        let mut closed = false;
         while got < errno.len() {
             match nix::unistd::read(&errors, &mut errno[got..]) {
-                Ok(0) => break,
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
                 Ok(n) => got += n,
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(_) => break,
             }
+        }
+        // Closed unsaid: the child has exec'd (its exec closed the pipe once it had a memory
+        // of its own) or has ended. One that said why it failed is still on its way out.
+        if closed && got == 0 {
+            self.lent = None;
         }
         if got == errno.len() {
             return Err(format!(
@@ -236,6 +312,7 @@ impl Spawned {
             Err(e) => return Err(e.into()),
         };
         self.status = Some(status);
+        self.lent = None;
         Ok(Some(status))
     }
 }
@@ -338,15 +415,16 @@ impl Exec {
         })
     }
 
-    /// In the forked process: its own session, stdin from `null`, stdout and stderr to `log`,
+    /// In the child (see [`start_child`]): its own session, stdin from `null`, stdout and stderr to `log`,
     /// the entry's folder, default signals; then waits at `gate` and runs the program, or says
     /// on `errors` why it could not. Never returns.
     ///
     /// # Safety
-    /// Only in a process just forked from a single-threaded one, with these descriptors open.
+    /// Only in the child [`os::start_sharing`] started, with these descriptors open, while
+    /// keepup keeps this `Exec` unchanged.
     unsafe fn run(&self, gate: RawFd, errors: RawFd, null: RawFd, log: RawFd) -> ! {
         use nix::libc;
-        // SAFETY: async-signal-safe system calls only, on memory prepared before the fork.
+        // SAFETY: async-signal-safe system calls only, on memory prepared before the start.
         unsafe {
             let mut errors = errors;
             let fail = |errors: RawFd, errno: i32| -> ! {
@@ -394,7 +472,7 @@ impl Exec {
 }
 
 impl Exec {
-    /// In the forked process: puts the sockets at fds 3… (inheritable), moving first out of
+    /// In the child: puts the sockets at fds 3… (inheritable), moving first out of
     /// their way `errors` (returned at its new number) and the sockets themselves, which may
     /// sit where another must go. Says the errno when a step fails.
     ///

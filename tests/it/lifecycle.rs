@@ -150,6 +150,26 @@ fn startup_that_cannot_run_fails_clearly() {
     assert!(!env.path("svc.py.pid").exists());
 }
 
+/// The exec itself fails in the started process (a file marked executable that no kernel
+/// runs): the child says why through keepup's memory-sharing start, and nothing is left.
+#[test]
+fn startup_whose_exec_fails_says_why_and_leaves_nothing() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    env.python_service("svc.py", "");
+    let tool = env.write("tool", "\u{1}\u{2} not a program\n");
+    let mut mode = std::fs::metadata(&tool).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut mode, 0o755);
+    std::fs::set_permissions(&tool, mode).unwrap();
+    env.config("entry = \"svc.py\"\nstartup = \"./tool {entry}\"\n");
+    env.keepup(&["start"])
+        .expect(1)
+        .stderr_has("cannot run")
+        .stderr_has("Exec format error");
+    assert!(!env.path("svc.py.pid").exists());
+    assert!(env.own_processes().is_empty(), "{:?}", env.own_processes());
+}
+
 #[test]
 fn failed_start_shows_the_last_lines_even_after_64kib_of_output() {
     require!("python3", "python3");
