@@ -122,6 +122,8 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     process::become_subreaper();
     process::notify::take_handed();
     process::watcher::ready_to_act();
+    // Known before the wait, not after it: one read of /proc less on the revival's way.
+    let me = process::own_identity();
     let config_file = waiting.config.clone();
     let probing = super::health_watch::probing_config(&config_file, || waiting.last_good());
     let ended = super::reload::watch(
@@ -147,7 +149,7 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
         loaded => loaded,
     };
     Some(
-        match loaded.and_then(|(config, text)| act(config, text, ended, waiting.waits)) {
+        match loaded.and_then(|(config, text)| act(config, text, me, ended, waiting.waits)) {
             Ok(code) => code,
             Err(e) => {
                 note(&format!("{}{e}", stamp(Who::Watcher)));
@@ -159,9 +161,16 @@ pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
 
 /// The acting state: records how the instance `ended` (its pid, and how), revives the service
 /// (or waits out the guard) until something runs, then becomes the waiting state for it;
-/// leaves when the service is no longer kept up.
-pub fn act(mut config: Config, text: String, ended: (Pid, Ended), waits: Waits) -> Result<u8> {
-    let me = process::own_identity()
+/// leaves when the service is no longer kept up. `me`: this watcher's identity, if known.
+pub fn act(
+    mut config: Config,
+    text: String,
+    me: Option<Identity>,
+    ended: (Pid, Ended),
+    waits: Waits,
+) -> Result<u8> {
+    let me = me
+        .or_else(process::own_identity)
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
     let mut text = text;
     // Just loaded: the first check needs no second read.
