@@ -36,6 +36,10 @@ pub struct ReloadRecord {
     /// The generation that served when the watcher took it.
     #[serde(default)]
     pub old: Option<i32>,
+    /// When that generation started (as a process identity tells it): what tells it from a
+    /// process that took its pid since, should the watcher die before it is ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_start: Option<String>,
     /// The new generation, once launched.
     #[serde(default)]
     pub new: Option<i32>,
@@ -86,6 +90,7 @@ mod tests {
         std::fs::write(&path, "{\"id\":1}").unwrap();
         assert_eq!(read(&path), None);
         let record = ReloadRecord {
+            old_start: None,
             id: "42-1".into(),
             phase: Phase::Stopping,
             until_ms: 7,

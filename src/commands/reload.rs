@@ -58,6 +58,7 @@ pub fn run(service: &Service) -> Result<u8> {
     reloading::write(
         &record_file,
         &ReloadRecord {
+            old_start: None,
             id: id.clone(),
             phase: Phase::Asked,
             until_ms: reloading::now_ms() + budget.as_millis(),
@@ -261,6 +262,7 @@ fn serve(config_file: &Path, old: &Identity) -> Option<(Identity, Config, String
         }
     };
     record.old = Some(old.pid.get());
+    record.old_start = Some(old.start.clone());
     answer(&mut record, Phase::Starting, None);
     let name = &service.config.name;
     match launch_beside(&service, &locked.finder, &locked.pid_lock) {

@@ -4,8 +4,10 @@ use super::{Locked, note};
 use crate::error::{Error, Result};
 use crate::events::{Kind, Outcome, Who};
 use crate::exit_code;
+use crate::pid::Pid;
 use crate::pidfile;
-use crate::process::{Finder, Instance, KILL_GRACE};
+use crate::process::{Finder, Identity, Instance, KILL_GRACE};
+use crate::reloading::{self, ReloadRecord};
 use crate::service::Service;
 use crate::signal::Signal;
 use crate::waiting::Waiting;
@@ -35,6 +37,7 @@ pub fn run(service: &Service) -> Result<u8> {
         service.config.stop_signal,
         |instance| stop_instance(&locked, instance),
     )?;
+    stop_old_generation(&locked)?;
     // After the service: the watcher is the parent of workers that left its group, and they
     // must not pass to init untracked. Seeing the service end, it waits for the operation lock,
     // so it revives nothing meanwhile.
@@ -42,6 +45,32 @@ pub fn run(service: &Service) -> Result<u8> {
     service.forget()?;
     service.unkeep()?;
     Ok(exit_code::OK)
+}
+
+/// The old generation of a reload whose watcher died while both generations ran: its record
+/// says they overlap, yet no watcher serves it (one that did would hold the operation lock this
+/// command holds). Recorded nowhere else, it is stopped with the service if it still runs as
+/// the record names it (same pid, same start); the record goes.
+fn stop_old_generation(locked: &Locked<'_>) -> Result<()> {
+    let service = locked.service;
+    let file = service.reload_file();
+    let Some(record) = reloading::read(&file).filter(ReloadRecord::overlapping) else {
+        return Ok(());
+    };
+    let old = record
+        .old
+        .and_then(|pid| Pid::new(pid.into()))
+        .zip(record.old_start)
+        .and_then(|(pid, start)| locked.finder.by_identity(&Identity { pid, start }));
+    if let Some(old) = old {
+        locked.record_result(Kind::Stop, Some(old.pid()), stop_instance(locked, &old))?;
+        println!(
+            "{} ({}) stopped: the old generation of a reload its watcher did not finish",
+            service.config.name,
+            old.pid()
+        );
+    }
+    reloading::remove(&file)
 }
 
 /// `stop_signal` to the main process (or, with `stop_mode = "group"`, to its whole group at

@@ -173,6 +173,66 @@ fn status_shows_both_generations_while_they_overlap() {
     env.keepup(&["stop"]).expect(0);
 }
 
+/// A watcher killed while both generations run (the old one finishing its requests after its
+/// stop signal) leaves the old generation recorded only in the reload record: `stop` ends it
+/// with the new one, and nothing of the service is left. Before, `stop` ended the new one and
+/// the old one ran on, untracked.
+#[test]
+fn stop_after_a_reload_whose_watcher_died_ends_both_generations() {
+    let env = TestEnv::new();
+    // Serves on fd 3; on a first TERM it keeps serving a minute more, as a server draining
+    // long requests would; a second one ends it.
+    let entry = env.script(
+        "slow.py",
+        "#!/usr/bin/env python3\nimport os, signal, socket, threading\n\
+         from http.server import BaseHTTPRequestHandler, HTTPServer\n\
+         class H(BaseHTTPRequestHandler):\n    def do_GET(self):\n        \
+         self.send_response(200)\n        self.end_headers()\n        self.wfile.write(b'ok')\n\
+         server = HTTPServer(('127.0.0.1', 0), H, bind_and_activate=False)\n\
+         server.socket = socket.socket(fileno=3)\n\
+         terms = []\n\
+         def on_term(*_):\n    terms.append(1)\n    \
+         threading.Timer(60 if len(terms) == 1 else 0, lambda: os._exit(0)).start()\n\
+         signal.signal(signal.SIGTERM, on_term)\n\
+         server.serve_forever()\n",
+    );
+    let port = free_port();
+    env.config(&format!(
+        "entry = \"slow.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
+         ready = \"http://127.0.0.1:{port}/\"\nstop_timeout = \"5s\"\n"
+    ));
+    env.keepup(&["start"]).expect(0);
+    let old = serving(&entry, port, None);
+    let mut reload = env.keepup_spawn(&["reload"]);
+    let mut json = serde_json::Value::Null;
+    wait_for("the old generation to be finishing", || {
+        let status = env.keepup(&["status", "--json"]);
+        json = serde_json::from_str(status.stdout.trim()).unwrap_or_default();
+        json["reloading"]["phase"] == "stopping"
+    });
+    let new = i32::try_from(json["pid"].as_i64().unwrap()).unwrap();
+    assert_ne!(new, old);
+    // The watcher dies mid-reload; its asker gives up.
+    for watcher in env.watchers() {
+        sigkill(watcher);
+    }
+    wait_for("the watcher to be gone", || env.watchers().is_empty());
+    let _ = reload.kill();
+    let _ = reload.wait();
+    assert!(alive(old) && alive(new));
+    env.keepup(&["stop"])
+        .expect(0)
+        .stdout_has(&format!("({new}) stopped"))
+        .stdout_has(&format!("({old}) stopped"));
+    assert!(!alive(old), "the old generation {old} outlived stop");
+    wait_for("nothing of the service left", || {
+        env.own_processes().is_empty()
+    });
+    let status = env.keepup(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(status.stdout.trim()).unwrap();
+    assert!(json["reloading"].is_null(), "{json}");
+}
+
 #[test]
 fn reload_without_listen_says_it_needs_it() {
     let env = TestEnv::new();
