@@ -128,21 +128,32 @@ fn a_new_generation_that_fails_its_check_is_ended_and_the_old_one_serves_on() {
     env.keepup(&["stop"]).expect(0);
 }
 
+/// `slow.py`, a server on fd 3 (`listen`) that, on a first TERM, keeps serving `drain` seconds
+/// more (the requests it still has), then leaves; a second TERM ends it at once.
+fn draining_server(env: &TestEnv, drain: u32) -> std::path::PathBuf {
+    env.script(
+        "slow.py",
+        &format!(
+            "#!/usr/bin/env python3\nimport os, signal, socket, threading\n\
+             from http.server import BaseHTTPRequestHandler, HTTPServer\n\
+             class H(BaseHTTPRequestHandler):\n    def do_GET(self):\n        \
+             self.send_response(200)\n        self.end_headers()\n        \
+             self.wfile.write(b'ok')\n\
+             server = HTTPServer(('127.0.0.1', 0), H, bind_and_activate=False)\n\
+             server.socket = socket.socket(fileno=3)\n\
+             terms = []\n\
+             def on_term(*_):\n    terms.append(1)\n    \
+             threading.Timer({drain} if len(terms) == 1 else 0, lambda: os._exit(0)).start()\n\
+             signal.signal(signal.SIGTERM, on_term)\n\
+             server.serve_forever()\n"
+        ),
+    )
+}
+
 #[test]
 fn status_shows_both_generations_while_they_overlap() {
     let env = TestEnv::new();
-    // Serves on fd 3; on TERM it keeps serving 2 s more (requests it still has), then leaves.
-    let entry = env.script(
-        "slow.py",
-        "#!/usr/bin/env python3\nimport os, signal, socket, threading\n\
-         from http.server import BaseHTTPRequestHandler, HTTPServer\n\
-         class H(BaseHTTPRequestHandler):\n    def do_GET(self):\n        \
-         self.send_response(200)\n        self.end_headers()\n        self.wfile.write(b'ok')\n\
-         server = HTTPServer(('127.0.0.1', 0), H, bind_and_activate=False)\n\
-         server.socket = socket.socket(fileno=3)\n\
-         signal.signal(signal.SIGTERM, lambda *_: threading.Timer(2, lambda: os._exit(0)).start())\n\
-         server.serve_forever()\n",
-    );
+    let entry = draining_server(&env, 2);
     let port = free_port();
     env.config(&format!(
         "entry = \"slow.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
@@ -180,22 +191,8 @@ fn status_shows_both_generations_while_they_overlap() {
 #[test]
 fn stop_after_a_reload_whose_watcher_died_ends_both_generations() {
     let env = TestEnv::new();
-    // Serves on fd 3; on a first TERM it keeps serving a minute more, as a server draining
-    // long requests would; a second one ends it.
-    let entry = env.script(
-        "slow.py",
-        "#!/usr/bin/env python3\nimport os, signal, socket, threading\n\
-         from http.server import BaseHTTPRequestHandler, HTTPServer\n\
-         class H(BaseHTTPRequestHandler):\n    def do_GET(self):\n        \
-         self.send_response(200)\n        self.end_headers()\n        self.wfile.write(b'ok')\n\
-         server = HTTPServer(('127.0.0.1', 0), H, bind_and_activate=False)\n\
-         server.socket = socket.socket(fileno=3)\n\
-         terms = []\n\
-         def on_term(*_):\n    terms.append(1)\n    \
-         threading.Timer(60 if len(terms) == 1 else 0, lambda: os._exit(0)).start()\n\
-         signal.signal(signal.SIGTERM, on_term)\n\
-         server.serve_forever()\n",
-    );
+    // Its old generation drains for a minute: longer than the test, as long requests would.
+    let entry = draining_server(&env, 60);
     let port = free_port();
     env.config(&format!(
         "entry = \"slow.py\"\nlisten = [\"tcp:127.0.0.1:{port}\"]\n\
