@@ -90,11 +90,11 @@ mod tests {
         std::fs::write(&path, "{\"id\":1}").unwrap();
         assert_eq!(read(&path), None);
         let record = ReloadRecord {
-            old_start: None,
             id: "42-1".into(),
             phase: Phase::Stopping,
             until_ms: 7,
             old: Some(10),
+            old_start: None,
             new: Some(11),
             message: None,
         };

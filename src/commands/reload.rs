@@ -58,11 +58,11 @@ pub fn run(service: &Service) -> Result<u8> {
     reloading::write(
         &record_file,
         &ReloadRecord {
-            old_start: None,
             id: id.clone(),
             phase: Phase::Asked,
             until_ms: reloading::now_ms() + budget.as_millis(),
             old: Some(old.pid().get()),
+            old_start: None,
             new: None,
             message: None,
         },
