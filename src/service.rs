@@ -449,6 +449,17 @@ impl Service {
         watcher::read(&self.watcher_file()).filter(|w| finder.is_watcher(&w.identity()))
     }
 
+    /// Whether the watcher record names `me` (`None`: no record): a watcher that took over
+    /// since, or none at all, makes a watcher that waited for the operation lock leave the
+    /// service to it.
+    #[must_use]
+    pub fn watched_by(&self, me: Option<&process::Identity>) -> bool {
+        watcher::read(&self.watcher_file())
+            .map(|w| w.identity())
+            .as_ref()
+            == me
+    }
+
     /// Forgets what this invocation read of the instance record: another process (the
     /// watcher it handed the launch to) has written it since.
     pub fn reread_record(&self) {

@@ -22,7 +22,6 @@ use crate::process::{self, Identity, Instance};
 use crate::ready::Ready;
 use crate::service::Service;
 use crate::signal::Signal;
-use crate::watcher;
 
 /// Set in the watcher's environment as it becomes the waiting state, when that state has
 /// something to do besides waiting (probes, memory looks, notifications): only then does it
@@ -345,7 +344,7 @@ fn hand_over(service: &Service, identity: &Identity, named: i32) -> Result<Optio
     let me = process::own_identity()
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
     let locked = Locked::acquire(service, Who::Watcher, false)?;
-    if watcher::read(&service.watcher_file()).map(|w| w.identity()) != Some(me) {
+    if !service.watched_by(Some(&me)) {
         return Ok(None);
     }
     let name = &service.config.name;
@@ -382,7 +381,7 @@ fn end(
     let me = process::own_identity()
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
     let locked = Locked::acquire(service, Who::Watcher, false)?;
-    if watcher::read(&service.watcher_file()).map(|w| w.identity()) != Some(me) {
+    if !service.watched_by(Some(&me)) {
         return Ok(());
     }
     let Some(instance) = locked.finder.by_identity(identity) else {

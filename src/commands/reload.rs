@@ -302,8 +302,7 @@ fn serve(config_file: &Path, old: &Identity) -> Option<(Identity, Config, String
 fn reloadable(locked: &Locked<'_>, watched: &Identity) -> Result<Instance, String> {
     let service = locked.service;
     let name = &service.config.name;
-    let me = process::own_identity();
-    if crate::watcher::read(&service.watcher_file()).map(|w| w.identity()) != me {
+    if !service.watched_by(process::own_identity().as_ref()) {
         return Err(format!("another watcher keeps {name} now"));
     }
     if !locked.pid_lock.exists() {

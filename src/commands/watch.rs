@@ -288,7 +288,7 @@ fn revive_locked(
 ) -> Next {
     let service = locked.service;
     // Another watcher took over while this one waited for the lock: it is not ours to act.
-    if watcher::read(&service.watcher_file()).map(|w| w.identity()) != Some(me.clone()) {
+    if !service.watched_by(Some(me)) {
         return Next::Leave;
     }
     if let Some((pid, how)) = ended {
