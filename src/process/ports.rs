@@ -37,12 +37,8 @@ pub fn listeners(port: u16) -> Listening {
     let mut holders = Vec::new();
     let mut found = Vec::new();
     for pid in super::os::pids().unwrap_or_default() {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        let held: Vec<u64> = fds
-            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-            .filter_map(|link| socket_inode(&link.to_string_lossy()))
+        let held: Vec<u64> = sockets_of(pid)
+            .into_iter()
             .filter(|inode| inodes.contains(inode))
             .collect();
         if !held.is_empty() {
@@ -92,13 +88,7 @@ pub fn accepted_in_group(
     let Some(inode) = inode else {
         return Err(format!("no process accepted the connection to {server}"));
     };
-    let link = format!("socket:[{inode}]");
-    let holds = |pid: i32| {
-        std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
-            fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
-                .any(|l| l.as_os_str() == link.as_str())
-        })
-    };
+    let holds = |pid: i32| sockets_of(pid).contains(&inode);
     let pids = super::os::pids().unwrap_or_default();
     if pids
         .iter()
@@ -113,6 +103,20 @@ pub fn accepted_in_group(
         }
         None => "another process answered".to_owned(),
     })
+}
+
+/// The inodes of the sockets `pid` holds, from its `/proc/<pid>/fd` links (none when they
+/// cannot be read: another user's, without root).
+#[cfg(target_os = "linux")]
+fn sockets_of(pid: i32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or_else(
+        |_| Vec::new(),
+        |fds| {
+            fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                .filter_map(|link| socket_inode(&link.to_string_lossy()))
+                .collect()
+        },
+    )
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -191,10 +191,7 @@ fn clear_stale(path: &Path) -> std::result::Result<(), String> {
     }
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
-        let owner = nix::unistd::User::from_uid(meta.uid().into())
-            .ok()
-            .flatten()
-            .map_or_else(|| format!("uid {}", meta.uid()), |u| u.name);
+        let owner = crate::ownership::user_name(meta.uid());
         return Err(format!(
             "{} is a socket of {owner}'s, and keepup replaces only its own user's: remove it, \
              or choose another path",
