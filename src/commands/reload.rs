@@ -182,7 +182,7 @@ fn wait_for_answer(
 }
 
 /// In the watcher: waits for the instance `identity` to end, as
-/// [`process::exit::wait_for_end`] does, serving the reloads asked meanwhile (each replaces
+/// [`process::exit::wait_for_end_or`] does, serving the reloads asked meanwhile (each replaces
 /// the instance watched). Returns the instance that ended, and how.
 /// `probing`: the config the watcher keeps watch with (health checks, notifications), if any.
 pub fn watch(

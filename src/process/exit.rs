@@ -190,20 +190,8 @@ impl Children {
 const REAP_WAIT: Duration = Duration::from_secs(1);
 
 /// Blocks until the process `identity` has ended (at once if it already has), reaping
-/// children meanwhile, and says how it ended. This is all the watcher does while the service
-/// runs.
-#[must_use]
-pub fn wait_for_end(identity: &Identity, waits: Waits) -> Ended {
-    match Watched::begin(identity, waits) {
-        Ok(watched) => match watched.until_or(None, None) {
-            Wake::Ended(ended) => ended,
-            Wake::Deadline | Wake::Readable | Wake::Asked => Ended::Unknown,
-        },
-        Err(ended) => ended,
-    }
-}
-
-/// As [`wait_for_end`], but `None` as soon as `asked` says so (see [`Watched::until_asked`]).
+/// children meanwhile, and says how it ended; `None` as soon as `asked` says so (see
+/// [`Watched::until_asked`]). This is all the watcher does while the service runs.
 pub fn wait_for_end_or(
     identity: &Identity,
     waits: Waits,
@@ -219,7 +207,7 @@ pub fn wait_for_end_or(
     }
 }
 
-/// Why [`Watched::until_or`] returned.
+/// Why [`Watched::until_asked`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wake {
     Ended(Ended),
@@ -257,18 +245,8 @@ impl Watched {
         })
     }
 
-    /// Blocks until the instance has ended, `deadline` has come (never, without one), or
-    /// `extra` (the notify socket, if any) turns readable.
-    #[must_use]
-    pub fn until_or(
-        &self,
-        deadline: Option<std::time::Instant>,
-        extra: Option<std::os::fd::BorrowedFd<'_>>,
-    ) -> Wake {
-        self.until_asked(deadline, extra, &mut || false)
-    }
-
-    /// As [`Watched::until_or`], and also [`Wake::Asked`] as soon as `asked` says so: it is
+    /// Blocks until the instance has ended, `deadline` has come (never, without one), `extra`
+    /// (the notify socket, if any) turns readable, or `asked` says so ([`Wake::Asked`]): it is
     /// asked before the wait and at every other wake-up (a SIGCHLD, which `keepup reload`
     /// sends to ask; the signal is blocked since [`Watched::begin`], so one sent after a look
     /// wakes the wait).
