@@ -5,10 +5,10 @@ use std::os::fd::RawFd;
 
 use super::os;
 
-/// In a service process just started, before exec: closes every descriptor from `first` (3, or past the
-/// sockets it is handed) on but `keep`, so the program runs with what keepup means it to have
-/// and nothing of its caller's (a deploy's `flock`, a shell's strays). System calls only
-/// (async-signal-safe).
+/// In a service process just started, before exec: closes every descriptor from `first` (3,
+/// or past the sockets it is handed) on but `keep`, so the program runs with what keepup means
+/// it to have and nothing of its caller's (a deploy's `flock`, a shell's strays). System calls
+/// only (async-signal-safe).
 pub fn close_inherited(first: RawFd, keep: RawFd) {
     // SAFETY: close(2) on numbers this process may or may not have open; nothing else in this
     // process uses them (it is about to exec).
