@@ -415,9 +415,9 @@ impl Exec {
         })
     }
 
-    /// In the child (see [`start_child`]): its own session, stdin from `null`, stdout and
-    /// stderr to `log`, the entry's folder, default signals; then waits at `gate` and runs the
-    /// program, or says on `errors` why it could not. Never returns.
+    /// In the child (see [`start_child`]): waits at `gate`, then takes its own session, stdin
+    /// from `null`, stdout and stderr to `log`, the entry's folder, default signals, and runs
+    /// the program, or says on `errors` why it could not. Never returns.
     ///
     /// # Safety
     /// Only in the child [`os::start_sharing`] started, with these descriptors open, while
