@@ -16,9 +16,7 @@ use crate::testenv::{
 
 /// `keepup --config CONFIG ARGS` in the background, for races.
 fn spawn_with(env: &TestEnv, config: &Path, args: &[&str]) -> Child {
-    env.command(Path::new(env!("CARGO_BIN_EXE_keepup")))
-        .arg("--config")
-        .arg(config)
+    env.keepup_command(Path::new(env!("CARGO_BIN_EXE_keepup")), config)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

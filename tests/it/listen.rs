@@ -78,10 +78,11 @@ pub fn get(port: u16) -> Option<String> {
 /// keepup with the recipes' PATH (gunicorn and uvicorn from their virtualenv).
 pub fn keepup(env: &TestEnv, args: &[&str]) -> Run {
     let output = env
-        .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+        .keepup_command(
+            Path::new(env!("CARGO_BIN_EXE_keepup")),
+            &env.path("cfg.toml"),
+        )
         .env("PATH", tool_path())
-        .arg("--config")
-        .arg(env.path("cfg.toml"))
         .args(args)
         .output()
         .unwrap();

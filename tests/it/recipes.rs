@@ -150,10 +150,11 @@ impl Copy {
     fn keepup(&self, args: &[&str]) -> Run {
         let output = self
             .env
-            .command(Path::new(env!("CARGO_BIN_EXE_keepup")))
+            .keepup_command(
+                Path::new(env!("CARGO_BIN_EXE_keepup")),
+                &self.dir.join("cfg.toml"),
+            )
             .env("PATH", tool_path())
-            .arg("--config")
-            .arg(self.dir.join("cfg.toml"))
             .args(args)
             .output()
             .unwrap();

@@ -184,13 +184,19 @@ impl TestEnv {
     /// `PROGRAM --config CONFIG ARGS`, where `program` is keepup or a copy of it.
     pub fn keepup_as(&self, program: &Path, config: &Path, args: &[&str]) -> Run {
         let output = self
-            .command(program)
-            .arg("--config")
-            .arg(config)
+            .keepup_command(program, config)
             .args(args)
             .output()
             .unwrap();
         Run::from_output(&output)
+    }
+
+    /// `PROGRAM --config CONFIG`, as [`TestEnv::command`] makes it, for a caller that adds its
+    /// arguments, environment or pipes before it runs it.
+    pub fn keepup_command(&self, program: &Path, config: &Path) -> Command {
+        let mut command = self.command(program);
+        command.arg("--config").arg(config);
+        command
     }
 
     /// `status --json` of `cfg.toml`, parsed.
@@ -225,14 +231,15 @@ impl TestEnv {
 
     /// `keepup -c cfg.toml ARGS` in the background, for races.
     pub fn keepup_spawn(&self, args: &[&str]) -> Child {
-        self.command(Path::new(env!("CARGO_BIN_EXE_keepup")))
-            .arg("--config")
-            .arg(self.path("cfg.toml"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        self.keepup_command(
+            Path::new(env!("CARGO_BIN_EXE_keepup")),
+            &self.path("cfg.toml"),
+        )
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
     }
 
     /// This test's watcher processes, by the process table.
