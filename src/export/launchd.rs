@@ -112,15 +112,14 @@ fn sockets(out: &mut String, config: &Config) -> Result<()> {
             );
             Ok(())
         };
+        entry("SockType", "stream")?;
         match &listen.address {
             crate::listen::Address::Tcp(addr) => {
-                entry("SockType", "stream")?;
                 entry("SockFamily", if addr.is_ipv4() { "IPv4" } else { "IPv6" })?;
                 entry("SockNodeName", &addr.ip().to_string())?;
                 entry("SockServiceName", &addr.port().to_string())?;
             }
             crate::listen::Address::Unix(path) => {
-                entry("SockType", "stream")?;
                 entry("SockPathName", &path.to_string_lossy())?;
             }
         }
