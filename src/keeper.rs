@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Config};
 use crate::error::{Error, Result};
+use crate::files::FileId;
 use crate::oplock::OpLock;
-use crate::registry::{FileId, Keeping, Registry, id_of};
+use crate::registry::{Keeping, Registry, id_of};
 
 /// What a config finds in the registry, for reading.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -22,26 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::files::{self, Trusted};
+use crate::files::{self, FileId, Trusted};
 use crate::oplock::{self, OpLock};
-
-/// A file's device and inode: they follow it through a rename or a moved folder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileId {
-    pub dev: u64,
-    pub ino: u64,
-}
-
-impl FileId {
-    /// The file `path` names now (symlinks followed), if it exists.
-    #[must_use]
-    pub fn of(path: &Path) -> Option<FileId> {
-        std::fs::metadata(path).ok().map(|m| FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
-    }
-}
 
 /// One kept service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

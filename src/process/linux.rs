@@ -17,7 +17,8 @@ use std::os::fd::OwnedFd;
 
 use std::os::fd::RawFd;
 
-use super::Facts;
+use super::{Facts, Link, Look};
+use crate::files::FileId;
 
 fn path(pid: i32, file: &str) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/{file}"))
@@ -258,6 +259,36 @@ pub fn cmdline(pid: i32) -> Option<Vec<u8>> {
 
 pub fn cwd(pid: i32) -> Option<PathBuf> {
     std::fs::read_link(ProcPath::new(pid, "cwd")?.as_path()).ok()
+}
+
+/// The file a process's `link` leads to, by one `statx` that asks its file system for
+/// nothing it does not already know (a process sitting in a dead NFS mount must not hang a
+/// scan). A deleted file (a release folder removed, a binary replaced) is not told.
+pub fn link_file(pid: i32, link: Link) -> Look {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, makedev, statx};
+    use rustix::io::Errno;
+    let name = match link {
+        Link::Cwd => "cwd",
+        Link::Exe => "exe",
+    };
+    let Some(path) = ProcPath::new(pid, name) else {
+        return Look::Unknown;
+    };
+    match statx(
+        CWD,
+        path.as_path(),
+        AtFlags::STATX_DONT_SYNC,
+        StatxFlags::INO | StatxFlags::NLINK,
+    ) {
+        Ok(file) if file.stx_mask & StatxFlags::NLINK.bits() == 0 || file.stx_nlink > 0 => {
+            Look::At(FileId {
+                dev: makedev(file.stx_dev_major, file.stx_dev_minor),
+                ino: file.stx_ino,
+            })
+        }
+        Err(Errno::NOENT | Errno::SRCH) => Look::Gone,
+        Ok(_) | Err(_) => Look::Unknown,
+    }
 }
 
 /// The executable; a binary replaced on disk (rebuilt) still counts as its path.
@@ -639,6 +670,39 @@ mod tests {
         assert!(started_at(&facts).unwrap() <= SystemTime::now());
         assert!(exe(me).unwrap().is_absolute());
         assert!(cmdline(me).unwrap().len() > 1);
+    }
+
+    /// A scan's one look at a process: the same device and inode as a `stat` of the path
+    /// (a move of the folder or a second path to it changes nothing), no answer for a deleted
+    /// folder (judged by the whole rule), and gone once it has ended.
+    #[test]
+    fn tells_where_a_process_runs_and_what_it_runs() {
+        let place = tempfile::tempdir().unwrap();
+        let folder = place.path().join("app");
+        std::fs::create_dir(&folder).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("100")
+            .current_dir(&folder)
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let running = exe(pid).unwrap();
+        assert_eq!(
+            link_file(pid, Link::Exe),
+            Look::At(FileId::of(&running).unwrap())
+        );
+        let moved = place.path().join("moved");
+        std::fs::rename(&folder, &moved).unwrap();
+        assert_eq!(
+            link_file(pid, Link::Cwd),
+            Look::At(FileId::of(&moved).unwrap())
+        );
+        std::fs::remove_dir(&moved).unwrap();
+        assert_eq!(link_file(pid, Link::Cwd), Look::Unknown);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(link_file(pid, Link::Cwd), Look::Gone);
+        assert_eq!(link_file(pid, Link::Exe), Look::Gone);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use sysinfo::{
 
 use std::os::fd::RawFd;
 
-use super::Facts;
+use super::{Facts, Link, Look};
+use crate::files::FileId;
 
 fn with_process<T>(pid: i32, kind: ProcessRefreshKind, f: impl FnOnce(&Process) -> T) -> Option<T> {
     let mut system = System::new().ok()?;
@@ -106,6 +107,16 @@ pub fn exe(pid: i32) -> Option<PathBuf> {
         |p| p.exe().map(PathBuf::from),
     )
     .flatten()
+}
+
+/// The file a process's `link` leads to, from its path: what `lsof` or the process API tell.
+pub fn link_file(pid: i32, link: Link) -> Look {
+    let path = match link {
+        Link::Cwd => cwd(pid),
+        Link::Exe => exe(pid),
+    };
+    path.and_then(|p| FileId::of(&p))
+        .map_or(Look::Unknown, Look::At)
 }
 
 /// No children lists here: the caller looks through the whole table.

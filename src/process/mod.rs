@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Search};
 use crate::error::{Error, Result};
+use crate::files::FileId;
 use crate::pid::Pid;
 use crate::startup::Pattern;
 
@@ -77,6 +78,27 @@ pub struct Facts {
     start_ticks: u64,
     /// Resident memory in the platform's unit (pages on Linux, bytes on macOS).
     rss_pages: u64,
+}
+
+/// Which of a process's links a scan looks through: where it runs, or what it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// Its working directory.
+    Cwd,
+    /// Its executable.
+    Exe,
+}
+
+/// What one cheap look through a process's [`Link`] told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// The file it leads to.
+    At(FileId),
+    /// The process has ended.
+    Gone,
+    /// Not told (another user's process, a deleted file, a platform that cannot say cheaply):
+    /// such a process must be judged by the whole rule.
+    Unknown,
 }
 
 /// What makes a started process unique: recorded when keepup starts or adopts it, compared
@@ -317,8 +339,13 @@ impl<'a> Finder<'a> {
                 .as_ref()
                 .is_some_and(Pattern::needs_argv);
         let by_exe_alone = self.may_match_exe();
+        let (link, files) = self.place();
         let mut found = Vec::new();
-        for pid in table.pids().iter().filter_map(|p| Pid::new((*p).into())) {
+        for pid in table
+            .at(link, &files)
+            .into_iter()
+            .filter_map(|p| Pid::new(p.into()))
+        {
             if pid.get() == self.me || table.uid(pid.get()) != Some(self.uid) {
                 continue;
             }
@@ -356,6 +383,44 @@ impl<'a> Finder<'a> {
         found.retain(|i| !pids.contains(&i.facts.ppid));
         found.sort_by_key(|i| (i.facts.start_ticks, i.facts.pid));
         Ok(found)
+    }
+
+    /// Where the service's processes are, told by one cheap look at each process, so that a
+    /// scan reads command lines only there. An entry recognised by its executable (`proc_exe`,
+    /// and a native entry under `auto`): that executable. Any other: the working directory
+    /// keepup starts it in, the entry's folder, where a copy started by hand exactly as
+    /// `startup` would start it runs too. Each as the entry is written, as it resolves now, and
+    /// as it resolved when the recorded instance started (a switched `current ->` release).
+    fn place(&self) -> (Link, Vec<FileId>) {
+        let config = self.config;
+        let by_exe = match config.search {
+            Search::ProcExe => true,
+            Search::Auto => config
+                .pattern
+                .as_ref()
+                .is_none_or(|p| p.interpreter.is_none() && p.command.is_none()),
+            Search::ProcCwd | Search::LsofCwd => false,
+        };
+        let entries = [
+            Some(config.entry.as_path()),
+            config.resolved.as_deref(),
+            self.recorded_entry.as_deref(),
+        ];
+        let (link, paths): (Link, Vec<&std::path::Path>) = if by_exe {
+            (Link::Exe, entries.into_iter().flatten().collect())
+        } else {
+            (
+                Link::Cwd,
+                entries
+                    .into_iter()
+                    .flatten()
+                    .filter_map(std::path::Path::parent)
+                    .collect(),
+            )
+        };
+        let mut files: Vec<FileId> = paths.into_iter().filter_map(FileId::of).collect();
+        files.dedup();
+        (link, files)
     }
 
     /// Under `auto`, a native entry is recognised by its executable, whatever its argv.

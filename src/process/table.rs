@@ -1,19 +1,48 @@
 //! One look at the process table, for a command that searches it for many services (`list`):
-//! each process's owner, command line and executable are read at most once, however many
-//! services ask. A search for one service reads a table of its own, and so sees the table as
-//! it is then.
+//! each process's owner, command line, executable and where it runs are read at most once,
+//! however many services ask. A search for one service reads a table of its own, and so sees
+//! the table as it is then.
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use super::os;
+use super::{Link, Look, os};
+use crate::files::FileId;
 
 /// The processes there were when it was read, and what was asked of each so far.
 pub struct Table {
     pids: Vec<i32>,
     seen: RefCell<HashMap<i32, Seen>>,
+    /// Every process by its working directory, and by its executable: read through at the
+    /// first search that asks, with one cheap look at each process.
+    cwds: OnceCell<Index>,
+    exes: OnceCell<Index>,
+}
+
+/// The processes of the table by the file one of their links leads to.
+struct Index {
+    at: HashMap<FileId, Vec<i32>>,
+    /// Those whose link was not told: any of them may be anywhere.
+    unknown: Vec<i32>,
+}
+
+impl Index {
+    fn read(pids: &[i32], link: Link) -> Index {
+        let mut index = Index {
+            at: HashMap::new(),
+            unknown: Vec::new(),
+        };
+        for &pid in pids {
+            match os::link_file(pid, link) {
+                Look::At(file) => index.at.entry(file).or_default().push(pid),
+                Look::Unknown => index.unknown.push(pid),
+                Look::Gone => {}
+            }
+        }
+        index
+    }
 }
 
 #[derive(Default)]
@@ -29,12 +58,34 @@ impl Table {
         Ok(Table {
             pids: os::pids()?,
             seen: RefCell::default(),
+            cwds: OnceCell::new(),
+            exes: OnceCell::new(),
         })
     }
 
     #[must_use]
     pub fn pids(&self) -> &[i32] {
         &self.pids
+    }
+
+    /// The processes whose `link` leads to one of `files`, and those whose link could not be
+    /// told, by pid: all that a search for a process found there must judge.
+    pub(super) fn at(&self, link: Link, files: &[FileId]) -> Vec<i32> {
+        let index = match link {
+            Link::Cwd => &self.cwds,
+            Link::Exe => &self.exes,
+        }
+        .get_or_init(|| Index::read(&self.pids, link));
+        let mut found: Vec<i32> = files
+            .iter()
+            .filter_map(|file| index.at.get(file))
+            .flatten()
+            .chain(&index.unknown)
+            .copied()
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        found
     }
 
     fn remembered<T: Clone>(
