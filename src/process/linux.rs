@@ -1,6 +1,6 @@
 //! Process facts from Linux's `/proc`. Each function reads only the one file it needs, so a
-//! check of one pid costs a few small reads, and a full scan reads `cmdline` only for
-//! processes of our own user.
+//! check of one pid costs a few small reads, and a full scan takes one `statx` of each
+//! process's working directory (or executable) and reads more only where the service may be.
 
 use std::ffi::OsString;
 use std::fs::File;

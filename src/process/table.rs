@@ -63,11 +63,6 @@ impl Table {
         })
     }
 
-    #[must_use]
-    pub fn pids(&self) -> &[i32] {
-        &self.pids
-    }
-
     /// The processes whose `link` leads to one of `files`, and those whose link could not be
     /// told, by pid: all that a search for a process found there must judge.
     pub(super) fn at(&self, link: Link, files: &[FileId]) -> Vec<i32> {
