@@ -128,6 +128,42 @@ fn a_native_service_that_renames_itself_is_found_by_its_executable() {
     env.keepup(&["stop"]).expect(0).stdout_has("stopped");
 }
 
+/// A native entry is told by its executable wherever it runs (the scan looks at each process's
+/// executable, not its folder), and still once the binary was replaced on disk (a rebuild, a
+/// deploy that copies over it): a deleted executable cannot be told by that look, so such a
+/// process is judged by the whole rule, which takes it.
+#[test]
+fn a_native_service_is_found_from_any_folder_and_once_its_binary_is_replaced() {
+    let mut env = TestEnv::new();
+    let entry = env.path("bin/worker");
+    crate::testenv::install_program(Path::new("/bin/sleep"), &entry);
+    env.config("entry = \"bin/worker\"\nstartup = \"{entry} 1000\"\n");
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let pid = env.spawn(&elsewhere, entry.to_str().unwrap(), &["1000"]);
+    let exe = |pid: i32| std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    wait_for("the hand-started worker to run", || exe(pid) == entry);
+    let status_pid = |env: &TestEnv| {
+        let status = env.keepup(&["status", "--json"]);
+        let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        json["pid"].clone()
+    };
+    assert_eq!(status_pid(&env), pid);
+    crate::testenv::install_program(Path::new("/bin/sleep"), &entry);
+    assert!(
+        exe(pid).to_string_lossy().ends_with(" (deleted)"),
+        "{}",
+        exe(pid).display()
+    );
+    assert_eq!(status_pid(&env), pid);
+    env.keepup(&["start"])
+        .expect(0)
+        .stdout_has(&format!("({pid}) is running"));
+    assert_eq!(locked_pid(&entry), Some(pid));
+    env.keepup(&["stop"]).expect(0).stdout_has("stopped");
+    wait_for("the worker to end", || !crate::testenv::alive(pid));
+}
+
 /// `list` reads the process table once for all its services: each finds its own instance in
 /// it, and none takes another's.
 #[test]
