@@ -69,6 +69,7 @@ pub fn fresh(config: &Config, id: String) -> Keeping {
         entry: config.entry.clone(),
         resolved: config.resolved.clone(),
         entry_file: FileId::of(&config.entry),
+        entry_dir: config.entry.parent().and_then(FileId::of),
         runs: config.runs(),
         state_dir: state_dir_of(config),
         name: config.name.clone(),

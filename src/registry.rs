@@ -37,6 +37,10 @@ pub struct Keeping {
     pub entry: PathBuf,
     pub resolved: Option<PathBuf>,
     pub entry_file: Option<FileId>,
+    /// The entry's folder, as last launched: where its instance runs, which a scan finds by
+    /// this identity once the folder was renamed or swapped for another (a deploy by `mv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_dir: Option<FileId>,
     /// Which runs of the entry are this service, beyond the entry itself (a shared program's
     /// arguments): two configs with the same entry and the same `runs` keep one service.
     pub runs: String,
@@ -297,6 +301,7 @@ mod tests {
             entry: "/app/bot.py".into(),
             resolved: Some("/app/bot.py".into()),
             entry_file: None,
+            entry_dir: None,
             runs: String::new(),
             state_dir: "/app".into(),
             name: "bot.py".into(),

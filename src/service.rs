@@ -291,7 +291,13 @@ impl Service {
         let recorded = self
             .record()
             .and_then(|r| r.launch.as_ref()?.resolved.clone());
-        Finder::new(&self.config).with_recorded_entry(recorded)
+        let keeping = self.keeping();
+        Finder::new(&self.config)
+            .with_recorded_entry(recorded)
+            .with_last_launch(
+                keeping.as_ref().and_then(|k| k.entry_file),
+                keeping.and_then(|k| k.entry_dir),
+            )
     }
 
     pub fn pid_lock(&self) -> Result<PidLock> {

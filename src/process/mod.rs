@@ -232,6 +232,10 @@ pub struct Finder<'a> {
     /// Where the entry resolved when the recorded instance started (it may resolve elsewhere
     /// now, after a release switch).
     recorded_entry: Option<std::path::PathBuf>,
+    /// The entry and its folder as the service was last launched, by identity (from the record
+    /// of what keepup keeps): they follow a renamed or swapped folder, where paths do not.
+    launched_entry: Option<FileId>,
+    launched_dir: Option<FileId>,
     me: i32,
     uid: u32,
     ancestors: OnceCell<HashSet<i32>>,
@@ -245,6 +249,8 @@ impl<'a> Finder<'a> {
         Finder {
             config,
             recorded_entry: None,
+            launched_entry: None,
+            launched_dir: None,
             me: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
             uid: crate::ownership::euid(),
             ancestors: OnceCell::new(),
@@ -263,6 +269,14 @@ impl<'a> Finder<'a> {
     #[must_use]
     pub fn with_recorded_entry(mut self, resolved: Option<std::path::PathBuf>) -> Self {
         self.recorded_entry = resolved;
+        self
+    }
+
+    /// Also takes the entry and its folder as the service was last launched.
+    #[must_use]
+    pub fn with_last_launch(mut self, entry: Option<FileId>, dir: Option<FileId>) -> Self {
+        self.launched_entry = entry;
+        self.launched_dir = dir;
         self
     }
 
@@ -389,8 +403,9 @@ impl<'a> Finder<'a> {
     /// scan reads command lines only there. An entry recognised by its executable (`proc_exe`,
     /// and a native entry under `auto`): that executable. Any other: the working directory
     /// keepup starts it in, the entry's folder, where a copy started by hand exactly as
-    /// `startup` would start it runs too. Each as the entry is written, as it resolves now, and
-    /// as it resolved when the recorded instance started (a switched `current ->` release).
+    /// `startup` would start it runs too. Each as the entry is written, as it resolves now, as
+    /// it resolved when the recorded instance started (a switched `current ->` release), and as
+    /// it was last launched (a folder swapped for another by a deploy).
     fn place(&self) -> (Link, Vec<FileId>) {
         let config = self.config;
         let by_exe = match config.search {
@@ -419,6 +434,11 @@ impl<'a> Finder<'a> {
             )
         };
         let mut files: Vec<FileId> = paths.into_iter().filter_map(FileId::of).collect();
+        files.extend(if by_exe {
+            self.launched_entry
+        } else {
+            self.launched_dir
+        });
         files.dedup();
         (link, files)
     }

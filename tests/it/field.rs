@@ -241,6 +241,55 @@ fn symlinked_releases_without_a_state_dir_never_run_twice() {
     assert!(env.instances(&entry).is_empty());
 }
 
+/// Whatever says where the running instance is, once its state files are out of reach, the
+/// record of what keepup keeps still knows where it was last launched: `status` finds it and
+/// `start` adopts it rather than start a second one, then `stop` ends it.
+fn found_where_it_was_last_launched(env: &TestEnv, entry: &Path, pid: i32) {
+    let status = env.keepup(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json["pid"], pid, "{}", status.stdout);
+    env.keepup(&["start"])
+        .expect(0)
+        .stdout_has(&format!("({pid}) is running"));
+    assert_eq!(env.instances(entry), [pid], "a second instance ran");
+    env.keepup(&["stop"])
+        .expect(0)
+        .stdout_has(&format!("({pid}) stopped"));
+    assert!(env.instances(entry).is_empty());
+}
+
+/// A deploy that swaps the app's folder for a new one (`mv app app.old && mv app.new app`)
+/// takes the pid lock and the instance record along with the old folder: the instance still
+/// running there is the service, not a reason to start a second one.
+#[test]
+fn a_folder_swapped_by_a_deploy_keeps_one_instance() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = env.python_service("app/svc.py", "");
+    env.python_service("app.new/svc.py", "");
+    env.config("entry = \"app/svc.py\"\nstop_timeout = \"5s\"\n");
+    let pid = env.keepup(&["start"]).expect(0).pid();
+    std::fs::rename(env.path("app"), env.path("app.old")).unwrap();
+    std::fs::rename(env.path("app.new"), env.path("app")).unwrap();
+    found_where_it_was_last_launched(&env, &entry, pid);
+}
+
+/// A switched release whose old folder lost its state files (removed by hand, a cleanup
+/// script): the instance of the old release is still the service.
+#[test]
+fn a_switched_release_that_lost_its_state_files_keeps_one_instance() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = releases(&env);
+    env.config("entry = \"current/svc.py\"\nstop_timeout = \"5s\"\n");
+    let v1 = env.keepup(&["start"]).expect(0).pid();
+    switch(&env, "v2");
+    for file in ["svc.py.pid", "svc.py.instance"] {
+        std::fs::remove_file(env.path(&format!("releases/v1/{file}"))).unwrap();
+    }
+    found_where_it_was_last_launched(&env, &entry, v1);
+}
+
 #[test]
 fn a_ready_check_that_passes_for_someone_else_fails_the_start() {
     require!("python3", "python3");
