@@ -125,6 +125,19 @@ impl Service {
         keeper::state_file(&dir, &name, suffix)
     }
 
+    /// The log `instance` writes to: the config's, where it led when the instance was launched
+    /// (after a `current ->` release switch, the old release's instance still writes to its
+    /// own folder's log). A standard output the service itself sent elsewhere (another name)
+    /// is not keepup's log: the config's is named then.
+    #[must_use]
+    pub fn log_of(&self, instance: Option<&Instance>) -> PathBuf {
+        let log = &self.config.log;
+        instance
+            .and_then(Instance::output_file)
+            .filter(|output| output.file_name() == log.file_name() && output.is_file())
+            .unwrap_or_else(|| log.clone())
+    }
+
     /// `<name>.pid`: the pid lock.
     #[must_use]
     pub fn pid_file(&self) -> PathBuf {

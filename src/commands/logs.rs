@@ -30,7 +30,15 @@ const FREE_WAIT: Duration = Duration::from_secs(2);
 const FOLLOW_PAUSE: Duration = Duration::from_millis(200);
 
 pub fn run(service: &Service, lines: usize, follow: bool) -> Result<u8> {
-    let log = &service.config.log;
+    // The running instance's log, where it writes (a switched release): a pid lock or a search
+    // that fails only means the config's is shown.
+    let finder = service.finder();
+    let running = service
+        .pid_lock()
+        .ok()
+        .and_then(|lock| service.locate(&finder, &lock).ok())
+        .and_then(|lookup| lookup.instance);
+    let log = &service.log_of(running.as_ref());
     if !log.is_file() {
         return Err(Error::Failed(format!(
             "{} has no log at {}",

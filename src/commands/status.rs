@@ -87,7 +87,7 @@ pub fn of_in(service: &Service, shared: &Shared<'_>) -> Result<Status> {
             .flat_map(|l| l.members.iter().map(|p| p.get()))
             .collect(),
         warnings: warnings(service, instance, &history, now),
-        log: service.config.log.clone(),
+        log: service.log_of(instance),
         config: service.config.file.clone(),
         environment: environment_of(service),
         timer_installed: timer.as_ref().ok().copied(),

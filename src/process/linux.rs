@@ -257,6 +257,12 @@ pub fn cmdline(pid: i32) -> Option<Vec<u8>> {
     Some(content)
 }
 
+/// The file its standard output goes to; not a pipe, a socket or a deleted file.
+pub fn output_file(pid: i32) -> Option<PathBuf> {
+    let path = std::fs::read_link(ProcPath::new(pid, "fd/1")?.as_path()).ok()?;
+    (path.is_absolute() && !path.as_os_str().as_bytes().ends_with(b" (deleted)")).then_some(path)
+}
+
 pub fn cwd(pid: i32) -> Option<PathBuf> {
     std::fs::read_link(ProcPath::new(pid, "cwd")?.as_path()).ok()
 }

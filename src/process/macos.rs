@@ -91,6 +91,11 @@ pub fn cmdline(pid: i32) -> Option<Vec<u8>> {
     )
 }
 
+/// Not told here (it would take `lsof`): the config's log is shown.
+pub fn output_file(_pid: i32) -> Option<PathBuf> {
+    None
+}
+
 pub fn cwd(pid: i32) -> Option<PathBuf> {
     with_process(
         pid,

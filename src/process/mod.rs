@@ -138,6 +138,12 @@ impl Instance {
         os::rss_bytes(&self.facts)
     }
 
+    /// The file its standard output goes to, where the platform tells it.
+    #[must_use]
+    pub fn output_file(&self) -> Option<std::path::PathBuf> {
+        os::output_file(self.facts.pid)
+    }
+
     /// The whole service: every live process descended from it, whatever its session or
     /// group (workers that `setsid`, as the backends of `postgres` do), and what `reaper` (the
     /// watcher, their subreaper) was left with, with their descendants: workers that left and

@@ -225,6 +225,31 @@ fn symlinked_releases_with_a_state_dir() {
     assert!(env.instances(&entry).is_empty());
 }
 
+/// After a release switch, the old release's instance still writes to the log of its own
+/// folder: `status` names that log and `logs` shows it, not the new release's (empty) one.
+#[test]
+fn a_switched_release_shows_the_log_its_instance_writes() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = releases(&env);
+    env.config("entry = \"current/svc.py\"\nstop_timeout = \"5s\"\n");
+    let v1 = env.keepup(&["start"]).expect(0).pid();
+    let written = env.path("releases/v1/svc.py.log");
+    wait_for("the service's first line in its log", || {
+        std::fs::read_to_string(&written).is_ok_and(|log| log.contains(&format!("up {v1}")))
+    });
+    switch(&env, "v2");
+    let status = env.keepup(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json["pid"], v1);
+    assert_eq!(json["log"], written.to_str().unwrap(), "{}", status.stdout);
+    env.keepup(&["logs"])
+        .expect(0)
+        .stdout_has(&format!("up {v1}"));
+    env.keepup(&["stop"]).expect(0);
+    assert!(env.instances(&entry).is_empty());
+}
+
 #[test]
 fn symlinked_releases_without_a_state_dir_never_run_twice() {
     require!("python3", "python3");
