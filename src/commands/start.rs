@@ -23,8 +23,10 @@ pub fn run(service: &Service) -> Result<u8> {
             .is_none_or(|r| r.identity() != instance.identity);
         service.remember(&instance, &locked.pid_lock)?;
         let watcher = locked.ensure_watcher(&instance)?;
+        // What keepup knows, not what happened: an instance it started whose record was lost
+        // (removed with its state files) is adopted too.
         let adoption = format!(
-            "adopted {name} ({}), which keepup had not started",
+            "adopted {name} ({}), which no record says keepup started",
             instance.pid()
         );
         locked.record(
@@ -34,7 +36,7 @@ pub fn run(service: &Service) -> Result<u8> {
             adopted.then_some(adoption.as_str()),
         );
         let how = match (adopted, watcher) {
-            (true, _) => ": adopted (keepup had not started it), and kept up from now on",
+            (true, _) => ": adopted (no record says keepup started it), and kept up from now on",
             (false, Some(_)) => ", without a watcher: started one",
             (false, None) => "",
         };
