@@ -372,7 +372,7 @@ pub unsafe fn close_range(low: RawFd, high: RawFd) -> bool {
 pub unsafe fn start_sharing(
     child: extern "C" fn(*mut nix::libc::c_void) -> nix::libc::c_int,
     arg: *mut nix::libc::c_void,
-    stack: &mut [u8],
+    stack: &mut [std::mem::MaybeUninit<u8>],
 ) -> nix::Result<i32> {
     // The stack grows down from its 16-byte aligned end.
     let top = stack.as_mut_ptr_range().end;

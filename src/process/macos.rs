@@ -174,7 +174,7 @@ pub unsafe fn close_range(_low: RawFd, _high: RawFd) -> bool {
 pub unsafe fn start_sharing(
     child: extern "C" fn(*mut nix::libc::c_void) -> nix::libc::c_int,
     arg: *mut nix::libc::c_void,
-    _stack: &mut [u8],
+    _stack: &mut [std::mem::MaybeUninit<u8>],
 ) -> nix::Result<i32> {
     // SAFETY: the caller's word: only system calls in the child, then exec or exit.
     match unsafe { nix::unistd::fork() }? {
