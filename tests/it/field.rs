@@ -191,6 +191,16 @@ fn releases(env: &TestEnv) -> std::path::PathBuf {
     env.path("current/svc.py")
 }
 
+/// The service started from release v1 (state files beside the entry), then `current`
+/// switched to v2: the entry, and v1's pid.
+fn switched_release(env: &TestEnv) -> (std::path::PathBuf, i32) {
+    let entry = releases(env);
+    env.config("entry = \"current/svc.py\"\nstop_timeout = \"5s\"\n");
+    let v1 = env.keepup(&["start"]).expect(0).pid();
+    switch(env, "v2");
+    (entry, v1)
+}
+
 #[test]
 fn symlinked_releases_with_a_state_dir() {
     require!("python3", "python3");
@@ -231,14 +241,11 @@ fn symlinked_releases_with_a_state_dir() {
 fn a_switched_release_shows_the_log_its_instance_writes() {
     require!("python3", "python3");
     let env = TestEnv::new();
-    let entry = releases(&env);
-    env.config("entry = \"current/svc.py\"\nstop_timeout = \"5s\"\n");
-    let v1 = env.keepup(&["start"]).expect(0).pid();
+    let (entry, v1) = switched_release(&env);
     let written = env.path("releases/v1/svc.py.log");
     wait_for("the service's first line in its log", || {
         std::fs::read_to_string(&written).is_ok_and(|log| log.contains(&format!("up {v1}")))
     });
-    switch(&env, "v2");
     let status = env.keepup(&["status", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(json["pid"], v1);
@@ -254,10 +261,7 @@ fn a_switched_release_shows_the_log_its_instance_writes() {
 fn symlinked_releases_without_a_state_dir_never_run_twice() {
     require!("python3", "python3");
     let env = TestEnv::new();
-    let entry = releases(&env);
-    env.config("entry = \"current/svc.py\"\nstop_timeout = \"5s\"\n");
-    let v1 = env.keepup(&["start"]).expect(0).pid();
-    switch(&env, "v2");
+    let (entry, v1) = switched_release(&env);
     env.keepup(&["status"]).expect(0).stdout_has("running");
     env.keepup(&["start"]).expect(0).stdout_has("is running");
     env.keepup(&["restart"]).expect(0);
@@ -305,10 +309,7 @@ fn a_folder_swapped_by_a_deploy_keeps_one_instance() {
 fn a_switched_release_that_lost_its_state_files_keeps_one_instance() {
     require!("python3", "python3");
     let env = TestEnv::new();
-    let entry = releases(&env);
-    env.config("entry = \"current/svc.py\"\nstop_timeout = \"5s\"\n");
-    let v1 = env.keepup(&["start"]).expect(0).pid();
-    switch(&env, "v2");
+    let (entry, v1) = switched_release(&env);
     for file in ["svc.py.pid", "svc.py.instance"] {
         std::fs::remove_file(env.path(&format!("releases/v1/{file}"))).unwrap();
     }
