@@ -9,6 +9,38 @@ use std::time::{Duration, Instant};
 
 use crate::testenv::{MARK, TestEnv, locked_pid, wait_for};
 
+/// With the user's own HOME (as cron runs the timer line), keepup records what it keeps in the
+/// user's real registry: this test's record and lock go when it ends, however it ends.
+struct ForgetRecords(Option<std::path::PathBuf>);
+
+impl Drop for ForgetRecords {
+    fn drop(&mut self) {
+        let Some(root) = &self.0 else {
+            return;
+        };
+        let uid = nix::unistd::geteuid();
+        let registries = [
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/state/keepup")),
+            Some(format!("/var/tmp/keepup-{uid}").into()),
+        ];
+        let config = format!("\"config\":\"{}/", root.display());
+        for registry in registries.into_iter().flatten() {
+            let Ok(records) = std::fs::read_dir(registry.join("services")) else {
+                continue;
+            };
+            for record in records.flatten().map(|r| r.path()) {
+                if std::fs::read_to_string(&record).is_ok_and(|text| text.contains(&config)) {
+                    let _ = std::fs::remove_file(&record);
+                    if let Some(id) = record.file_stem() {
+                        let lock = registry.join("locks").join(id).with_extension("lock");
+                        let _ = std::fs::remove_file(lock);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The user's real crontab, put back as it was however the test ends.
 struct SavedCrontab(Option<String>);
 
@@ -88,7 +120,10 @@ fn cron_revives_a_killed_service_within_75_seconds() {
         return;
     }
     let saved = SavedCrontab(SavedCrontab::current());
+    // Declared before the test's processes, so it runs after they have been ended.
+    let mut forget = ForgetRecords(None);
     let env = TestEnv::with_real_crontab();
+    forget.0 = Some(env.root.clone());
     let entry = env.python_service("svc.py", "");
     // Marked by config too: cron's keepup does not run with this test's environment.
     env.config(&format!(
