@@ -128,13 +128,15 @@ impl Service {
     /// The log `instance` writes to: the config's, where it led when the instance was launched
     /// (after a `current ->` release switch, the old release's instance still writes to its
     /// own folder's log). A standard output the service itself sent elsewhere (another name)
-    /// is not keepup's log: the config's is named then.
+    /// is not keepup's log: the config's is named then, and so it is, as written, when it is
+    /// the very file the instance writes.
     #[must_use]
     pub fn log_of(&self, instance: Option<&Instance>) -> PathBuf {
         let log = &self.config.log;
         instance
             .and_then(Instance::output_file)
             .filter(|output| output.file_name() == log.file_name() && output.is_file())
+            .filter(|output| files::FileId::of(output) != files::FileId::of(log))
             .unwrap_or_else(|| log.clone())
     }
 

@@ -197,6 +197,13 @@ fn switched_release(env: &TestEnv) -> (std::path::PathBuf, i32) {
     let entry = releases(env);
     env.config("entry = \"current/svc.py\"\nstop_timeout = \"5s\"\n");
     let v1 = env.keepup(&["start"]).expect(0).pid();
+    // The log it writes is the config's, through `current/`: named as written.
+    let status = env.keepup(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(
+        json["log"],
+        env.path("current/svc.py.log").to_str().unwrap()
+    );
     switch(env, "v2");
     (entry, v1)
 }
