@@ -338,8 +338,10 @@ fn every_launch_gets_the_environment_of_the_last_manual_start() {
         "status shows a value: {status:#?}"
     );
 
-    // Revived the way cron runs the timer: its own bare environment, nothing of the start's.
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/".to_owned());
+    // Revived the way cron runs the timer: its own bare environment, nothing of the start's,
+    // but the user's HOME, which is the test's (keepup's record of what it keeps is there: the
+    // user's real one is not this test's to write).
+    let home = env.home.path().to_path_buf();
     let crontab = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-crontab");
     let tick = || {
         let output = Command::new(keepup_bin())
