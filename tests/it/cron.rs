@@ -18,24 +18,11 @@ impl Drop for ForgetRecords {
         let Some(root) = &self.0 else {
             return;
         };
-        let uid = nix::unistd::geteuid();
-        let registries = [
-            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/state/keepup")),
-            Some(format!("/var/tmp/keepup-{uid}").into()),
-        ];
-        let config = format!("\"config\":\"{}/", root.display());
-        for registry in registries.into_iter().flatten() {
-            let Ok(records) = std::fs::read_dir(registry.join("services")) else {
-                continue;
-            };
-            for record in records.flatten().map(|r| r.path()) {
-                if std::fs::read_to_string(&record).is_ok_and(|text| text.contains(&config)) {
-                    let _ = std::fs::remove_file(&record);
-                    if let Some(id) = record.file_stem() {
-                        let lock = registry.join("locks").join(id).with_extension("lock");
-                        let _ = std::fs::remove_file(lock);
-                    }
-                }
+        let registry = keepup::registry::Registry::of_this_user();
+        for keeping in registry.all() {
+            if keeping.config.starts_with(root) {
+                let _ = registry.remove(&keeping);
+                let _ = std::fs::remove_file(registry.lock_path(&keeping.id));
             }
         }
     }
