@@ -30,14 +30,11 @@ const FREE_WAIT: Duration = Duration::from_secs(2);
 const FOLLOW_PAUSE: Duration = Duration::from_millis(200);
 
 pub fn run(service: &Service, lines: usize, follow: bool) -> Result<u8> {
-    // The running instance's log, where it writes (a switched release): a pid lock or a search
-    // that fails only means the config's is shown.
-    let finder = service.finder();
+    // The log the recorded instance writes, if it runs (a switched release): what keepup
+    // started or adopted has a record, so no search of the process table is needed to tell.
     let running = service
-        .pid_lock()
-        .ok()
-        .and_then(|lock| service.locate(&finder, &lock).ok())
-        .and_then(|lookup| lookup.instance);
+        .record()
+        .and_then(|record| service.finder().by_identity(&record.identity()));
     let log = &service.log_of(running.as_ref());
     if !log.is_file() {
         return Err(Error::Failed(format!(
