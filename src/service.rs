@@ -306,13 +306,14 @@ impl Service {
         let recorded = self
             .record()
             .and_then(|r| r.launch.as_ref()?.resolved.clone());
-        let keeping = self.keeping();
+        // Two identities read from the record in place: the revival's way makes a finder.
+        let (entry, dir) = match &*self.keeper.borrow() {
+            Found::Own(k) | Found::Other(k) => (k.entry_file, k.entry_dir),
+            Found::None => (None, None),
+        };
         Finder::new(&self.config)
             .with_recorded_entry(recorded)
-            .with_last_launch(
-                keeping.as_ref().and_then(|k| k.entry_file),
-                keeping.and_then(|k| k.entry_dir),
-            )
+            .with_last_launch(entry, dir)
     }
 
     pub fn pid_lock(&self) -> Result<PidLock> {
