@@ -41,14 +41,21 @@ const DAEMON_GRACE: Duration = Duration::from_secs(1);
 /// points at it. On failure nothing started is left running (or, for a service that forked
 /// into the background unrecognised, the message says how to stop what it left); the pid
 /// lock is left as it was, for the caller to decide.
-pub fn launch(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<Instance> {
-    launch_generation(service, finder, lock, false)
+/// `released`: called once the process may run its program (what waited for the launch to be
+/// on its way, such as the history's word of the death before it).
+pub fn launch(
+    service: &Service,
+    finder: &Finder<'_>,
+    lock: &PidLock,
+    released: &dyn Fn(),
+) -> Result<Instance> {
+    launch_generation(service, finder, lock, false, released)
 }
 
 /// As [`launch`], for a new generation beside one that serves on the same held sockets
 /// (`reload`): its ready check counts only an answer from the new generation's own processes.
 pub fn launch_beside(service: &Service, finder: &Finder<'_>, lock: &PidLock) -> Result<Instance> {
-    launch_generation(service, finder, lock, true)
+    launch_generation(service, finder, lock, true, &|| {})
 }
 
 fn launch_generation(
@@ -56,6 +63,7 @@ fn launch_generation(
     finder: &Finder<'_>,
     lock: &PidLock,
     beside: bool,
+    released: &dyn Fn(),
 ) -> Result<Instance> {
     let config = &service.config;
     if service.pid_file().is_dir() {
@@ -101,6 +109,7 @@ fn launch_generation(
             } else if let Err(e) = service.point_lock(&instance, lock) {
                 Err(Failure::Own(e))
             } else {
+                released();
                 let mut exited = || child.try_wait().ok().flatten().map(describe_exit);
                 // It leads its own group (a new session): its workers answer for it too.
                 let group = beside.then(|| instance.pid().get());

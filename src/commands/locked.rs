@@ -27,6 +27,9 @@ pub(super) struct Locked<'a> {
     pub(super) who: Who,
     /// What the history could not hold, for the guard to count all the same.
     pub(super) memory: RefCell<Memory>,
+    /// Events told now and written once the launch they precede is on its way (see
+    /// [`Locked::record_later`]).
+    later: RefCell<Vec<Event>>,
 }
 
 /// Events the history could not take (a full disk, a directory in its place), kept so that the
@@ -92,6 +95,14 @@ fn waiting_for_the_lock(service: &Service) -> Option<Waiting> {
 /// The most events kept in memory: more than any guard needs.
 const MEMORY_EVENTS: usize = 256;
 
+impl Drop for Locked<'_> {
+    /// Under the operation lock still (its fields go after this): every writer of the history
+    /// holds it.
+    fn drop(&mut self) {
+        self.write_later();
+    }
+}
+
 impl<'a> Locked<'a> {
     /// Claims the service and takes its operation lock; `keep`: the verb starts keeping it.
     pub(super) fn acquire(service: &'a Service, who: Who, keep: bool) -> Result<Locked<'a>> {
@@ -120,6 +131,7 @@ impl<'a> Locked<'a> {
             pid_lock: service.pid_lock()?,
             who,
             memory: RefCell::default(),
+            later: RefCell::default(),
         };
         locked.record_rotation(rotated, None);
         let which = format!("the timer's log, {}", timer_log.display());
@@ -270,7 +282,7 @@ impl<'a> Locked<'a> {
     /// leaves nothing asking the timer to keep retrying it.
     pub(super) fn launch_here(&self, lock: &PidLock, kind: Kind) -> Result<Instance> {
         let service = self.service;
-        let launched = launch::launch(service, &self.finder, lock);
+        let launched = launch::launch(service, &self.finder, lock, &|| self.write_later());
         let launched = self.record_launch(kind, launched);
         if launched.is_err() && kind == Kind::Start {
             pidfile::remove(&service.pid_file())?;
@@ -408,10 +420,41 @@ impl<'a> Locked<'a> {
         pid: Option<Pid>,
         detail: Option<&str>,
     ) {
-        let mut event = Event::now(kind, self.who, outcome, pid);
-        if let Some(detail) = detail {
-            event = event.detail(detail);
+        self.write_later();
+        self.append(self.event(kind, outcome, pid, detail));
+    }
+
+    /// As [`Locked::record`], with the time of now, but written only when the next event is,
+    /// once the launch that follows has let its process run, or when the lock is let go,
+    /// whichever comes first: the watcher's `exit` is not on the revival's way.
+    pub(super) fn record_later(
+        &self,
+        kind: Kind,
+        outcome: Outcome,
+        pid: Option<Pid>,
+        detail: Option<&str>,
+    ) {
+        let event = self.event(kind, outcome, pid, detail);
+        self.later.borrow_mut().push(event);
+    }
+
+    /// Writes what [`Locked::record_later`] held back.
+    pub(super) fn write_later(&self) {
+        let held = std::mem::take(&mut *self.later.borrow_mut());
+        for event in held {
+            self.append(event);
         }
+    }
+
+    fn event(&self, kind: Kind, outcome: Outcome, pid: Option<Pid>, detail: Option<&str>) -> Event {
+        let event = Event::now(kind, self.who, outcome, pid);
+        match detail {
+            Some(detail) => event.detail(detail),
+            None => event,
+        }
+    }
+
+    fn append(&self, event: Event) {
         let mut memory = self.memory.borrow_mut();
         match events::append(&self.service.events_file(), &event) {
             Ok(()) => memory.said = false,

@@ -276,6 +276,7 @@ fn revive_once(
     };
     locked.memory.replace(std::mem::take(memory));
     let next = revive_locked(&locked, config, me, ended);
+    locked.write_later();
     *memory = locked.memory.take();
     next
 }
@@ -309,7 +310,8 @@ fn revive_locked(
             ""
         };
         let what = format!("{} ({pid}) {how}{said}", config.name);
-        locked.record(Kind::Exit, outcome, Some(pid), Some(&what));
+        // Written once the revival is on its way, or it would wait for this write.
+        locked.record_later(Kind::Exit, outcome, Some(pid), Some(&what));
     }
     if !config.watch {
         note(&format!(

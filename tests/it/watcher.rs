@@ -74,6 +74,7 @@ fn a_killed_service_is_back_within_a_second_fifty_times() {
     let env = TestEnv::new();
     let entry = service(&env);
     let mut pid = env.keepup(&["start"]).expect(0).pid();
+    let mut pids = vec![pid];
     let mut slowest = Duration::ZERO;
     for round in 0..50 {
         let killed = Instant::now();
@@ -94,8 +95,24 @@ fn a_killed_service_is_back_within_a_second_fifty_times() {
         assert_eq!(env.instances(&entry), [new], "round {round}");
         assert_eq!(env.watchers().len(), 1, "round {round}");
         pid = new;
+        pids.push(new);
     }
     eprintln!("slowest revival seen by status: {slowest:?}");
+    // Each death is in the history, before the revival that answered it: the watcher writes
+    // the `exit` once the new process runs, but never after its `revive`.
+    let history = events(&env);
+    let place = |kind: &str, pid: i32| {
+        history
+            .iter()
+            .position(|e| e["event"] == kind && pid_of(&e["pid"]) == Some(pid))
+            .unwrap_or_else(|| panic!("no {kind} of {pid}: {history:#?}"))
+    };
+    for pair in pids.windows(2) {
+        assert!(
+            place("exit", pair[0]) < place("revive", pair[1]),
+            "{pair:?}: {history:#?}"
+        );
+    }
     env.keepup(&["stop"]).expect(0);
     assert!(
         env.own_processes().is_empty(),
