@@ -367,6 +367,10 @@ impl<'a> Locked<'a> {
         let config = &self.service.config;
         let me = Pid::new(std::process::id().into())
             .ok_or_else(|| Error::Failed("keepup runs as an impossible pid".to_owned()))?;
+        // Most deaths leave nothing: the recorded instance is not looked for then.
+        if !self.finder.left_any(me.get()) {
+            return Ok(());
+        }
         let recorded = self
             .service
             .record()

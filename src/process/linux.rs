@@ -209,6 +209,31 @@ pub fn family(pid: i32) -> Option<Vec<i32>> {
     Some(found)
 }
 
+/// The children of this process's main thread: all of its children while it is
+/// single-threaded (the watcher, which asks on a revival's way), and all it inherits as
+/// subreaper (the kernel hands an orphan to its reaper's first live thread, the main one).
+/// One read, not a walk of its tasks; `None` where the kernel lacks the list.
+pub fn own_children() -> Option<Vec<i32>> {
+    use std::io::Read as _;
+    let mut file = File::open(format!("/proc/self/task/{}/children", std::process::id())).ok()?;
+    let mut text = Vec::new();
+    let mut chunk = [0u8; 512];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(
+        String::from_utf8_lossy(&text)
+            .split_whitespace()
+            .filter_map(|c| c.parse::<i32>().ok())
+            .collect(),
+    )
+}
+
 /// The children of `pid`, from each thread's `children` list; `None` where the kernel lacks
 /// those lists.
 pub fn children(pid: i32) -> Option<Vec<i32>> {

@@ -159,6 +159,11 @@ pub fn children(_pid: i32) -> Option<Vec<i32>> {
     None
 }
 
+/// As [`children`], for this process.
+pub fn own_children() -> Option<Vec<i32>> {
+    None
+}
+
 /// Where this process's open descriptors are listed.
 pub const OWN_FDS: &str = "/dev/fd";
 

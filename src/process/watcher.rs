@@ -488,6 +488,12 @@ impl Finder<'_> {
         Ok(left)
     }
 
+    /// Whether `watcher` has any live child: most deaths leave none.
+    #[must_use]
+    pub fn left_any(&self, watcher: i32) -> bool {
+        !orphans_of(watcher, None).is_empty()
+    }
+
     /// Ends the live children of `watcher` other than `keep` (what a subreaper is left with):
     /// `signal`, then SIGKILL after `timeout`. Returns their pids.
     pub fn end_orphans(
@@ -540,7 +546,12 @@ pub struct Orphan {
 pub(super) fn orphans_of(watcher: i32, keep: Option<&Instance>) -> Vec<Orphan> {
     let keep = keep.map(|k| k.pid().get());
     // Its own children list first: the size of the service, not of the process table.
-    os::children(watcher)
+    let listed = if u32::try_from(watcher).is_ok_and(|w| w == std::process::id()) {
+        os::own_children()
+    } else {
+        os::children(watcher)
+    };
+    listed
         .or_else(|| os::pids().ok())
         .unwrap_or_default()
         .into_iter()
