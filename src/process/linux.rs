@@ -179,8 +179,13 @@ fn boot_id() -> &'static str {
 }
 
 pub fn become_subreaper() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Once is enough (it outlives an exec too): a launch asks again, on a revival's way.
+    static DONE: AtomicBool = AtomicBool::new(false);
     // Without it (a very old kernel) a daemonizing service is only reported, never adopted.
-    let _ = nix::sys::prctl::set_child_subreaper(true);
+    if !DONE.load(Ordering::Relaxed) && nix::sys::prctl::set_child_subreaper(true).is_ok() {
+        DONE.store(true, Ordering::Relaxed);
+    }
 }
 
 /// `pid` and every process below it, from each thread's `children` list: the size of the
