@@ -66,7 +66,15 @@ pub fn read_trusted(path: &Path, limit: u64) -> Result<Trusted> {
     }
     // Room for it all at once: grown from nothing, a history took a dozen reads and copies.
     let mut content = Vec::with_capacity(usize::try_from(meta.len().min(limit)).unwrap_or(0) + 1);
-    match file.take(limit).read_to_end(&mut content) {
+    // The size it has now, and no more: a read past it, only to hear the end, is one system
+    // call more, and a revival reads half a dozen of these files. One that says it is empty
+    // is read to its end all the same (a file system that tells no sizes).
+    let size = if meta.len() == 0 {
+        limit
+    } else {
+        meta.len().min(limit)
+    };
+    match file.take(size).read_to_end(&mut content) {
         Ok(_) => Ok(Trusted::Content(content)),
         Err(e) => Ok(Trusted::Refused(format!("cannot be read: {e}"))),
     }
