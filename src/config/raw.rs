@@ -21,7 +21,7 @@ use crate::startup::{self, Pattern, clean};
 
 /// The config file as written. Every field is optional here so that `validate` can report all
 /// missing and bad values in one go.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// The service's entry program (script or binary), relative to the config's folder.

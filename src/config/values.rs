@@ -14,7 +14,7 @@ pub struct RestartLimit {
 }
 
 /// `[restart_limit]` as written.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRestartLimit {
     /// Revivals allowed within `interval` before the guard trips.
