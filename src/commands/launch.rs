@@ -172,10 +172,11 @@ fn check_runnable(service: &Service) -> Result<()> {
         return Ok(());
     };
     let program = config.dir().join(program);
-    if !program.is_absolute()
-        || config.resolved.is_none()
-        || program.canonicalize().ok() != config.resolved
-    {
+    // The entry as the config resolved it, most often word for word (no path walked again).
+    let runs_entry = config.resolved.as_ref().is_some_and(|resolved| {
+        program == *resolved || program.canonicalize().is_ok_and(|p| p == *resolved)
+    });
+    if !program.is_absolute() || !runs_entry {
         return Ok(());
     }
     let entry = config.entry.display();
