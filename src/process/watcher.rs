@@ -362,7 +362,7 @@ impl Report {
 /// Readies the waiting image to act at once when the service ends: the pages of its
 /// programs are mapped now, shared and unwritten, rather than one fault at a time on the way
 /// to the revival; and the CPU's features are known (the history's read asks, for its
-/// searches), which takes a dozen `cpuid`s, each a trap to the hypervisor on a virtual
+/// searches), which takes `cpuid` instructions, each a trap to the hypervisor on a virtual
 /// machine: 40 µs of a revival's way here.
 pub fn ready_to_act() {
     os::map_programs();
