@@ -417,9 +417,10 @@ impl Exec {
         })
     }
 
-    /// In the child (see [`start_child`]): waits at `gate`, then takes its own session, stdin
-    /// from `null`, stdout and stderr to `log`, the entry's folder, default signals, and runs
-    /// the program, or says on `errors` why it could not. Never returns.
+    /// In the child (see [`start_child`]): takes its own session, stdin from `null`, stdout
+    /// and stderr to `log`, the entry's folder and default signals, waits at `gate`, then
+    /// lets signals in and runs the program, or says on `errors` why it could not (only past
+    /// the gate, when keepup waits for it). Never returns.
     ///
     /// # Safety
     /// Only in the child [`os::start_sharing`] started, with these descriptors open, while
@@ -434,6 +435,13 @@ impl Exec {
                 libc::write(errors, bytes.as_ptr().cast(), bytes.len());
                 libc::_exit(127)
             };
+            // What needs no word from keepup is done before the gate, while keepup writes
+            // down who this process is, rather than after it, on a revival's way. The calls
+            // are rustix's, the kernel's own: they set no `errno`, which keepup, running
+            // meanwhile in this same memory, may be reading. (The gate and `errors` are above
+            // 2: Rust's runtime keeps 0, 1 and 2 open in keepup.)
+            let settled = self.settle(null, log);
+            default_signals();
             let mut byte = 0u8;
             // A closed gate (keepup died before recording this process): leave unrun.
             loop {
@@ -444,13 +452,8 @@ impl Exec {
                 }
             }
             libc::close(gate);
-            if libc::setsid() < 0
-                || libc::dup2(null, 0) < 0
-                || libc::dup2(log, 1) < 0
-                || libc::dup2(log, 2) < 0
-                || libc::chdir(self.dir.as_ptr()) < 0
-            {
-                fail(errors, nix::errno::Errno::last_raw());
+            if let Err(errno) = settled {
+                fail(errors, errno.raw_os_error());
             }
             if !self.sockets.is_empty() {
                 errors = self
@@ -460,7 +463,7 @@ impl Exec {
             for digits in &self.pid_digits {
                 write_pid(*digits, libc::getpid());
             }
-            reset_signals();
+            unblock_signals();
             let first_free = crate::listen::fd_of(self.sockets.len());
             super::descriptors::close_inherited(first_free, errors);
             libc::execve(
@@ -474,6 +477,22 @@ impl Exec {
 }
 
 impl Exec {
+    /// In the child: its own session, stdin from `null`, stdout and stderr to `log`, the
+    /// entry's folder.
+    ///
+    /// # Safety
+    /// As [`Exec::run`]; `null` and `log` are open in this process.
+    unsafe fn settle(&self, null: RawFd, log: RawFd) -> rustix::io::Result<()> {
+        use std::os::fd::BorrowedFd;
+        // SAFETY: open descriptors of this process's own table (the caller's word).
+        let (null, log) = unsafe { (BorrowedFd::borrow_raw(null), BorrowedFd::borrow_raw(log)) };
+        rustix::process::setsid()?;
+        rustix::stdio::dup2_stdin(null)?;
+        rustix::stdio::dup2_stdout(log)?;
+        rustix::stdio::dup2_stderr(log)?;
+        rustix::process::chdir(self.dir.as_c_str())
+    }
+
     /// In the child: puts the sockets at fds 3… (inheritable), moving first out of
     /// their way `errors` (returned at its new number) and the sockets themselves, which may
     /// sit where another must go. Says the errno when a step fails.
@@ -612,7 +631,13 @@ pub fn resume_interrupts() {
 /// mask is cleared. Ignoring a signal discards it where it is pending; then the default, then
 /// the mask.
 pub(super) fn reset_signals() {
-    use nix_signal::{SigHandler, SigSet, SigmaskHow, Signal as S};
+    default_signals();
+    unblock_signals();
+}
+
+/// The dispositions of [`reset_signals`], each signal pending discarded; the mask is left.
+fn default_signals() {
+    use nix_signal::{SigHandler, Signal as S};
     for signal in [
         S::SIGHUP,
         S::SIGINT,
@@ -628,5 +653,10 @@ pub(super) fn reset_signals() {
             let _ = nix_signal::signal(signal, SigHandler::SigDfl);
         }
     }
+}
+
+/// The mask of [`reset_signals`]: nothing blocked.
+fn unblock_signals() {
+    use nix_signal::{SigSet, SigmaskHow};
     let _ = nix_signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
