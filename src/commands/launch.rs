@@ -91,7 +91,7 @@ fn launch_generation(
     }
     process::become_subreaper();
     let sockets = process::sockets::hold(&config.listen, &config.name)?;
-    let mut child = finder.spawn(&env, &sockets).map_err(|e| match e {
+    let mut child = finder.spawn(env, &sockets).map_err(|e| match e {
         Error::Io { .. } => not_launched(config, &e),
         e => e,
     })?;

@@ -33,7 +33,7 @@ impl Finder<'_> {
     /// own pid in `LISTEN_PID`.
     pub fn spawn(
         &self,
-        env: &crate::environment::Environment,
+        env: crate::environment::Environment,
         sockets: &super::sockets::Handed,
     ) -> Result<Spawned> {
         let config = self.config;
@@ -51,7 +51,7 @@ impl Finder<'_> {
             ))
         };
         // What execvp would run, found before the fork: the child may only make system calls.
-        let path_env = crate::environment::path_of(env);
+        let path_env = crate::environment::path_of(&env);
         let resolved = if program.contains('/') {
             PathBuf::from(program)
         } else {
@@ -343,12 +343,11 @@ impl Exec {
     fn new(
         program: &Path,
         argv: &[String],
-        env: &BTreeMap<OsString, OsString>,
+        mut env: BTreeMap<OsString, OsString>,
         dir: &Path,
         sockets: &super::sockets::Handed,
     ) -> Option<Exec> {
         use std::os::unix::ffi::OsStrExt;
-        let mut env = env.clone();
         let mut pid_keys = Vec::new();
         // What the environment says of sockets describes keepup's own, not what this launch
         // hands over.
@@ -370,9 +369,9 @@ impl Exec {
             .map(|a| CString::new(a.as_bytes()).ok())
             .collect::<Option<_>>()?;
         let envp: Vec<CString> = env
-            .iter()
+            .into_iter()
             .map(|(k, v)| {
-                let mut pair = k.as_bytes().to_vec();
+                let mut pair = std::os::unix::ffi::OsStringExt::into_vec(k);
                 pair.push(b'=');
                 pair.extend_from_slice(v.as_bytes());
                 CString::new(pair).ok()
