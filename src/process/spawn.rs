@@ -164,8 +164,8 @@ impl Finder<'_> {
     /// Ends a child that was never recognised: its group, which it leads and which cannot be
     /// reused while the child is not reaped.
     pub fn abandon(&self, child: &mut Spawned) {
-        // Before its release it has not even set up its group: it leaves by itself once the
-        // gate closes.
+        // Before its release it may not lead its group yet (the group's signal then finds
+        // nobody); it leaves by itself once the gate closes.
         child.gate = None;
         if child.status.is_none() {
             let _ = nix_signal::killpg(child.pid, nix_signal::Signal::SIGKILL);
