@@ -199,16 +199,11 @@ pub fn family(pid: i32) -> Option<Vec<i32>> {
             continue;
         };
         for task in tasks.filter_map(Result::ok) {
-            let children = match std::fs::read_to_string(task.path().join("children")) {
-                Ok(children) => children,
+            match children_listed(&task.path().join("children")) {
+                Ok(children) => found.extend(children),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-                Err(_) => continue,
-            };
-            found.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<i32>().ok()),
-            );
+                Err(_) => {}
+            }
         }
     }
     Some(found)
@@ -219,8 +214,15 @@ pub fn family(pid: i32) -> Option<Vec<i32>> {
 /// subreaper (the kernel hands an orphan to its reaper's first live thread, the main one).
 /// One read, not a walk of its tasks; `None` where the kernel lacks the list.
 pub fn own_children() -> Option<Vec<i32>> {
+    let list = format!("/proc/self/task/{}/children", std::process::id());
+    children_listed(Path::new(&list)).ok()
+}
+
+/// The pids a thread's `children` file lists. Read in chunks: the kernel tells no size for
+/// it, and a read that asks one first spends a system call on the answer `0`.
+fn children_listed(list: &Path) -> std::io::Result<Vec<i32>> {
     use std::io::Read as _;
-    let mut file = File::open(format!("/proc/self/task/{}/children", std::process::id())).ok()?;
+    let mut file = File::open(list)?;
     let mut text = Vec::new();
     let mut chunk = [0u8; 512];
     loop {
@@ -228,15 +230,13 @@ pub fn own_children() -> Option<Vec<i32>> {
             Ok(0) => break,
             Ok(n) => text.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
+            Err(e) => return Err(e),
         }
     }
-    Some(
-        String::from_utf8_lossy(&text)
-            .split_whitespace()
-            .filter_map(|c| c.parse::<i32>().ok())
-            .collect(),
-    )
+    Ok(String::from_utf8_lossy(&text)
+        .split_whitespace()
+        .filter_map(|c| c.parse::<i32>().ok())
+        .collect())
 }
 
 /// The children of `pid`, from each thread's `children` list; `None` where the kernel lacks
@@ -247,12 +247,8 @@ pub fn children(pid: i32) -> Option<Vec<i32>> {
         .ok()?
         .filter_map(Result::ok)
     {
-        match std::fs::read_to_string(task.path().join("children")) {
-            Ok(children) => found.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<i32>().ok()),
-            ),
+        match children_listed(&task.path().join("children")) {
+            Ok(children) => found.extend(children),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(_) => {}
         }
