@@ -439,7 +439,7 @@ impl Exec {
             // are rustix's, the kernel's own: they set no `errno`, which keepup, running
             // meanwhile in this same memory, may be reading. (The gate and `errors` are above
             // 2: Rust's runtime keeps 0, 1 and 2 open in keepup.)
-            let settled = self.settle(null, log);
+            let detached = self.detach(null, log);
             default_signals();
             let mut byte = 0u8;
             // A closed gate (keepup died before recording this process): leave unrun.
@@ -451,7 +451,7 @@ impl Exec {
                 }
             }
             libc::close(gate);
-            if let Err(errno) = settled {
+            if let Err(errno) = detached {
                 fail(errors, errno.raw_os_error());
             }
             if !self.sockets.is_empty() {
@@ -481,7 +481,7 @@ impl Exec {
     ///
     /// # Safety
     /// As [`Exec::run`]; `null` and `log` are open in this process.
-    unsafe fn settle(&self, null: RawFd, log: RawFd) -> rustix::io::Result<()> {
+    unsafe fn detach(&self, null: RawFd, log: RawFd) -> rustix::io::Result<()> {
         use std::os::fd::BorrowedFd;
         // SAFETY: open descriptors of this process's own table (the caller's word).
         let (null, log) = unsafe { (BorrowedFd::borrow_raw(null), BorrowedFd::borrow_raw(log)) };
