@@ -263,17 +263,17 @@ impl<'a> Locked<'a> {
             }
         });
         drop(note);
-        let answer = match answer {
+        let mut answer = match answer {
             Ok(answer) => answer,
             // It never took over: nothing was launched, and nobody else records that.
             Err(e) => return self.record_launch(kind, Err(e)),
         };
         // The launcher wrote the record and the pid lock.
         service.reread_record();
-        watch::take_answer(&answer, &self.finder, &service.config.name)?.ok_or_else(|| {
+        watch::take_answer(&mut answer, &self.finder, &service.config.name)?.ok_or_else(|| {
             Error::Failed(format!(
-                "{}: the watcher answered what it was not asked: {answer:?}",
-                service.config.name
+                "{}: the watcher answered what it was not asked: {:?}",
+                service.config.name, answer.text
             ))
         })
     }
@@ -317,9 +317,9 @@ impl<'a> Locked<'a> {
                 replaced = true;
             }
         }
-        let answer =
+        let mut answer =
             process::watcher::spawn(&service.config.file, &self.lock, First::Watch, &mut |_| {})?;
-        watch::take_answer(&answer, &self.finder, &service.config.name)?;
+        watch::take_answer(&mut answer, &self.finder, &service.config.name)?;
         let Some(watcher) = watcher::read(&service.watcher_file()) else {
             return Ok(None);
         };

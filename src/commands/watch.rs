@@ -371,14 +371,22 @@ const NOT_LAUNCHED: &str = "not-launched";
 /// The watcher's answer, as its starter reads it: the instance it launched (`Some`), or that
 /// it watches the running one (`None`); a failed launch is the error it gives. Notes it adds
 /// are passed on.
-pub fn take_answer(answer: &str, finder: &Finder<'_>, name: &str) -> Result<Option<Instance>> {
-    let (head, rest) = answer.split_once('\n').unwrap_or((answer, ""));
+pub fn take_answer(
+    answer: &mut process::watcher::Answer,
+    finder: &Finder<'_>,
+    name: &str,
+) -> Result<Option<Instance>> {
+    let (head, rest) = answer.text.split_once('\n').unwrap_or((&answer.text, ""));
     let mut words = head.split(' ');
     let verb = words.next().unwrap_or_default();
-    match verb {
-        "failed" => return Err(Error::Failed(rest.trim_end().to_owned())),
-        NOT_LAUNCHED => return Err(Error::NotLaunched(rest.trim_end().to_owned())),
-        _ => {}
+    let failed = match verb {
+        "failed" => Some(Error::Failed(rest.trim_end().to_owned())),
+        NOT_LAUNCHED => Some(Error::NotLaunched(rest.trim_end().to_owned())),
+        _ => None,
+    };
+    if let Some(failed) = failed {
+        answer.leaves();
+        return Err(failed);
     }
     for line in rest.lines() {
         if let Some(text) = line.strip_prefix("note: ") {

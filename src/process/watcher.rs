@@ -53,7 +53,7 @@ pub fn spawn(
     lock: &impl AsFd,
     first: First,
     waited: &mut dyn FnMut(Duration),
-) -> Result<String> {
+) -> Result<Answer> {
     let exe = own_path()?;
     let (mut answer, report) = std::io::pipe()
         .map_err(|e| Error::NotLaunched(format!("making a pipe for the watcher: {e}")))?;
@@ -125,13 +125,35 @@ pub fn spawn(
             "the watcher ended before it said how the launch went".to_owned(),
         ));
     }
+    let mut answer = Answer {
+        text,
+        watcher: Some(child),
+    };
     if matches!(first, First::Launch { once: true, .. }) {
-        // A launcher leaves once it has answered: gone when the command returns.
-        let _ = child.wait();
+        answer.leaves();
     }
-    // A watcher stays: reaped by whoever inherits it when this keepup exits.
-    drop(child);
-    Ok(text)
+    Ok(answer)
+}
+
+/// What a watcher answered its starter, with the watcher itself, which may still be on its way
+/// out.
+#[derive(Debug)]
+pub struct Answer {
+    /// Its first line says how it went.
+    pub text: String,
+    /// Left unwaited when it stays: reaped by whoever inherits it once this keepup exits.
+    watcher: Option<std::process::Child>,
+}
+
+impl Answer {
+    /// For a watcher that does not stay (a launcher, or one whose launch or watch failed):
+    /// waits until it is gone. It answers before it exits, and nothing of the command's work
+    /// may outlive the command.
+    pub fn leaves(&mut self) {
+        if let Some(mut watcher) = self.watcher.take() {
+            let _ = watcher.wait();
+        }
+    }
 }
 
 /// How often a caller waiting for the watcher's answer hears how long it has waited.
