@@ -10,12 +10,13 @@ use crate::logfile;
 use crate::oplock::{self, OpLock};
 use crate::pid::Pid;
 use crate::pidfile::{self, PidLock};
+use crate::process::exit::Waits;
 use crate::process::watcher::{First, Orphan};
 use crate::process::{self, Finder, Instance, Leftovers};
 use crate::service::{Lookup, Service};
 use crate::signal::Signal;
 use crate::waiting::{Note, Waiting};
-use crate::watcher;
+use crate::watcher::{self, WatcherRecord};
 
 /// What every verb that may act holds: the operation lock, and the pid lock as read under it.
 /// It also keeps the log rotated and the event history written, for all of them alike.
@@ -317,6 +318,9 @@ impl<'a> Locked<'a> {
                 replaced = true;
             }
         }
+        if !replaced && self.rerecord_watcher(instance)? {
+            return Ok(None);
+        }
         let mut answer =
             process::watcher::spawn(&service.config.file, &self.lock, First::Watch, &mut |_| {})?;
         watch::take_answer(&mut answer, &self.finder, &service.config.name)?;
@@ -339,6 +343,32 @@ impl<'a> Locked<'a> {
             say(&format!("{}{what}", stamp(self.who)));
         }
         Ok(Some(watcher.pid))
+    }
+
+    /// A watcher that runs for this config though no record names it (the record was removed
+    /// by hand) is recorded again, rather than joined by another (the oldest, if keepup before
+    /// this check left more than one: the others leave at the service's next end, when they
+    /// find the record naming another). Whether one was found.
+    fn rerecord_watcher(&self, instance: &Instance) -> Result<bool> {
+        let service = self.service;
+        let Some((found, waits)) = self
+            .finder
+            .running_watchers(&service.config.file)
+            .into_iter()
+            .next()
+        else {
+            return Ok(false);
+        };
+        let record = WatcherRecord::new(&found, waits.unwrap_or_else(Waits::here));
+        watcher::write(&service.watcher_file(), &record)?;
+        let what = format!(
+            "{} ({}) had a watcher ({}) no record named: recorded it again",
+            service.config.name,
+            instance.pid(),
+            found.pid
+        );
+        self.record(Kind::Watcher, Outcome::Ok, Some(found.pid), Some(&what));
+        Ok(true)
     }
 
     /// Ends the watcher, if one runs, and first what it was left with (other than `keep`);

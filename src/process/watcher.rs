@@ -263,6 +263,28 @@ impl Waiting {
     }
 }
 
+/// Whether `argv` (NUL-separated) is a watcher's for `config_file`.
+fn is_watcher_for(argv: &[u8], config_file: &Path) -> bool {
+    let config = config_file.as_os_str().as_encoded_bytes();
+    let words: Vec<&[u8]> = argv.split(|b| *b == 0).collect();
+    words.contains(&VERB.as_bytes())
+        && words
+            .windows(2)
+            .any(|w| w[0] == b"--config" && w[1] == config)
+}
+
+/// How a watcher whose command line is `argv` waits, when it is in its waiting state:
+/// `--wait PID START WAITS …`, as [`become_waiting`] writes it.
+fn waits_in(argv: &[u8]) -> Option<Waits> {
+    let mut words = argv.split(|b| *b == 0);
+    words.position(|w| w == WAIT.as_bytes())?;
+    match words.nth(2)? {
+        b"pidfd" => Some(Waits::Pidfd),
+        b"polling" => Some(Waits::Polling),
+        _ => None,
+    }
+}
+
 /// The waiting state's command line, if `args` is one.
 #[must_use]
 pub fn waiting_args(args: &[OsString]) -> Option<Waiting> {
@@ -435,15 +457,42 @@ impl Finder<'_> {
     /// config at another path, before its folder moved, must be replaced).
     #[must_use]
     pub fn watches(&self, identity: &Identity, config_file: &Path) -> bool {
-        let config = config_file.as_os_str().as_encoded_bytes();
-        self.watcher_argv(identity).is_some_and(|argv| {
-            let words: Vec<&[u8]> = argv.split(|b| *b == 0).collect();
-            argv.is_empty()
-                || (words.contains(&VERB.as_bytes())
-                    && words
-                        .windows(2)
-                        .any(|w| w[0] == b"--config" && w[1] == config))
-        })
+        self.watcher_argv(identity)
+            .is_some_and(|argv| argv.is_empty() || is_watcher_for(&argv, config_file))
+    }
+
+    /// The watchers running for `config_file` that no record names (it was removed by hand),
+    /// oldest first, each with how it waits when its command line says: this user's keepup
+    /// processes whose command line is a watcher's for that config. One look at each process's
+    /// executable, for keepup's own program, passes over the others.
+    #[must_use]
+    pub fn running_watchers(&self, config_file: &Path) -> Vec<(Identity, Option<Waits>)> {
+        let Some(own) = crate::files::FileId::of(&os::own_program()) else {
+            return Vec::new();
+        };
+        let Ok(table) = super::Table::read() else {
+            return Vec::new();
+        };
+        // Also those whose executable is not told: one started before an upgrade replaced it.
+        let mut found: Vec<(u64, Identity, Option<Waits>)> = table
+            .at(super::Link::Exe, &[own])
+            .into_iter()
+            .filter(|&pid| pid != self.me && table.uid(pid) == Some(self.uid))
+            .filter_map(|pid| {
+                let argv = table.cmdline(pid);
+                if !is_watcher_for(&argv, config_file) {
+                    return None;
+                }
+                let facts = os::facts(pid).filter(|f| !f.zombie && f.uid == self.uid)?;
+                let identity = Identity {
+                    pid: Pid::new(pid.into())?,
+                    start: facts.start,
+                };
+                Some((facts.start_ticks, identity, waits_in(&argv)))
+            })
+            .collect();
+        found.sort_by_key(|(ticks, identity, _)| (*ticks, identity.pid.get()));
+        found.into_iter().map(|(_, i, w)| (i, w)).collect()
     }
 
     /// The command line (NUL-separated) of the live process `identity` (ours, same start);
@@ -615,4 +664,55 @@ pub(super) fn signal_orphans(watcher: i32, orphans: &[Orphan], signal: Signal) {
 pub fn pid_list(pids: &[Pid]) -> String {
     let words: Vec<String> = pids.iter().map(ToString::to_string).collect();
     words.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<u8> {
+        words.join("\0").into_bytes()
+    }
+
+    #[test]
+    fn a_watchers_command_line_is_told_by_its_config_and_says_how_it_waits() {
+        let config = Path::new("/srv/app/cfg.toml");
+        let waiting = |waits: &str| {
+            argv(&[
+                "/usr/bin/keepup",
+                "--config",
+                "/srv/app/cfg.toml",
+                VERB,
+                WAIT,
+                "4242",
+                "boot:123",
+                waits,
+                "3",
+            ])
+        };
+        assert!(is_watcher_for(&waiting("pidfd"), config));
+        assert_eq!(waits_in(&waiting("pidfd")), Some(Waits::Pidfd));
+        assert_eq!(waits_in(&waiting("polling")), Some(Waits::Polling));
+        assert_eq!(waits_in(&waiting("other")), None);
+        // Acting: launching, with no waiting arguments.
+        let acting = argv(&[
+            "/usr/bin/keepup",
+            "--config",
+            "/srv/app/cfg.toml",
+            VERB,
+            "--lock-fd",
+            "3",
+        ]);
+        assert!(is_watcher_for(&acting, config));
+        assert_eq!(waits_in(&acting), None);
+        // Another config's watcher, a config only named, and another verb are not.
+        assert!(!is_watcher_for(
+            &waiting("pidfd"),
+            Path::new("/srv/other/cfg.toml")
+        ));
+        assert!(!is_watcher_for(&waiting("pidfd"), Path::new("/srv/app")));
+        let status = argv(&["/usr/bin/keepup", "--config", "/srv/app/cfg.toml", "status"]);
+        assert!(!is_watcher_for(&status, config));
+        assert!(!is_watcher_for(b"", config));
+    }
 }

@@ -16,8 +16,7 @@ use nix::unistd::Pid as NixPid;
 use serde_json::Value;
 
 use crate::testenv::{
-    MARK, PATIENCE, Run, TestEnv, TestUser, alive, cmdline, locked_pid, process_uid, sigkill,
-    wait_for,
+    MARK, PATIENCE, Run, TestEnv, TestUser, alive, locked_pid, process_uid, sigkill, wait_for,
 };
 
 fn keepup_bin() -> &'static Path {
@@ -36,17 +35,6 @@ fn events_of(env: &TestEnv, config: &Path) -> Vec<Value> {
 
 fn pid_of(value: &Value) -> Option<i32> {
     value.as_i64().and_then(|p| i32::try_from(p).ok())
-}
-
-/// This test's watcher processes, by the process table.
-fn watchers(env: &TestEnv) -> Vec<i32> {
-    env.own_processes()
-        .into_iter()
-        .filter(|p| {
-            let argv = cmdline(*p);
-            argv.first().is_some_and(|a| a.ends_with("keepup")) && argv.iter().any(|w| w == "watch")
-        })
-        .collect()
 }
 
 /// The descriptors `pid` has open, by number.
@@ -81,7 +69,7 @@ fn only_std_fds(pid: i32, what: &str) {
 /// Asserts that no descriptor of any of this test's watchers leads to a file `bad` picks.
 #[track_caller]
 fn watchers_hold_none(env: &TestEnv, bad: impl Fn(&Path) -> bool) {
-    let found = watchers(env);
+    let found = env.watchers();
     assert!(!found.is_empty(), "no watcher runs");
     for watcher in found {
         let held: Vec<(i32, PathBuf)> = fd_targets(watcher)
@@ -478,10 +466,10 @@ fn interrupted_round(
             );
             assert_eq!(locked_pid(entry), Some(pid), "{label}: the pid lock");
             assert_eq!(
-                watchers(env).len(),
+                env.watchers().len(),
                 usize::from(watch),
                 "{label}: watchers {:?}",
-                watchers(env)
+                env.watchers()
             );
             return true;
         }
@@ -502,7 +490,7 @@ fn interrupted_round(
              watchers {:?}, ready-flag {}",
             env.instances(entry),
             locked_pid(entry),
-            watchers(env),
+            env.watchers(),
             if env.path("ready-flag").exists() {
                 "present"
             } else {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::testenv::{Run, TestEnv, alive, cmdline, group_of, locked_pid, sigkill, wait_for};
+use crate::testenv::{
+    Run, TestEnv, alive, cmdline, group_of, install_program, locked_pid, sigkill, wait_for,
+};
 
 /// A Python service that counts for one process; confirmed after 300 ms (its settle), and a
 /// guard that lets it be revived, at once, as often as the test kills it.
@@ -163,6 +165,44 @@ fn a_killed_watcher_leaves_the_service_alone_and_the_timer_brings_it_back() {
     // And it watches: a crash now is revived by it.
     sigkill(revived);
     await_revival(&env, &entry, revived, Instant::now());
+    env.keepup(&["stop"]).expect(0);
+}
+
+/// The watcher's record removed by hand while it waits: `start` and the timer's `restart`
+/// record that watcher again, rather than starting a second one beside it and saying the
+/// service ran without one, also once an upgrade has replaced the program the watcher runs;
+/// and it still revives the service.
+#[test]
+fn a_watcher_whose_record_was_removed_is_recorded_again_not_doubled() {
+    require!("python3", "python3");
+    let env = TestEnv::new();
+    let entry = service(&env);
+    let built = Path::new(env!("CARGO_BIN_EXE_keepup"));
+    let keepup = env.path("bin/keepup");
+    install_program(built, &keepup);
+    let config = env.path("cfg.toml");
+    let pid = env.keepup_as(&keepup, &config, &["start"]).expect(0).pid();
+    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
+    for (upgraded, verb) in [(false, &["start"][..]), (true, &["restart", "--timer"])] {
+        if upgraded {
+            // A new file in its place: the watcher's program is a deleted one now.
+            install_program(built, &keepup);
+        }
+        std::fs::remove_file(env.path("svc.py.watcher")).unwrap();
+        let run = env.keepup_as(&keepup, &config, verb);
+        run.expect(0);
+        assert!(!run.stdout.contains("watcher"), "{run:#?}");
+        assert_eq!(env.watchers(), [watcher], "{verb:?}");
+        let value = status(&env);
+        assert_eq!(pid_of(&value["watcher"]["pid"]), Some(watcher), "{value}");
+        assert_eq!(value["watcher"]["waits"], "pidfd", "{value}");
+    }
+    env.keepup(&["events"]).stdout_has(&format!(
+        "had a watcher ({watcher}) no record named: recorded it again"
+    ));
+    sigkill(pid);
+    await_revival(&env, &entry, pid, Instant::now());
+    assert_eq!(env.watchers(), [watcher]);
     env.keepup(&["stop"]).expect(0);
 }
 
