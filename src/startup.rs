@@ -279,6 +279,10 @@ impl CommandLine {
             path.file_name() == self.program.file_name()
         };
         let words = match &self.interpreter {
+            // A script that runs, in its place, the program it is named after: a version
+            // manager's shim (pyenv's `python3`, rbenv's `ruby`) execs the real one, whose
+            // `argv[0]` carries that name.
+            Some(_) if Path::new(first).file_name() == self.program.file_name() => rest,
             Some(interpreter) => {
                 let name = file_name(&first.to_string_lossy()).to_owned();
                 if name != *interpreter {
@@ -425,6 +429,39 @@ pub fn parse_shebang(head: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use std::ffi::OsString;
+
+    #[test]
+    fn a_scripts_command_line_matches_through_its_interpreter_or_as_a_shims_target() {
+        let os = |words: &[&'static str]| -> Vec<&'static OsStr> {
+            words.iter().map(|w| OsStr::new(*w)).collect()
+        };
+        // A shim named python3 whose `#!` runs bash; the real python3 it execs, elsewhere.
+        let shim = CommandLine {
+            program: PathBuf::from("/home/u/.pyenv/shims/python3"),
+            interpreter: Some("bash".to_owned()),
+            args: vec!["-m".to_owned(), "http.server".to_owned()],
+            dir: PathBuf::from("/srv/site"),
+        };
+        let mut here = || Some(PathBuf::from("/srv/site"));
+        let real = os(&[
+            "/home/u/.pyenv/versions/3.11/bin/python3",
+            "-m",
+            "http.server",
+        ]);
+        assert!(shim.matches(&real, &mut here));
+        assert!(shim.matches(
+            &os(&["bash", "/home/u/.pyenv/shims/python3", "-m", "http.server"]),
+            &mut here
+        ));
+        // Not: other words, another folder, another program's name.
+        let other = os(&["/usr/bin/python3", "-m", "http.server", "8001"]);
+        assert!(!shim.matches(&other, &mut here));
+        assert!(!shim.matches(&real, &mut || Some(PathBuf::from("/srv/other"))));
+        let python = os(&["/usr/bin/python", "-m", "http.server"]);
+        assert!(!shim.matches(&python, &mut here));
+        let bash = os(&["/bin/bash", "-m", "http.server"]);
+        assert!(!shim.matches(&bash, &mut here));
+    }
 
     #[test]
     fn refuses_shell_syntax_outside_quotes() {

@@ -167,6 +167,45 @@ fn developer_tools_naming_the_entry_are_never_the_service() {
     assert!(eslint.is_none_or(alive), "eslint was signalled");
 }
 
+/// `startup` names its program through a version manager's shim (a script that execs the
+/// real program, whose `argv[0]` carries the same name, as pyenv's `python3` does): a copy
+/// started by hand the same way, in the entry's folder, is adopted, not doubled.
+#[test]
+fn a_copy_started_through_a_shim_is_adopted_not_doubled() {
+    require!("python3", "python3");
+    let mut env = TestEnv::new();
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = String::from_utf8(python.stdout).unwrap();
+    let shim = env.script(
+        "bin/python3",
+        &format!("#!/bin/sh\nexec '{}' \"$@\"\n", python.trim()),
+    );
+    env.write("index.html", "hello\n");
+    let port = free_port().to_string();
+    let args = ["-m", "http.server", &port, "--bind", "127.0.0.1"];
+    env.config(&format!(
+        "entry = \"index.html\"\nstartup = \"./bin/python3 {}\"\n",
+        args.join(" ")
+    ));
+    let root = env.path("");
+    let by_hand = env.spawn(&root, shim.to_str().unwrap(), &args);
+    wait_for("the hand-started server", || {
+        running_python(by_hand)
+            && std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok()
+    });
+    let adopted = env
+        .keepup(&["start"])
+        .expect(0)
+        .stdout_has("is running")
+        .pid();
+    assert_eq!(adopted, by_hand);
+    env.keepup(&["stop"]).expect(0);
+    wait_for("the adopted server to end", || !alive(by_hand));
+}
+
 /// Whether `pid` runs python itself, past any launcher (pyenv's shim is a bash script).
 fn running_python(pid: i32) -> bool {
     cmdline(pid)
