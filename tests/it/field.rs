@@ -156,14 +156,7 @@ fn developer_tools_naming_the_entry_are_never_the_service() {
     // Still recognised: the entry as the program the interpreter runs.
     let by_hand = env.spawn(&app, "python3", &["-u", "./bot.py"]);
     wait_for("the hand-started bot", || running_python(by_hand));
-    let adopted = env
-        .keepup(&["start"])
-        .expect(0)
-        .stdout_has("is running")
-        .pid();
-    assert_eq!(adopted, by_hand);
-    env.keepup(&["stop"]).expect(0);
-    assert!(!alive(by_hand));
+    adopted_then_stopped(&env, by_hand);
     assert!(eslint.is_none_or(alive), "eslint was signalled");
 }
 
@@ -196,6 +189,11 @@ fn a_copy_started_through_a_shim_is_adopted_not_doubled() {
         running_python(by_hand)
             && std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok()
     });
+    adopted_then_stopped(&env, by_hand);
+}
+
+/// `start` adopts `by_hand`, a copy started by hand, and `stop` ends it.
+fn adopted_then_stopped(env: &TestEnv, by_hand: i32) {
     let adopted = env
         .keepup(&["start"])
         .expect(0)
@@ -203,7 +201,7 @@ fn a_copy_started_through_a_shim_is_adopted_not_doubled() {
         .pid();
     assert_eq!(adopted, by_hand);
     env.keepup(&["stop"]).expect(0);
-    wait_for("the adopted server to end", || !alive(by_hand));
+    assert!(!alive(by_hand));
 }
 
 /// Whether `pid` runs python itself, past any launcher (pyenv's shim is a bash script).
