@@ -111,6 +111,7 @@ pub fn of_in(service: &Service, shared: &Shared<'_>) -> Result<Status> {
             now,
             &service.config.restart_limit,
             instance.is_some(),
+            pid_lock.exists(),
         ),
         revivals_24h: guard::revivals_within(&history, now, DAY),
         health: instance.and_then(|i| {
@@ -213,10 +214,19 @@ fn warnings(
 const RECENT_EVENTS: usize = 5;
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
-fn guard_state(history: &[Event], now: SystemTime, limit: &RestartLimit, running: bool) -> Guard {
+/// `kept`: the pid lock asks for it to be kept up. Without it no revival comes, and a backoff
+/// (after a start that failed) names the time of none.
+fn guard_state(
+    history: &[Event],
+    now: SystemTime,
+    limit: &RestartLimit,
+    running: bool,
+    kept: bool,
+) -> Guard {
     let at = |t: SystemTime| Some(time_text(t));
     let (state, until, revivals) = match guard::standing(history, now, limit, running) {
         Standing::Ok => ("ok", None, None),
+        Standing::Backoff(_) if !kept => ("ok", None, None),
         Standing::Backoff(until) => ("backoff", at(until), None),
         Standing::Tripped(until) => ("tripped", at(until), None),
         Standing::Armed { revivals } => ("armed", None, Some(revivals)),

@@ -133,7 +133,11 @@ fn service_that_exits_at_once_fails_start_and_leaves_no_lock() {
         "a failed start left a pid lock"
     );
     assert!(env.instances(&entry).is_empty());
-    env.keepup(&["status"]).expect(3);
+    // Nothing keeps it up now: no revival is coming, so none is announced.
+    let status = env.keepup(&["status"]);
+    status.expect(3).stdout_has("guard:    ok");
+    assert!(!status.stdout.contains("next revival"), "{status:#?}");
+    assert_eq!(env.status_json()["guard"]["state"], "ok");
 }
 
 #[test]
