@@ -27,10 +27,16 @@ pub struct WatcherRecord {
 impl WatcherRecord {
     #[must_use]
     pub fn new(identity: &Identity, waits: Waits) -> WatcherRecord {
+        WatcherRecord::since(identity, waits, SystemTime::now())
+    }
+
+    /// For a watcher that started at `started_at` (one found running, recorded again).
+    #[must_use]
+    pub fn since(identity: &Identity, waits: Waits, started_at: SystemTime) -> WatcherRecord {
         WatcherRecord {
             pid: identity.pid,
             start: identity.start.clone(),
-            started_at: crate::text::time_text(SystemTime::now()),
+            started_at: crate::text::time_text(started_at),
             waits,
         }
     }

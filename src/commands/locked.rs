@@ -359,15 +359,24 @@ impl<'a> Locked<'a> {
         else {
             return Ok(false);
         };
-        let record = WatcherRecord::new(&found, waits.unwrap_or_else(Waits::here));
+        let record = WatcherRecord::since(
+            &found.identity,
+            waits.unwrap_or_else(Waits::here),
+            found
+                .started_at()
+                .unwrap_or_else(std::time::SystemTime::now),
+        );
         watcher::write(&service.watcher_file(), &record)?;
         let what = format!(
             "{} ({}) had a watcher ({}) no record named: recorded it again",
             service.config.name,
             instance.pid(),
-            found.pid
+            found.pid()
         );
-        self.record(Kind::Watcher, Outcome::Ok, Some(found.pid), Some(&what));
+        self.record(Kind::Watcher, Outcome::Ok, Some(found.pid()), Some(&what));
+        if !self.who.is_person() {
+            say(&format!("{}{what}", stamp(self.who)));
+        }
         Ok(true)
     }
 

@@ -466,7 +466,7 @@ impl Finder<'_> {
     /// processes whose command line is a watcher's for that config. One look at each process's
     /// executable, for keepup's own program, passes over the others.
     #[must_use]
-    pub fn running_watchers(&self, config_file: &Path) -> Vec<(Identity, Option<Waits>)> {
+    pub fn running_watchers(&self, config_file: &Path) -> Vec<(Instance, Option<Waits>)> {
         let Some(own) = crate::files::FileId::of(&os::own_program()) else {
             return Vec::new();
         };
@@ -474,7 +474,7 @@ impl Finder<'_> {
             return Vec::new();
         };
         // Also those whose executable is not told: one started before an upgrade replaced it.
-        let mut found: Vec<(u64, Identity, Option<Waits>)> = table
+        let mut found: Vec<(Instance, Option<Waits>)> = table
             .at(super::Link::Exe, &[own])
             .into_iter()
             .filter(|&pid| pid != self.me && table.uid(pid) == Some(self.uid))
@@ -484,15 +484,14 @@ impl Finder<'_> {
                     return None;
                 }
                 let facts = os::facts(pid).filter(|f| !f.zombie && f.uid == self.uid)?;
-                let identity = Identity {
-                    pid: Pid::new(pid.into())?,
-                    start: facts.start,
-                };
-                Some((facts.start_ticks, identity, waits_in(&argv)))
+                Some((
+                    super::instance(Pid::new(pid.into())?, facts),
+                    waits_in(&argv),
+                ))
             })
             .collect();
-        found.sort_by_key(|(ticks, identity, _)| (*ticks, identity.pid.get()));
-        found.into_iter().map(|(_, i, w)| (i, w)).collect()
+        found.sort_by_key(|(watcher, _)| (watcher.facts.start_ticks, watcher.facts.pid));
+        found
     }
 
     /// The command line (NUL-separated) of the live process `identity` (ours, same start);

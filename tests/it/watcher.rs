@@ -182,7 +182,13 @@ fn a_watcher_whose_record_was_removed_is_recorded_again_not_doubled() {
     install_program(built, &keepup);
     let config = env.path("cfg.toml");
     let pid = env.keepup_as(&keepup, &config, &["start"]).expect(0).pid();
-    let watcher = pid_of(&status(&env)["watcher"]["pid"]).expect("no watcher");
+    let value = status(&env);
+    let watcher = pid_of(&value["watcher"]["pid"]).expect("no watcher");
+    let since = value["watcher"]["started_at"].as_str().unwrap().to_owned();
+    // So that a record written anew, rather than for when the watcher started, shows.
+    wait_for("a second past the watcher's start", || {
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string() > since
+    });
     for (upgraded, verb) in [(false, &["start"][..]), (true, &["restart", "--timer"])] {
         if upgraded {
             // A new file in its place: the watcher's program is a deleted one now.
@@ -191,11 +197,21 @@ fn a_watcher_whose_record_was_removed_is_recorded_again_not_doubled() {
         std::fs::remove_file(env.path("svc.py.watcher")).unwrap();
         let run = env.keepup_as(&keepup, &config, verb);
         run.expect(0);
-        assert!(!run.stdout.contains("watcher"), "{run:#?}");
+        if verb == ["start"] {
+            assert!(!run.stdout.contains("watcher"), "{run:#?}");
+        } else {
+            // The timer's check says what it did, in the timer log.
+            run.stdout_has(&format!("had a watcher ({watcher}) no record named"));
+        }
         assert_eq!(env.watchers(), [watcher], "{verb:?}");
         let value = status(&env);
         assert_eq!(pid_of(&value["watcher"]["pid"]), Some(watcher), "{value}");
         assert_eq!(value["watcher"]["waits"], "pidfd", "{value}");
+        let again = value["watcher"]["started_at"].as_str().unwrap();
+        assert!(
+            *again <= *since,
+            "recorded as started at {again}, not {since}"
+        );
     }
     env.keepup(&["events"]).stdout_has(&format!(
         "had a watcher ({watcher}) no record named: recorded it again"
