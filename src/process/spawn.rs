@@ -618,6 +618,20 @@ pub fn spawn_deaf<T: Send + 'static>(
     spawned
 }
 
+/// Runs `work` on a thread of `scope` that no signal reaches: each stays with the main thread,
+/// whatever it blocks or waits for there (held-back interrupts, a `signalfd`).
+pub fn spawn_deaf_in<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    work: impl FnOnce() -> T + Send + 'scope,
+) -> std::io::Result<std::thread::ScopedJoinHandle<'scope, T>> {
+    let before = nix_signal::SigSet::all().thread_swap_mask(nix_signal::SigmaskHow::SIG_BLOCK);
+    let spawned = std::thread::Builder::new().spawn_scoped(scope, work);
+    if let Ok(before) = before {
+        let _ = before.thread_set_mask();
+    }
+    spawned
+}
+
 /// Lets held-back interrupts in (one pending now takes effect: the command ends).
 pub fn resume_interrupts() {
     let _ = interrupts().thread_unblock();

@@ -28,8 +28,51 @@ struct Index {
     unknown: Vec<i32>,
 }
 
+/// Processes a helper thread takes at least, in a table split over the cores: fewer would not
+/// repay the thread's start (tens of µs, against about 4 µs a look).
+const PER_HELPER: usize = 500;
+
+/// Helpers at most, whatever the cores: the looks are path walks in `/proc`, and more threads
+/// than this gain little on them.
+const MAX_HELPERS: usize = 3;
+
 impl Index {
+    /// Each look is a path walk in the kernel, the most of a scan's time: a table of thousands
+    /// is split over the cores (the same work, done sooner). A helper that cannot start leaves
+    /// its part to this thread.
     fn read(pids: &[i32], link: Link) -> Index {
+        let helpers = (pids.len() / PER_HELPER).min(MAX_HELPERS);
+        let helpers = if helpers == 0 {
+            0
+        } else {
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZero::get)
+                .saturating_sub(1)
+                .min(helpers)
+        };
+        if helpers == 0 {
+            return Index::read_part(pids, link);
+        }
+        let mut parts = pids.chunks(pids.len().div_ceil(helpers + 1));
+        let mine = parts.next().unwrap_or_default();
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = parts
+                .map(|part| {
+                    let helper =
+                        super::spawn::spawn_deaf_in(scope, move || Index::read_part(part, link));
+                    (part, helper.ok())
+                })
+                .collect();
+            let mut index = Index::read_part(mine, link);
+            for (part, helper) in helpers {
+                let read = helper.and_then(|h| h.join().ok());
+                index.merge(read.unwrap_or_else(|| Index::read_part(part, link)));
+            }
+            index
+        })
+    }
+
+    fn read_part(pids: &[i32], link: Link) -> Index {
         let mut index = Index {
             at: HashMap::new(),
             unknown: Vec::new(),
@@ -42,6 +85,13 @@ impl Index {
             }
         }
         index
+    }
+
+    fn merge(&mut self, other: Index) {
+        for (file, pids) in other.at {
+            self.at.entry(file).or_default().extend(pids);
+        }
+        self.unknown.extend(other.unknown);
     }
 }
 
@@ -112,5 +162,35 @@ impl Table {
     /// The program it runs.
     pub(super) fn exe(&self, pid: i32) -> Option<Rc<PathBuf>> {
         self.remembered(pid, |s| &s.exe, || os::exe(pid).map(Rc::new))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table split over helper threads finds each process as one thread does: this process
+    /// (at its folder) as often as it is listed, an ended one nowhere.
+    #[test]
+    fn a_table_split_over_threads_is_read_whole() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let ended = i32::MAX;
+        let pids: Vec<i32> = [me, ended]
+            .into_iter()
+            .cycle()
+            .take(2 * (MAX_HELPERS + 1) * PER_HELPER + 3)
+            .collect();
+        let here = FileId::of(&std::env::current_dir().unwrap()).unwrap();
+        for index in [
+            Index::read(&pids, Link::Cwd),
+            Index::read_part(&pids, Link::Cwd),
+        ] {
+            assert_eq!(index.at.len(), 1);
+            assert_eq!(
+                index.at.get(&here).map(Vec::len),
+                Some(pids.iter().filter(|p| **p == me).count())
+            );
+            assert!(index.unknown.is_empty());
+        }
     }
 }
