@@ -609,13 +609,7 @@ pub fn defer_interrupts() {
 pub fn spawn_deaf<T: Send + 'static>(
     work: impl FnOnce() -> T + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<T>> {
-    // A new thread starts with its creator's mask: blocked from its first instruction.
-    let before = interrupts().thread_swap_mask(nix_signal::SigmaskHow::SIG_BLOCK);
-    let spawned = std::thread::Builder::new().spawn(work);
-    if let Ok(before) = before {
-        let _ = before.thread_set_mask();
-    }
-    spawned
+    blocking(interrupts(), || std::thread::Builder::new().spawn(work))
 }
 
 /// Runs `work` on a thread of `scope` that no signal reaches: each stays with the main thread,
@@ -624,8 +618,16 @@ pub fn spawn_deaf_in<'scope, T: Send + 'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     work: impl FnOnce() -> T + Send + 'scope,
 ) -> std::io::Result<std::thread::ScopedJoinHandle<'scope, T>> {
-    let before = nix_signal::SigSet::all().thread_swap_mask(nix_signal::SigmaskHow::SIG_BLOCK);
-    let spawned = std::thread::Builder::new().spawn_scoped(scope, work);
+    blocking(nix_signal::SigSet::all(), || {
+        std::thread::Builder::new().spawn_scoped(scope, work)
+    })
+}
+
+/// Starts a thread (`spawn`) with `signals` blocked from its first instruction: a new thread
+/// starts with its creator's mask, which is put back after.
+fn blocking<T>(signals: nix_signal::SigSet, spawn: impl FnOnce() -> T) -> T {
+    let before = signals.thread_swap_mask(nix_signal::SigmaskHow::SIG_BLOCK);
+    let spawned = spawn();
     if let Ok(before) = before {
         let _ = before.thread_set_mask();
     }
