@@ -310,16 +310,22 @@ impl TestEnv {
 
 /// Whether `pid`'s environment holds `mark`. A keepup in the middle of an exec (the watcher
 /// becomes its waiting state that way) shows an empty environment for an instant: it is read
-/// again, so it is not missed.
+/// again, so it is not missed. It is told by its executable, not its name: a watcher runs
+/// keepup through `/proc/self/exe`, so its name is `exe`.
 fn marked(pid: i32, mark: &[u8]) -> bool {
     let deadline = Instant::now() + Duration::from_millis(200);
+    let runs_keepup = || {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+            exe.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("keepup"))
+        })
+    };
     loop {
         let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         if !env.is_empty() {
             return env.split(|b| *b == 0).any(|v| v == mark);
         }
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim_end() != "keepup" || !alive(pid) || Instant::now() > deadline {
+        if !runs_keepup() || !alive(pid) || Instant::now() > deadline {
             return false;
         }
         std::thread::sleep(Duration::from_millis(1));
