@@ -48,6 +48,7 @@ pub fn run(
     // `process::watcher::spawn` writes: they are the lock and pipe it handed over.
     let handed = unsafe { Handed::take(lock_fd, report_fd)? };
     process::watcher::calm_signals();
+    process::watcher::take_own_name();
     process::become_subreaper();
     let waits = Waits::here();
     let me = process::own_identity()
@@ -119,6 +120,7 @@ pub fn run(
 pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     let mut waiting = process::watcher::waiting_args(args)?;
     process::watcher::calm_signals();
+    process::watcher::take_own_name();
     process::become_subreaper();
     process::notify::take_handed();
     process::watcher::ready_to_act();

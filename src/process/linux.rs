@@ -223,6 +223,12 @@ pub fn become_subreaper() {
     }
 }
 
+/// keepup run through `/proc/self/exe` (as the watcher is) is named `exe` by the kernel: in
+/// `ps`, `top` and `pgrep` it takes its own name back.
+pub fn name_self() {
+    let _ = nix::sys::prctl::set_name(c"keepup");
+}
+
 /// `pid` and every process below it, from each thread's `children` list: the size of the
 /// service, not of the process table. `None` where the kernel lacks those lists.
 pub fn family(pid: i32) -> Option<Vec<i32>> {

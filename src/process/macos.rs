@@ -129,6 +129,9 @@ pub fn family(_pid: i32) -> Option<Vec<i32>> {
     None
 }
 
+/// A process run by its own path keeps its name here.
+pub fn name_self() {}
+
 /// macOS has no subreaper: a daemonizing service is reported as such by its exit, no more.
 pub fn become_subreaper() {}
 

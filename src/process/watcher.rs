@@ -414,6 +414,11 @@ pub fn ready_to_act() {
     let _ = std::arch::is_x86_feature_detected!("avx2");
 }
 
+/// The watcher's name as `ps` shows it: keepup's, not the `exe` of the path it runs by.
+pub fn take_own_name() {
+    os::name_self();
+}
+
 /// The watcher has no terminal, and what it writes goes to a log: a hangup or a closed pipe
 /// must not end it. SIGTERM (from `stop`) must.
 pub fn calm_signals() {

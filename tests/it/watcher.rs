@@ -219,6 +219,9 @@ fn a_watcher_whose_record_was_removed_is_recorded_again_not_doubled() {
     sigkill(pid);
     await_revival(&env, &entry, pid, Instant::now());
     assert_eq!(env.watchers(), [watcher]);
+    // In `ps` and `pgrep`, by its own name, also once it has run itself afresh after acting.
+    let name = std::fs::read_to_string(format!("/proc/{watcher}/comm")).unwrap();
+    assert_eq!(name, "keepup\n");
     env.keepup(&["stop"]).expect(0);
 }
 
