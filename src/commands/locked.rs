@@ -338,11 +338,17 @@ impl<'a> Locked<'a> {
             },
             watcher.pid
         );
-        self.record(Kind::Watcher, Outcome::Ok, Some(watcher.pid), Some(&what));
+        self.tell_watcher(watcher.pid, &what);
+        Ok(Some(watcher.pid))
+    }
+
+    /// A `watcher` event for what was done about the watcher, said on stdout too when a log
+    /// is listening (the timer's), not a person.
+    fn tell_watcher(&self, watcher: Pid, what: &str) {
+        self.record(Kind::Watcher, Outcome::Ok, Some(watcher), Some(what));
         if !self.who.is_person() {
             say(&format!("{}{what}", stamp(self.who)));
         }
-        Ok(Some(watcher.pid))
     }
 
     /// A watcher that runs for this config though no record names it (the record was removed
@@ -373,10 +379,7 @@ impl<'a> Locked<'a> {
             instance.pid(),
             found.pid()
         );
-        self.record(Kind::Watcher, Outcome::Ok, Some(found.pid()), Some(&what));
-        if !self.who.is_person() {
-            say(&format!("{}{what}", stamp(self.who)));
-        }
+        self.tell_watcher(found.pid(), &what);
         Ok(true)
     }
 

@@ -47,9 +47,7 @@ pub fn run(
     // SAFETY: keepup passes these on the watcher's command line, which only
     // `process::watcher::spawn` writes: they are the lock and pipe it handed over.
     let handed = unsafe { Handed::take(lock_fd, report_fd)? };
-    process::watcher::calm_signals();
-    process::watcher::take_own_name();
-    process::become_subreaper();
+    process::watcher::begin();
     let waits = Waits::here();
     let me = process::own_identity()
         .ok_or_else(|| Error::Failed("the watcher cannot tell its own identity".to_owned()))?;
@@ -119,9 +117,7 @@ pub fn run(
 #[must_use]
 pub fn waiting(args: &[std::ffi::OsString]) -> Option<u8> {
     let mut waiting = process::watcher::waiting_args(args)?;
-    process::watcher::calm_signals();
-    process::watcher::take_own_name();
-    process::become_subreaper();
+    process::watcher::begin();
     process::notify::take_handed();
     process::watcher::ready_to_act();
     // Known before the wait, not after it: one read of /proc less on the revival's way.

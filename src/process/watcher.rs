@@ -414,14 +414,18 @@ pub fn ready_to_act() {
     let _ = std::arch::is_x86_feature_detected!("avx2");
 }
 
-/// The watcher's name as `ps` shows it: keepup's, not the `exe` of the path it runs by.
-pub fn take_own_name() {
+/// What each image of the watcher does first, the acting one and the waiting one alike: it
+/// takes its signals calm, its name as `ps` shows it (keepup's, not the `exe` of the path it
+/// runs by), and becomes the reaper of what its service leaves.
+pub fn begin() {
+    calm_signals();
     os::name_self();
+    super::become_subreaper();
 }
 
 /// The watcher has no terminal, and what it writes goes to a log: a hangup or a closed pipe
 /// must not end it. SIGTERM (from `stop`) must.
-pub fn calm_signals() {
+fn calm_signals() {
     use nix_signal::{SigHandler, Signal as S};
     // SAFETY: setting dispositions installs no handler code.
     unsafe {
